@@ -1,0 +1,307 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Settings, declared once in :data:`SETTINGS` and resolved in one order.
+
+Each setting is a row of the table.  The same row makes the command-line option
+(``--name``), the environment variable (``GUESTPKG_NAME``) and the key in
+``/etc/guestpkg/guestpkg.conf`` and ``/etc/guestpkg/guestpkg.conf.d/*.conf``.
+A value is taken from the first of these that has it:
+
+1. the command line,
+2. the environment (``GUESTPKG_*``),
+3. the ``.conf.d`` snippets (in name order, later wins), then ``guestpkg.conf``,
+4. the built-in default.
+
+The configuration file format is one ``key = value`` per line; ``#`` starts a comment;
+keys use dashes or underscores alike.  See guestpkg.conf(5).
+
+``GUESTPKG_CONFDIR`` (environment only) moves ``/etc/guestpkg``, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guestpkg.errors import ConfigError
+
+DEFAULT_CONFDIR = Path("/etc/guestpkg")
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use yes or no)")
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+    parse.__name__ = "choice"
+    return parse
+
+
+def parse_seconds(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``3h``; 0 means no limit."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    factor = units.get(text[-1:])
+    number = text[:-1] if factor else text
+    value = float(number) * (factor or 1)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``2G`` (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(text[-1:])
+    number = text[:-1] if factor else text
+    value = int(float(number) * (factor or 1))
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def parse_int(text: str) -> int:
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str                       # the Config field; --name-with-dashes on the CLI
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    commands: tuple[str, ...] = ()  # subcommands offering it as an option; () = none
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return "GUESTPKG_" + self.name.upper()
+
+
+def _nproc() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+BUILD = ("build", "shell")
+BUILDERS = ("build", "shell", "buildroot", "cache", "rebuild")
+
+SETTINGS: tuple[Setting, ...] = (
+    # where things live
+    Setting("vardir", Path, Path("/var/lib/guestpkg"),
+            "state: buildroots, layers, forks, host state", (*BUILDERS, "status", "forget", "hook"),
+            "DIR"),
+    Setting("cachedir", Path, Path("/var/cache/guestpkg"),
+            "verified downloads (content-addressed)", ("fetch", "build", "rebuild"), "DIR"),
+    Setting("logdir", Path, Path("/var/log/guestpkg"), "logs of builds and hook runs", (), "DIR"),
+    Setting("srcdir", Path, Path("/usr/src"), "where generated guest packages are kept", (),
+            "DIR"),
+    # buildroots
+    Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
+    Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
+            ("buildroot",), "SUITE"),
+    Setting("arch", str, "", "architecture of a new buildroot (default: this system's)",
+            ("buildroot",), "ARCH"),
+    Setting("mirror", str, "", "mirror URL for a new buildroot (default: this system's "
+            "Debian sources)", ("buildroot",), "URL"),
+    Setting("fork_upper", parse_choice("tmpfs", "disk"), "tmpfs",
+            "where a fork keeps its writes: tmpfs (fast, memory) or disk (under vardir)",
+            BUILDERS, "WHERE"),
+    # the sandbox and builds
+    Setting("user", str, "build", "the unprivileged user builds run as", BUILD, "USER"),
+    Setting("network", parse_bool, False,
+            "allow network in the build phase (a logged relaxation)", BUILD, None),
+    Setting("timeout", parse_seconds, 4 * 3600.0,
+            "wall-clock limit of one sandboxed command (s, m, h; 0: none)", BUILD, "TIME"),
+    Setting("jobs", parse_int, 0, "parallel jobs of a build (0: the number of CPUs)", BUILD,
+            "N"),
+    Setting("preserve_build", parse_choice("never", "on-error", "always"), "never",
+            "keep the fork after a build", ("build",), "WHEN"),
+    Setting("satisfydepends_cmd", str, "",
+            "external build-dependency resolver instead of the built-in one", ("build",),
+            "CMD"),
+    Setting("faketime", parse_bool, False,
+            "freeze the clock at the last changelog entry (may break parallel builds)",
+            ("build",), None),
+    # fetching
+    Setting("download_timeout", parse_seconds, 60.0, "socket timeout of a download",
+            ("fetch", "upstream-check"), "TIME"),
+    Setting("download_retries", parse_int, 3, "retries of a failed download",
+            ("fetch", "upstream-check"), "N"),
+    Setting("max_download_size", parse_size, 4 << 30, "largest download accepted",
+            ("fetch",), "SIZE"),
+    # trust
+    Setting("trustdir", Path, Path("/etc/guestpkg/trust.d"),
+            "keys and signature archives", ("trust", "dcfpkg"), "DIR"),
+)
+
+SETTING_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved settings; passed explicitly, never global."""
+
+    vardir: Path
+    cachedir: Path
+    logdir: Path
+    srcdir: Path
+    buildroot: str
+    suite: str
+    arch: str
+    mirror: str
+    fork_upper: str
+    user: str
+    network: bool
+    timeout: float
+    jobs: int
+    preserve_build: str
+    satisfydepends_cmd: str
+    faketime: bool
+    download_timeout: float
+    download_retries: int
+    max_download_size: int
+    trustdir: Path
+
+    @property
+    def build_jobs(self) -> int:
+        return self.jobs or _nproc()
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self.timeout or None
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Config:
+        """The built-in defaults, with *overrides*: for tests and library callers."""
+        values = {s.name: s.default for s in SETTINGS}
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def confdir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("GUESTPKG_CONFDIR", DEFAULT_CONFDIR))
+
+
+def config_files(directory: Path) -> list[Path]:
+    """guestpkg.conf first, then the .conf.d snippets in name order: later wins."""
+    files = [directory / "guestpkg.conf"]
+    snippets = directory / "guestpkg.conf.d"
+    if snippets.is_dir():
+        files += sorted(p for p in snippets.iterdir() if p.name.endswith(".conf"))
+    return [f for f in files if f.is_file()]
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """``key = value`` lines; unknown keys are errors, so typos don't go unnoticed."""
+    values: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        name = key.strip().replace("-", "_").lower()
+        if not sep:
+            raise ConfigError(f"{path}:{lineno}: expected 'key = value', got {raw!r}")
+        if name not in SETTING_BY_NAME:
+            raise ConfigError(f"{path}:{lineno}: unknown setting {key.strip()!r}",
+                              hint="see guestpkg.conf(5) for the settings")
+        values[name] = value.strip().strip('"')
+    return values
+
+
+def _parse(setting: Setting, text: str, origin: str) -> Any:
+    try:
+        return setting.parse(text)
+    except ValueError as e:
+        raise ConfigError(f"{origin}: bad value for {setting.name}: {e}") from e
+
+
+def load(
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    directory: Path | None = None,
+) -> Config:
+    """Resolve every setting: *cli* (already parsed, ``None`` = not given) >
+    *environ* > config files in *directory* > defaults."""
+    environ = os.environ if environ is None else environ
+    directory = confdir(environ) if directory is None else directory
+    from_files: dict[str, tuple[str, str]] = {}
+    for path in config_files(directory):
+        for name, text in read_config_file(path).items():
+            from_files[name] = (text, str(path))
+
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if cli is not None and cli.get(s.name) is not None:
+            values[s.name] = cli[s.name]
+        elif s.env_var in environ:
+            values[s.name] = _parse(s, environ[s.env_var], s.env_var)
+        elif s.name in from_files:
+            text, origin = from_files[s.name]
+            values[s.name] = _parse(s, text, origin)
+        else:
+            values[s.name] = s.default
+    return Config(**values)
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the options of every setting that *command* offers."""
+    for s in SETTINGS:
+        if command not in s.commands:
+            continue
+        help_text = f"{s.help} (default: {_show_default(s)}; env {s.env_var})"
+        if s.parse is parse_bool:
+            parser.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(s.option, dest=s.name, type=_argparse_type(s), default=None,
+                                metavar=s.metavar, help=help_text)
+
+
+def _show_default(s: Setting) -> str:
+    if s.parse is parse_bool:
+        return "yes" if s.default else "no"
+    if s.name == "jobs":
+        return "number of CPUs"
+    if s.name == "timeout":
+        return f"{int(s.default) // 3600}h"
+    return str(s.default) if s.default not in ("", None) else "see above"
+
+
+def _argparse_type(s: Setting) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return s.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+    convert.__name__ = s.metavar or s.name
+    return convert
+
+
+def cli_values(namespace: argparse.Namespace, names: Sequence[str] | None = None) -> dict[str, Any]:
+    names = names or [s.name for s in SETTINGS]
+    return {n: getattr(namespace, n, None) for n in names}

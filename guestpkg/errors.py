@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The errors guestpkg raises on purpose.
+
+Library code raises these; only :mod:`guestpkg.cli` turns them into a message and an
+exit code.  Anything else that escapes is a bug and is reported as one.
+
+Exit codes (documented in guestpkg(1)):
+
+====  =======================================================
+ 0    success
+ 1    a build or command that guestpkg ran failed
+ 2    usage or configuration error
+ 3    bad input: a malformed file, a hostile archive, a wrong checksum
+ 4    the network or an upstream server failed
+ 5    the system is not in a state guestpkg can work with
+ 6    a signature or trust check refused the package
+ 70   a bug in guestpkg (EX_SOFTWARE)
+ 130  interrupted
+====  =======================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GuestpkgError(Exception):
+    """An error with a one-line message for the user and an optional hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(GuestpkgError):
+    """The command line or a configuration file is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration file or environment variable has a bad value."""
+
+
+class InputError(GuestpkgError):
+    """Input from a file or a peer is malformed or hostile."""
+
+    exit_code = 3
+
+
+class ParseError(InputError):
+    """A file could not be parsed; carries ``path:line`` like python-debian does."""
+
+    def __init__(
+        self,
+        message: str,
+        path: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message, hint)
+        self.path = path
+        self.line = line
+
+
+class ChecksumMismatch(InputError):
+    """A download or file does not have the pinned SHA256."""
+
+    def __init__(self, url: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"{url}: SHA256 mismatch: expected {expected}, got {actual}",
+            hint="upstream may have re-rolled the tarball under the same name; "
+            "nothing was kept. Check with upstream before updating the pinned checksum.",
+        )
+        self.url = url
+        self.expected = expected
+        self.actual = actual
+
+
+class UnsafeArchive(InputError):
+    """An archive member would escape the extraction directory or is not allowed."""
+
+
+class NetworkError(GuestpkgError):
+    """A download or an upstream server failed."""
+
+    exit_code = 4
+
+
+class SystemStateError(GuestpkgError):
+    """The system (dpkg database, locks, mounts, disk) is not usable right now."""
+
+    exit_code = 5
+
+
+class TrustError(GuestpkgError):
+    """A signature or the trust policy refused a package."""
+
+    exit_code = 6
+
+
+class CommandFailed(GuestpkgError):
+    """An external command exited non-zero."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        returncode: int,
+        output_tail: str = "",
+        log_path: Path | None = None,
+        hint: str | None = None,
+    ) -> None:
+        import shlex
+
+        message = f"command failed with exit status {returncode}: {shlex.join(argv)}"
+        if returncode < 0:
+            message = f"command killed by signal {-returncode}: {shlex.join(argv)}"
+        super().__init__(message, hint)
+        self.argv = argv
+        self.returncode = returncode
+        self.output_tail = output_tail
+        self.log_path = log_path
+
+
+class BuildFailed(GuestpkgError):
+    """A package build failed; the log has the details."""
+
+    def __init__(self, message: str, log_path: Path | None, output_tail: str = "") -> None:
+        hint = f"the full log is {log_path}" if log_path else None
+        super().__init__(message, hint)
+        self.log_path = log_path
+        self.output_tail = output_tail
+
+
+class Interrupted(GuestpkgError):
+    """The user or a signal stopped guestpkg."""
+
+    exit_code = 130

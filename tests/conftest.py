@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Shared fixtures.  Tests mirror the package: ``tests/unit`` needs no root and no
+network; ``tests/sandbox`` and ``tests/integration`` use the real kernel features, real
+mmdebstrap roots and real apt, dpkg and debconf, and skip nothing silently: when they
+can't run (not root) they fail, unless GUESTPKG_TESTS_UNIT_ONLY=1 deselects them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unit_only = os.environ.get("GUESTPKG_TESTS_UNIT_ONLY") == "1"
+    keep, drop = [], []
+    for item in items:
+        needs_root = "tests/unit/" not in str(item.fspath).replace(os.sep, "/")
+        if needs_root:
+            item.add_marker(pytest.mark.root)
+        (drop if unit_only and needs_root else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
