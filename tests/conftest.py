@@ -15,6 +15,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# Whatever a test runs (library calls or `python3 -m guestpkg` subprocesses), it never
+# reads the machine's /etc/guestpkg or writes its /var/lib, /var/cache or /var/log
+# guestpkg directories: the defaults point into a test area unless a test says otherwise.
+TEST_AREA = Path(os.environ.get("GUESTPKG_TEST_AREA", "/var/tmp/guestpkg-tests"))
+for _name, _sub in (("GUESTPKG_CONFDIR", "etc"), ("GUESTPKG_LOGDIR", "log"),
+                    ("GUESTPKG_CACHEDIR", "cache"), ("GUESTPKG_VARDIR", "vardir")):
+    os.environ.setdefault(_name, str(TEST_AREA / _sub))
+os.environ["PYTHONPATH"] = str(REPO) + (
+    os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     unit_only = os.environ.get("GUESTPKG_TESTS_UNIT_ONLY") == "1"
