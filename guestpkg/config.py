@@ -115,6 +115,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("logdir", Path, Path("/var/log/guestpkg"), "logs of builds and hook runs", (), "DIR"),
     Setting("srcdir", Path, Path("/usr/src"), "where generated guest packages are kept", (),
             "DIR"),
+    Setting("hostsdir", Path, Path("/usr/share/guestpkg/hosts"),
+            "where host packages install their guest's debian/ and manifest", (), "DIR"),
     # buildroots
     Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
     Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
@@ -152,6 +154,13 @@ SETTINGS: tuple[Setting, ...] = (
     # trust
     Setting("trustdir", Path, Path("/etc/guestpkg/trust.d"),
             "keys and signature archives", ("trust", "dcfpkg"), "DIR"),
+    # host packages
+    Setting("retry_delay", parse_seconds, 3600.0,
+            "wait after a host's first failed build; doubled per failure, at most a day",
+            (), "TIME"),
+    Setting("permanent_failure_after", parse_seconds, 3 * 86400.0,
+            "stop retrying a host that has failed for this long (guestpkg rebuild resumes)",
+            (), "TIME"),
 )
 
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -165,6 +174,7 @@ class Config:
     cachedir: Path
     logdir: Path
     srcdir: Path
+    hostsdir: Path
     buildroot: str
     suite: str
     arch: str
@@ -181,6 +191,8 @@ class Config:
     download_retries: int
     max_download_size: int
     trustdir: Path
+    retry_delay: float
+    permanent_failure_after: float
 
     @property
     def build_jobs(self) -> int:
