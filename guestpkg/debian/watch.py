@@ -310,7 +310,7 @@ def _text(options: dict[str, str | list[str]], name: str) -> str | None:
 def _unsupported(options: dict[str, str | list[str]], mode: str) -> tuple[str, ...]:
     names = [n for n in options if n in UNSUPPORTED]
     names += list(options.get("unknown", []))
-    if mode not in ("http", "ftp"):
+    if mode != "http":  # requests speaks http(s) only; uscan also lists FTP directories
         names.append(f"mode={mode}")
     return tuple(names)
 
