@@ -1,0 +1,285 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What runs inside: ``python3 -m guestpkg.sandbox`` sets the sandbox up and runs the
+command.  Three processes, each with one job:
+
+**helper** (this process, started by :func:`guestpkg.sandbox.run_sandboxed`)
+    dies with its parent (PR_SET_PDEATHSIG), unshares the mount, pid, uts, ipc, cgroup
+    and (unless ``network``) net namespaces, brings ``lo`` up, sets the host name,
+    forks *init*, forwards signals to it and exits with its status.
+
+**init** (pid 1 of the new pid namespace)
+    dies with the helper, mounts the root, /proc, /dev and /sys, pivots into the root,
+    forks the command and then only reaps children, forwards signals and enforces the
+    wall-clock limit.  When pid 1 of a pid namespace exits the kernel kills every other
+    process in it (pid_namespaces(7)), and the mount namespace with the overlay goes
+    with the last of them: a SIGKILL of guestpkg leaves nothing behind.
+
+**command**
+    a new session (no controlling terminal, so no TIOCSTI into ours: CVE-2017-5226),
+    dies with init, rlimits and umask, drops to the build user, empties the capability
+    sets, sets no_new_privs, loads the seccomp filter and execs.
+
+Everything is imported before pivot_root(2): the host's Python library is not visible
+afterwards.  Exit status: the command's (128+N if killed by signal N), 124 if the
+wall-clock limit hit (as timeout(1)), 125 if the sandbox could not be set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import select
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import prctl
+import seccomp
+
+from guestpkg.errors import GuestpkgError
+from guestpkg.sandbox import caps, mounts, network, seccomp_filter
+from guestpkg.sandbox.idmap import get_mapping
+from guestpkg.sandbox.spec import SandboxSpec, from_json
+from guestpkg.sandbox.syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    setdomainname,
+    sethostname,
+    unshare,
+)
+
+TIMEOUT_STATUS = 124
+SETUP_FAILED_STATUS = 125
+EXEC_FAILED_STATUS = 127
+#: After SIGTERM at the wall-clock limit, how long until SIGKILL.
+KILL_GRACE_S = 10.0
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+#: Signals the terminal sends to its whole foreground process group: in interactive
+#: mode the command gets them directly, the helper and init must not die of them.
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"guestpkg-sandbox: {message}\n")
+    sys.stderr.flush()
+
+
+def _status(wait_status: int) -> int:
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+# -- the command ---------------------------------------------------------------------
+
+
+def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter) -> None:
+    """In the command's process: drop everything, then execve.  Never returns."""
+    try:
+        if not spec.interactive:
+            os.setsid()
+        prctl.set_pdeathsig(signal.SIGKILL)
+        # Python ignores SIGPIPE and SIGXFSZ and handles SIGINT; execve keeps ignored
+        # signals ignored (signal(7)), so give the command the defaults back.
+        for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM,
+                    signal.SIGTSTP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        caps.set_rlimits(spec.rlimits)
+        os.umask(spec.umask)
+        os.chdir(spec.cwd)
+        caps.drop_privileges(spec.uid, spec.gid, spec.capabilities)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        seccomp_filter.load(seccomp_rules)
+    except BaseException as e:  # report, never unwind into init's code
+        _say(f"cannot drop privileges: {e}")
+        os._exit(SETUP_FAILED_STATUS)
+    try:
+        os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
+    except OSError as e:
+        _say(f"cannot run {spec.argv[0]}: {e.strerror}")
+    os._exit(EXEC_FAILED_STATUS)
+
+
+# -- init: pid 1 of the new pid namespace ------------------------------------------
+
+
+def kill_all(signum: int) -> None:
+    """Signal every process of the pid namespace except pid 1 itself (kill(2): pid -1)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signum)
+
+
+class Supervisor:
+    """pid 1's loop: reap everything, forward signals, enforce the time limit."""
+
+    def __init__(self, child: int, spec: SandboxSpec) -> None:
+        self.child = child
+        self.spec = spec
+        self.timed_out = False
+
+    def forward(self, signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.child, signum)
+
+    def alarm(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.timed_out:
+            self.timed_out = True
+            _say(f"wall-clock limit of {self.spec.timeout_s:g} s reached: stopping everything")
+            kill_all(signal.SIGTERM)
+            signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
+        else:
+            kill_all(signal.SIGKILL)
+
+    def install(self) -> None:
+        for sig in FORWARDED:
+            signal.signal(sig, self.forward)
+        if self.spec.interactive:
+            for sig in TERMINAL_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+        if self.spec.timeout_s:
+            signal.signal(signal.SIGALRM, self.alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.spec.timeout_s)
+
+    def wait(self) -> int:
+        status = None
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == self.child:
+                status = _status(wait_status)
+                # Daemons the command left behind die with it.
+                kill_all(signal.SIGKILL)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.timed_out:
+            return TIMEOUT_STATUS
+        return SETUP_FAILED_STATUS if status is None else status
+
+
+def _helper_alive(pipe_read: int) -> bool:
+    """The helper holds the pipe's write end: EOF means it already died."""
+    readable, _, _ = select.select([pipe_read], [], [], 0)
+    return not readable
+
+
+def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read: int) -> None:
+    """pid 1: build the root, start the command, supervise.  Never returns."""
+    status = SETUP_FAILED_STATUS
+    try:
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if not _helper_alive(pipe_read):
+            os._exit(SETUP_FAILED_STATUS)
+        os.close(pipe_read)
+        staging = mounts.mount_staging(spec)
+        root = mounts.mount_root(spec, staging)
+        mounts.mount_binds(root, spec.binds)
+        mounts.mount_proc(root)
+        mounts.mount_dev(root)
+        mounts.mount_sys(root)
+        mounts.pivot_into(root)
+        child = os.fork()
+        if child == 0:
+            exec_command(spec, seccomp_rules)
+        supervisor = Supervisor(child, spec)
+        supervisor.install()
+        status = supervisor.wait()
+    except BaseException as e:  # pid 1 must end with _exit
+        _say(f"cannot set up the sandbox: {e}")
+    sys.stdout.flush()
+    os._exit(status)
+
+
+# -- the helper ------------------------------------------------------------------------
+
+
+def namespace_flags(spec: SandboxSpec) -> int:
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    return flags if spec.network else flags | CLONE_NEWNET
+
+
+def run_helper(spec: SandboxSpec, parent_pid: int | None) -> int:
+    mapping = get_mapping(spec.id_mapping)
+    mapping.check()
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        return SETUP_FAILED_STATUS  # guestpkg died before we could notice
+    rules = seccomp_filter.build_filter(allow_setuid=spec.allow_setuid)
+    unshare(mapping.unshare_flags() | (0 if spec.network else CLONE_NEWNET))
+    if not spec.network:
+        network.bring_up_loopback()
+    # The pid namespace last: the first process forked after unshare(CLONE_NEWPID)
+    # becomes its pid 1, and pyroute2 may run helpers of its own.
+    unshare(namespace_flags(spec) & ~CLONE_NEWNET)
+    mounts.make_private("/")
+    sethostname(spec.hostname)
+    setdomainname("(none)")
+    pipe_read, pipe_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(pipe_write)
+        run_init(spec, rules, pipe_read)
+    os.close(pipe_read)
+    mapping.after_unshare(pid)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        os.kill(pid, signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    if spec.interactive:
+        for sig in TERMINAL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+    _, wait_status = os.waitpid(pid, 0)
+    return _status(wait_status)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m guestpkg.sandbox",
+        description="Run the command of a guestpkg sandbox spec (JSON) in that sandbox. "
+        "guestpkg writes the spec of a failed command next to its log for this.")
+    parser.add_argument("spec", nargs="?", type=Path, help="the spec file (JSON)")
+    parser.add_argument("--spec-fd", type=int, help="read the spec from this fd")
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--shell", action="store_true",
+                        help="run an interactive /bin/sh in the same sandbox instead")
+    args = parser.parse_args(argv)
+    if (args.spec is None) == (args.spec_fd is None):
+        parser.error("give a spec file or --spec-fd")
+    return args
+
+
+def read_spec(args: argparse.Namespace) -> SandboxSpec:
+    if args.spec_fd is not None:
+        with os.fdopen(args.spec_fd, "r", encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = args.spec.read_text(encoding="utf-8")
+    spec = from_json(text)
+    if args.shell:
+        spec = dataclasses.replace(spec, argv=("/bin/sh", "-i"), interactive=True,
+                                   timeout_s=None)
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run_helper(read_spec(args), args.parent_pid)
+    except GuestpkgError as e:
+        _say(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else ""))
+    except OSError as e:
+        _say(f"cannot set up the sandbox: {e}")
+    return SETUP_FAILED_STATUS
