@@ -9,8 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from guestpkg.buildroot import BaseRoot
+    from guestpkg.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -42,3 +47,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def test_config() -> Config:
+    """Built-in defaults with every directory in the test area (never the machine's)."""
+    from guestpkg.config import Config
+
+    return Config.defaults(vardir=TEST_AREA / "vardir", cachedir=TEST_AREA / "cache",
+                           logdir=TEST_AREA / "log", srcdir=TEST_AREA / "src",
+                           trustdir=TEST_AREA / "etc" / "trust.d")
+
+
+@pytest.fixture(scope="session")
+def base_root(test_config: Config) -> BaseRoot:
+    """A real buildd base root of this system's suite (buildroot ``default`` of the
+    test vardir), made once by guestpkg's own create and reused across runs.  Test
+    sessions running at the same time wait for each other's create on a lock."""
+    import fcntl
+
+    from guestpkg.buildroot import create_base_root, open_base_root, remove_base_root
+    from guestpkg.errors import SystemStateError
+
+    test_config.vardir.mkdir(parents=True, exist_ok=True)
+    with open(TEST_AREA / "base-root.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return open_base_root(test_config, "default")
+        except SystemStateError:
+            if (test_config.vardir / "buildroots" / "default" / "root.json").exists():
+                remove_base_root(test_config, "default")  # broken: start again
+        return create_base_root(test_config, "default")

@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Forks: throwaway copy-on-write views of a base root, one per build.
+
+A fork is an overlayfs(5) stack: optional extra layers (cached build dependencies) over
+a base root generation, both read-only, and the fork's own upper and work directories
+that take every write.  The overlay itself is mounted by the sandbox inside its own
+mount namespace, once per command; what persists between the commands of one build is
+the upper directory.  It lives under ``<vardir>/forks/``::
+
+    forks/<id>/upper  forks/<id>/work    the fork's writes (overlay upperdir, workdir)
+    forks/<id>.lock                      the owner holds an exclusive flock(2) on it
+
+With ``fork_upper = tmpfs`` (the default) ``forks/<id>`` is a tmpfs mounted in a private
+mount namespace of the guestpkg process (mount_namespaces(7)): no other process sees it,
+and the kernel unmounts it when guestpkg dies, even by SIGKILL.  With ``disk`` the
+writes go to the state directory's file system (for builds larger than memory).
+
+A fork is destroyed when its ``with`` block ends, also on an error or Ctrl-C.  If
+guestpkg is killed, the lock dies with it, and the next :func:`fork` or buildroot
+command (:func:`reap_forks`) removes every fork directory whose lock nobody holds.
+While a fork lives it holds a shared lock on its base root generation, so ``update``
+and ``remove`` never take a tree from under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guestpkg import fsutil
+from guestpkg.buildroot.roots import BaseRoot, require_root
+from guestpkg.config import Config
+from guestpkg.errors import SystemStateError, UsageError
+
+if TYPE_CHECKING:
+    from guestpkg.sandbox import SandboxSpec
+
+log = logging.getLogger(__name__)
+
+
+def forks_dir(config: Config) -> Path:
+    return config.vardir / "forks"
+
+
+@dataclass
+class Fork:
+    """A live fork; get one from :func:`fork`."""
+
+    id: str
+    base: BaseRoot
+    layers: tuple[Path, ...]
+    directory: Path
+    on_tmpfs: bool
+    spent: bool = field(default=False, init=False)
+
+    @property
+    def upperdir(self) -> Path:
+        return self.directory / "upper"
+
+    @property
+    def workdir(self) -> Path:
+        return self.directory / "work"
+
+    @property
+    def lowerdirs(self) -> tuple[Path, ...]:
+        """Topmost first, the base root last, as overlayfs(5) and SandboxSpec take them."""
+        return (*self.layers, self.base.path)
+
+    def spec(self, argv: Sequence[str], **kwargs: Any) -> SandboxSpec:
+        """A :class:`~guestpkg.sandbox.SandboxSpec` that runs *argv* in this fork;
+        *kwargs* are the spec's other fields (env, uid, network, ...)."""
+        from guestpkg.sandbox import SandboxSpec
+
+        if self.spent:
+            raise UsageError(f"fork {self.id}: its upper directory was kept, the fork is "
+                             "spent; start a new fork on top of the kept layer")
+        return SandboxSpec(argv=tuple(argv), lowerdirs=self.lowerdirs,
+                           upperdir=self.upperdir, workdir=self.workdir, **kwargs)
+
+    def keep_upper(self, dest: Path) -> None:
+        """Move the fork's writes to *dest* (which must not exist), to be used later as
+        a layer of another fork.  The fork is spent afterwards: :meth:`spec` refuses.
+
+        On disk the move is one rename(2).  From a tmpfs the tree is copied with
+        ``cp -a`` (it keeps overlayfs's whiteouts, 0/0 character devices, and its
+        ``trusted.overlay.*`` xattrs) beside *dest* and renamed into place, so *dest*
+        never holds a partial tree."""
+        if self.spent:
+            raise UsageError(f"fork {self.id}: its upper directory was already kept")
+        if dest.exists():
+            raise UsageError(f"{dest} exists already")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.spent = True
+        if not self.on_tmpfs and os.stat(dest.parent).st_dev == os.stat(self.upperdir).st_dev:
+            os.rename(self.upperdir, dest)
+        else:
+            from guestpkg.run import run
+
+            with fsutil.atomic_directory(dest) as tmp:
+                run(["cp", "-a", "--reflink=auto", "--no-target-directory",
+                     str(self.upperdir), str(tmp)])
+        fsutil.fsync_dir(dest.parent)
+
+
+@contextlib.contextmanager
+def _owner_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on *path* that is still *path*'s inode once we have it.
+
+    The reaper unlinks a lock file it holds; whoever opened the old inode just before
+    would otherwise lock a file nobody else can find any more."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    yield
+                    return
+        finally:
+            os.close(fd)
+
+
+def reap_forks(config: Config) -> list[Path]:
+    """Remove the forks whose owner died (nobody holds their lock); returns them."""
+    top = forks_dir(config)
+    if not top.is_dir():
+        return []
+    reaped = []
+    for fork_id in sorted({e.name.removesuffix(".lock") for e in top.iterdir()}):
+        lock = top / f"{fork_id}.lock"
+        with fsutil.locked(lock, blocking=False) as free:
+            if not free:
+                continue
+            directory = top / fork_id
+            if directory.exists():
+                log.info("removing fork %s, left by a guestpkg that died", directory)
+                fsutil.remove_tree(directory)
+                reaped.append(directory)
+            lock.unlink(missing_ok=True)
+    return reaped
+
+
+@contextlib.contextmanager
+def _generation_in_use(base: BaseRoot) -> Iterator[None]:
+    with fsutil.locked(base.lock_path, shared=True):
+        # Checked under the lock: the collector renames a tree away only while it
+        # holds the exclusive lock (see guestpkg.buildroot.roots).
+        if not base.path.is_dir():
+            raise SystemStateError(f"buildroot {base.name!r}: generation {base.generation} "
+                                   "was removed by an update", hint="run the command again")
+        yield
+
+
+@contextlib.contextmanager
+def _upper_tmpfs(directory: Path) -> Iterator[None]:
+    from guestpkg.sandbox import enter_private_mount_namespace, mount_tmpfs
+    from guestpkg.sandbox.syscalls import MNT_DETACH, umount2
+
+    # A private namespace for this process (again for each fork: cheap, and it needs
+    # no state to remember whether we are in one already).
+    enter_private_mount_namespace()
+    mount_tmpfs(directory)
+    try:
+        yield
+    finally:
+        umount2(directory, MNT_DETACH)
+
+
+@contextlib.contextmanager
+def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterator[Fork]:
+    """A fresh fork of *base* with *layers* (topmost first) stacked over it."""
+    require_root("a fork of a buildroot")
+    for layer in layers:
+        if not layer.is_dir():
+            raise UsageError(f"layer {layer} is not a directory")
+    reap_forks(config)
+    top = forks_dir(config)
+    top.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fork_id = secrets.token_hex(8)
+    directory = top / fork_id
+    with contextlib.ExitStack() as stack:
+        # The lock first: a directory without a held lock is the reaper's to take.
+        stack.enter_context(_owner_lock(top / f"{fork_id}.lock"))
+        stack.callback(lambda: (top / f"{fork_id}.lock").unlink(missing_ok=True))
+        stack.enter_context(_generation_in_use(base))
+        directory.mkdir(mode=0o700)
+        stack.callback(fsutil.remove_tree, directory)
+        on_tmpfs = config.fork_upper == "tmpfs"
+        if on_tmpfs:
+            stack.enter_context(_upper_tmpfs(directory))
+        (directory / "upper").mkdir(mode=0o755)
+        (directory / "work").mkdir(mode=0o700)
+        log.debug("fork %s of %s (%s), upper on %s", fork_id, base.name, base.generation,
+                  config.fork_upper)
+        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs)

@@ -1,0 +1,401 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Base roots: minimal Debian trees that every build forks from.
+
+A base root is made by mmdebstrap(1) with ``--variant=buildd`` (Essential,
+build-essential and apt) and is never modified afterwards.  ``update`` makes a new
+*generation* instead, so a build that runs while the root is updated keeps its tree.
+On disk, under ``<vardir>/buildroots/``::
+
+    <name>/root.json          metadata: suite, arch, sources, created, generation
+    <name>/gen-<id>/          one generation's tree (the one root.json names is current)
+    <name>/gen-<id>.lock      forks hold a shared flock(2) here while they use gen-<id>
+    <name>.lock               create, update and remove hold it exclusively
+    .tmp-<name>.<random>/     a create in progress (or killed: reaped later)
+
+``root.json`` is replaced atomically (write, fsync, rename), so switching to a new
+generation is one rename(2).  A create builds the whole ``<name>`` directory under a
+``.tmp-`` name and renames it into place: a killed create leaves nothing that looks like
+a root.  Old generations go away as soon as no fork holds their lock: a fork takes the
+shared lock and then checks that its tree still exists, the collector takes the
+exclusive lock without waiting and renames the tree away before deleting it, so neither
+can miss the other.
+
+The package lists stay in the root (``--skip=cleanup/apt/lists``), so a build resolves
+its build dependencies without an ``apt update``.  mmdebstrap runs in its ``unshare``
+mode: as root that is a private mount and pid namespace (no user namespace), so the
+/proc, /sys and /dev it mounts while it works die with it, even when it is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from guestpkg import fsutil
+from guestpkg.buildroot.sources import read_host_sources, select_sources
+from guestpkg.config import Config
+from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
+from guestpkg.run import base_env, run
+
+log = logging.getLogger(__name__)
+
+METADATA = "root.json"
+GENERATION_PREFIX = "gen-"
+FORMAT = 1
+
+#: uid and gid of the unprivileged build user created in every root; pbuilder's
+#: BUILDUSERID, so nothing in a buildd root (system ids < 1000) collides with it.
+BUILD_UID = 1234
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+@dataclass(frozen=True)
+class BaseRoot:
+    """One generation of a base root, as read from its ``root.json``."""
+
+    name: str
+    path: Path              # the generation's tree
+    generation: str         # unique id: build-dependency layers are keyed by it
+    suite: str
+    arch: str
+    mirror: str = ""
+    sources: tuple[str, ...] = ()
+    created: float = 0.0    # seconds since the epoch, first generation
+    updated: float = 0.0    # seconds since the epoch, this generation
+    build_user: str = "build"
+    build_uid: int = BUILD_UID
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock forks hold (shared) while they use this generation."""
+        return generation_lock(self.path)
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise SystemStateError(f"{what} needs root (mounts, namespaces, file ownership)",
+                               hint="run guestpkg as root, e.g. with sudo")
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"not a buildroot name: {name!r}",
+                         hint="use letters, digits and . _ + - (e.g. bookworm-amd64)")
+    return name
+
+
+def buildroots_dir(config: Config) -> Path:
+    return config.vardir / "buildroots"
+
+
+def root_dir(config: Config, name: str) -> Path:
+    return buildroots_dir(config) / validate_name(name)
+
+
+def name_lock(config: Config, name: str) -> Path:
+    return buildroots_dir(config) / f"{validate_name(name)}.lock"
+
+
+def generation_lock(tree: Path) -> Path:
+    return tree.with_name(tree.name + ".lock")
+
+
+def new_generation_id() -> str:
+    """Sortable by time, unique by the random tail (two updates in one second)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def _create_hint(name: str) -> str:
+    option = "" if name == "default" else f" --buildroot {name}"
+    return f"run guestpkg buildroot create{option}"
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / METADATA
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise SystemStateError(f"{path}: unreadable buildroot metadata: {e}",
+                               hint="remove the buildroot and create it again") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SystemStateError(f"{path}: unknown buildroot metadata format",
+                               hint="remove the buildroot and create it again")
+    return data
+
+
+def write_metadata(directory: Path, data: dict[str, Any]) -> None:
+    fsutil.atomic_write(directory / METADATA, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _base_root(directory: Path, data: dict[str, Any]) -> BaseRoot:
+    return BaseRoot(
+        name=directory.name, path=directory / (GENERATION_PREFIX + data["generation"]),
+        generation=data["generation"], suite=data["suite"], arch=data["arch"],
+        mirror=data.get("mirror", ""), sources=tuple(data.get("sources", ())),
+        created=float(data.get("created", 0)), updated=float(data.get("updated", 0)),
+        build_user=data.get("build_user", "build"), build_uid=int(data.get("build_uid",
+                                                                           BUILD_UID)))
+
+
+def open_base_root(config: Config, name: str | None = None) -> BaseRoot:
+    """The current generation of base root *name* (default: ``config.buildroot``)."""
+    name = name or config.buildroot
+    directory = root_dir(config, name)
+    try:
+        data = read_metadata(directory)
+    except FileNotFoundError:
+        raise SystemStateError(f"there is no buildroot {name!r} (in {directory.parent})",
+                               hint=_create_hint(name)) from None
+    root = _base_root(directory, data)
+    if not root.path.is_dir():
+        raise SystemStateError(f"buildroot {name!r}: generation {root.path} is missing",
+                               hint=f"remove it (guestpkg buildroot remove) and "
+                               f"{_create_hint(name)}")
+    return root
+
+
+def host_suite() -> str:
+    """VERSION_CODENAME of /etc/os-release (os-release(5))."""
+    for path in (Path("/etc/os-release"), Path("/usr/lib/os-release")):
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.startswith("VERSION_CODENAME="):
+                    value = line.partition("=")[2].strip().strip("\"'")
+                    if value:
+                        return value
+    raise SystemStateError("cannot tell this system's Debian suite from /etc/os-release",
+                           hint="give one with --suite")
+
+
+def host_arch() -> str:
+    return run(["dpkg", "--print-architecture"], capture=True).stdout.decode().strip()
+
+
+def _mmdebstrap_argv(suite: str, arch: str, tree: Path, source_lines: list[str],
+                     user: str, packages: tuple[str, ...]) -> list[str]:
+    # The build user: a fixed uid, a home, no password (useradd(8)); it exists so that
+    # tools which look the builder up (whoami, getpwuid) work inside the sandbox.
+    add_user = (f'chroot "$1" useradd --uid {BUILD_UID} --user-group --create-home '
+                f"--shell /bin/sh {user}")
+    argv = ["mmdebstrap", "--variant=buildd", "--mode=unshare", f"--architectures={arch}",
+            "--skip=cleanup/apt/lists", '--aptopt=Acquire::Languages "none"',
+            f"--customize-hook={add_user}"]
+    if packages:
+        argv.append("--include=" + ",".join(packages))
+    return [*argv, suite, str(tree), *source_lines]
+
+
+def create_base_root(
+    config: Config,
+    name: str | None = None,
+    *,
+    suite: str | None = None,
+    arch: str | None = None,
+    mirror: str | None = None,
+    packages: tuple[str, ...] = (),
+    log_path: Path | None = None,
+) -> BaseRoot:
+    """Make base root *name* with mmdebstrap; suite, arch and mirror default to the
+    config's, which default to this system's."""
+    require_root("creating a buildroot")
+    name = validate_name(name or config.buildroot)
+    suite = suite or config.suite or host_suite()
+    arch = arch or config.arch or host_arch()
+    sources = select_sources(read_host_sources(), suite, mirror or config.mirror)
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", config.user):
+        raise UsageError(f"not a user name: {config.user!r}")
+    reap_buildroots(config)
+    directory = root_dir(config, name)
+    with fsutil.locked(name_lock(config, name), blocking=False) as got:
+        if not got:
+            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
+                                   hint="wait for it to finish")
+        if directory.exists():
+            raise UsageError(f"buildroot {name!r} already exists ({directory})",
+                             hint="update it with guestpkg buildroot update, or remove it")
+        generation = new_generation_id()
+        log_path = log_path or config.logdir / "buildroot" / f"create-{name}-{generation}.log"
+        with fsutil.atomic_directory(directory) as tmp:
+            tree = tmp / (GENERATION_PREFIX + generation)
+            argv = _mmdebstrap_argv(suite, arch, tree, [s.line() for s in sources],
+                                    config.user, packages)
+            log.warning("creating buildroot %s (%s, %s) with mmdebstrap; log: %s",
+                        name, suite, arch, log_path)
+            run(argv, env=base_env(inherit=True), log_path=log_path,
+                hint=f"mmdebstrap failed; its full log is {log_path}")
+            now = time.time()
+            write_metadata(tmp, {
+                "format": FORMAT, "suite": suite, "arch": arch, "mirror": sources[0].uri,
+                "sources": [s.line() for s in sources], "created": now, "updated": now,
+                "generation": generation, "build_user": config.user, "build_uid": BUILD_UID,
+                "packages": list(packages)})
+    return open_base_root(config, name)
+
+
+def list_base_roots(config: Config) -> list[BaseRoot]:
+    """Every complete base root, by name; roots being created are not listed."""
+    top = buildroots_dir(config)
+    if not top.is_dir():
+        return []
+    roots = []
+    for directory in sorted(top.iterdir()):
+        if directory.name.startswith(".") or not (directory / METADATA).is_file():
+            continue
+        try:
+            roots.append(_base_root(directory, read_metadata(directory)))
+        except (GuestpkgError, FileNotFoundError, KeyError) as e:
+            log.warning("skipping %s: %s", directory, e)
+    return roots
+
+
+def size_bytes(path: Path) -> int:
+    """Disk usage of a tree (du(1) -s: hard links and reflinks counted once)."""
+    out = run(["du", "-s", "-x", "--block-size=1", str(path)], capture=True).stdout
+    return int(out.split()[0])
+
+
+def generations(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob(GENERATION_PREFIX + "*") if p.is_dir())
+
+
+def collect_generations(directory: Path) -> list[Path]:
+    """Remove the generations of the root in *directory* that are neither current nor
+    used by a fork; the caller holds the root's name lock.  Returns what was removed."""
+    current = read_metadata(directory)["generation"]
+    removed = []
+    for tree in generations(directory):
+        if tree.name == GENERATION_PREFIX + current:
+            continue
+        with fsutil.locked(generation_lock(tree), blocking=False) as free:
+            if not free:
+                continue
+            # Renamed first: a fork that gets the shared lock after us sees the tree
+            # gone and re-reads root.json instead of using a half-deleted tree.
+            doomed = directory / (fsutil.TMP_PREFIX + tree.name)
+            os.rename(tree, doomed)
+            generation_lock(tree).unlink(missing_ok=True)
+        fsutil.remove_tree(doomed)
+        removed.append(tree)
+    for stale in directory.glob(fsutil.TMP_PREFIX + "*"):
+        fsutil.remove_tree(stale)
+    return removed
+
+
+def reap_buildroots(config: Config) -> None:
+    """Remove what killed creates and updates left, and unused old generations.
+    Roots someone is working on (their name lock is held) are left alone."""
+    top = buildroots_dir(config)
+    if not top.is_dir():
+        return
+    for entry in sorted(top.iterdir()):
+        if entry.name.startswith(fsutil.TMP_PREFIX):
+            name = entry.name[len(fsutil.TMP_PREFIX):].rpartition(".")[0]
+        elif entry.is_dir() and (entry / METADATA).is_file():
+            name = entry.name
+        else:
+            continue
+        if not _NAME.fullmatch(name):
+            continue
+        if not name_lock(config, name).exists():
+            # Whoever works on a root creates its lock before anything else, so no lock
+            # file means nobody is working on it (and we don't create stray locks).
+            if entry.name.startswith(fsutil.TMP_PREFIX):
+                fsutil.remove_tree(entry)
+            continue
+        with fsutil.locked(name_lock(config, name), blocking=False) as free:
+            if not free:
+                continue
+            if entry.name.startswith(fsutil.TMP_PREFIX):
+                log.info("removing %s, left by an interrupted create", entry)
+                fsutil.remove_tree(entry)
+            else:
+                collect_generations(entry)
+
+
+#: What ``update`` runs inside the new generation: refresh the lists (kept for builds)
+#: and upgrade; conffiles keep the root's version (dpkg(1) --force-confold).
+UPGRADE_SCRIPT = ("apt-get update && apt-get -y -o Dpkg::Options::=--force-confold "
+                  "dist-upgrade && apt-get clean")
+
+
+def update_base_root(config: Config, name: str | None = None, *,
+                     log_path: Path | None = None) -> BaseRoot:
+    """Make a new generation of *name*: a copy of the current one, upgraded inside the
+    sandbox with network and apt's capabilities, then switched to atomically."""
+    require_root("updating a buildroot")
+    name = validate_name(name or config.buildroot)
+    open_base_root(config, name)
+    reap_buildroots(config)
+    with fsutil.locked(name_lock(config, name), blocking=False) as got:
+        if not got:
+            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
+                                   hint="wait for it to finish")
+        current = open_base_root(config, name)
+        generation = new_generation_id()
+        log_path = log_path or config.logdir / "buildroot" / f"update-{name}-{generation}.log"
+        tmp = current.directory / f"{fsutil.TMP_PREFIX}{GENERATION_PREFIX}{generation}"
+        try:
+            # Reflinks make the copy nearly free on btrfs and XFS; elsewhere it is a
+            # plain copy (cp(1) --reflink=auto).
+            run(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
+                log_path=log_path)
+            _upgrade(tmp, log_path)
+            os.rename(tmp, current.directory / (GENERATION_PREFIX + generation))
+        except BaseException:
+            fsutil.remove_tree(tmp)
+            raise
+        data = read_metadata(current.directory)
+        data.update(generation=generation, updated=time.time())
+        write_metadata(current.directory, data)
+        collect_generations(current.directory)
+    return open_base_root(config, name)
+
+
+def _upgrade(tree: Path, log_path: Path) -> None:
+    from guestpkg.sandbox import APT_CAPABILITIES, SandboxSpec, run_sandboxed
+
+    spec = SandboxSpec(
+        argv=("/bin/sh", "-c", UPGRADE_SCRIPT), root=tree, network=True,
+        capabilities=APT_CAPABILITIES, allow_setuid=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root",
+             "DEBIAN_FRONTEND": "noninteractive"})
+    log.warning("upgrading %s (network, apt capabilities); log: %s", tree, log_path)
+    run_sandboxed(spec, log_path=log_path)
+
+
+def remove_base_root(config: Config, name: str) -> None:
+    """Remove base root *name*; refused while a fork uses any of its generations."""
+    require_root("removing a buildroot")
+    directory = root_dir(config, name)
+    if not (directory / METADATA).is_file():
+        raise SystemStateError(f"there is no buildroot {name!r} (in {directory.parent})")
+    with fsutil.locked(name_lock(config, name), blocking=False) as got:
+        if not got:
+            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
+                                   hint="wait for it to finish")
+        with contextlib.ExitStack() as held:
+            for tree in generations(directory):
+                if not held.enter_context(fsutil.locked(generation_lock(tree),
+                                                        blocking=False)):
+                    raise SystemStateError(f"buildroot {name!r} is in use by a build",
+                                           hint="wait for the build to finish")
+            # One rename makes the root disappear for everyone; deleting takes longer.
+            doomed = directory.with_name(f"{fsutil.TMP_PREFIX}{name}.removed")
+            fsutil.remove_tree(doomed)
+            os.rename(directory, doomed)
+        fsutil.remove_tree(doomed)
