@@ -162,3 +162,27 @@ def _tee(
         proc.kill()
         proc.wait()
         raise
+
+
+def spawn_detached(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+) -> int:
+    """Start *argv* detached and do not wait: a new session, stdin/stdout/stderr on
+    /dev/null and every other descriptor closed except *pass_fds*.  Returns its pid.
+
+    This is how a maintainer script leaves work for after the package manager has
+    exited: debconf's frontend waits until every holder of its fd 3 has closed it
+    (REFERENCE.md), so nothing of the script's may stay open in the child."""
+    args = [os.fspath(a) for a in argv]
+    log.info("detach: %s", shlex.join(args))
+    try:
+        proc = subprocess.Popen(
+            args, env=dict(env) if env is not None else base_env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, pass_fds=tuple(pass_fds), start_new_session=True, cwd="/")
+    except FileNotFoundError as e:
+        raise CommandFailed(args, 127, str(e), hint=f"is {args[0]} installed?") from e
+    return proc.pid
