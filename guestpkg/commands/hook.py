@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg hook``: the entry points that APT and host maintainer scripts call.
+
+None of them is meant to be typed by a person; guestpkg-host(7) describes who calls
+which.  Those called from apt and dpkg never make the caller fail for a guest's sake:
+``post-invoke`` always exits 0 (a failing Post-Invoke command makes apt exit 100 and
+skips the later hooks, REFERENCE.md), and failures are recorded for ``guestpkg
+status`` and retried later instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from guestpkg.config import Config
+from guestpkg.errors import GuestpkgError, UsageError
+from guestpkg.host import consent, job
+from guestpkg.host.layout import check_host_name
+from guestpkg.host.lifecycle import (
+    Mode,
+    note_configured,
+    note_purged,
+    note_removed,
+    process_pending,
+    say,
+)
+from guestpkg.host.plan import Step
+
+log = logging.getLogger(__name__)
+
+HELP = "entry points for APT and maintainer scripts (internal)"
+DESCRIPTION = """\
+Entry points for APT's DPkg::Post-Invoke hook and for the maintainer scripts that
+dh_guestpkg generates for host packages.  Not for interactive use; see guestpkg-host(7).
+
+  postinst HOST       record consent and the bundled guest; start the detached job
+  postrm HOST ACTION  ACTION remove: the guest went with the host; purge: delete the
+                      generated .debs and the state
+  post-invoke         build and install pending guests (from apt; always exits 0)
+  job                 the detached job: wait for apt to exit, then build and install
+"""
+
+#: Set for everything guestpkg runs from the hook; apt-hooks/apt-post-invoke returns at
+#: once when it is set, so a nested apt-get or dpkg does not re-enter us.
+GUARD = "GUESTPKG_HOOK_ACTIVE"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="entry", metavar="ENTRY", required=True)
+    p = sub.add_parser("postinst", help="from a host's postinst")
+    p.add_argument("host")
+    p.add_argument("--consent", choices=("true", "false"),
+                   help="the answer, when not run under a debconf frontend")
+    p.add_argument("--no-job", action="store_true", help="do not start the detached job")
+    p = sub.add_parser("postrm", help="from a host's postrm")
+    p.add_argument("host")
+    p.add_argument("action")
+    sub.add_parser("post-invoke", help="from apt's DPkg::Post-Invoke")
+    p = sub.add_parser("job", help="the detached job")
+    p.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    match args.entry:
+        case "postinst":
+            return postinst(config, check_host_name(args.host), args.consent, args.no_job)
+        case "postrm":
+            return postrm(config, check_host_name(args.host), args.action)
+        case "post-invoke":
+            return post_invoke(config)
+        case "job":
+            job.run_job(config)
+            return 0
+    raise UsageError(f"unknown entry point {args.entry}")
+
+
+def _host_version(host: str) -> str | None:
+    from guestpkg.host.system import installed_version
+
+    return installed_version(host)
+
+
+def postinst(config: Config, host: str, answer: str | None, no_job: bool) -> int:
+    if consent.under_frontend():
+        given = consent.read_consent(host)
+    elif answer is not None:
+        given = answer == "true"
+    else:
+        raise UsageError("no debconf frontend and no --consent",
+                         hint="this runs from the host's postinst after sourcing "
+                         "/usr/share/debconf/confmodule")
+    decision = note_configured(config, host, given, _host_version(host),
+                               consent.is_reconfigure())
+    if decision.step in (Step.BUILD, Step.INSTALL):
+        say(f"{host}: {decision.reason} after this package run")
+        if not no_job:
+            job.spawn_job(config)
+    elif decision.step is Step.WAIT:
+        say(f"{host}: {decision.reason} (see guestpkg status)")
+    else:
+        log.info("%s: %s", host, decision.reason)
+    return 0
+
+
+def postrm(config: Config, host: str, action: str) -> int:
+    if action == "remove":
+        note_removed(config, host)
+    elif action == "purge":
+        note_purged(config, host)
+    return 0
+
+
+def post_invoke(config: Config) -> int:
+    """Never fails: errors are shown in apt's output and recorded."""
+    os.environ[GUARD] = "1"
+    try:
+        outcomes = process_pending(config, Mode.POST_INVOKE)
+    except GuestpkgError as e:
+        say(f"error: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+        return 0
+    except Exception:  # a bug must not fail the user's apt run either
+        log.exception("the APT hook failed")
+        say("the APT hook failed (a bug); details in guestpkg's log")
+        return 0
+    deferred = False
+    for outcome in outcomes:
+        if outcome.decision.step is not Step.NOTHING:
+            say(outcome.message)
+        deferred |= outcome.deferred
+    if deferred:
+        job.spawn_job(config)
+    return 0

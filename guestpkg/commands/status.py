@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg status``: each host package's consent, versions, state and last error.
+
+It reads guestpkg's state (``<vardir>/hosts/*.json``) and the hosts installed under
+``hostsdir``, and asks dpkg which guest version is installed now, so it also notices a
+guest the user removed.  It changes nothing, except with ``--wait``, which first waits
+for running detached jobs to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from guestpkg.config import Config
+from guestpkg.host import state as st
+from guestpkg.host.job import wait_for_jobs
+from guestpkg.host.layout import check_host_name, host_paths, installed_hosts
+from guestpkg.host.lifecycle import format_time, guest_main_package
+from guestpkg.host.plan import observe
+
+HELP = "show each host package's consent, versions and state"
+DESCRIPTION = """\
+Show, for each host package (or the HOSTs named), whether the user consented to
+building its guest, the guest version the host carries, the version built and kept in
+/usr/src/HOST/, the version installed, and the state: installed, pending (waiting for
+the hook or the detached job), waiting to retry after a failure (with the last error),
+failed permanently (guestpkg rebuild HOST or dpkg-reconfigure HOST tries again), or
+removed by the user (not reinstalled until one of those).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("hosts", nargs="*", metavar="HOST")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--wait", action="store_true",
+                        help="first wait until detached jobs have finished")
+
+
+def describe(config: Config, host: str) -> dict[str, Any]:
+    from guestpkg.host.system import installed_version
+
+    paths = host_paths(config, host)
+    state = st.load(config.vardir, host)
+    package = guest_main_package(state, paths)
+    installed = installed_version(package) if package else None
+    observe(state, installed)
+    pending = st.pending_path(config.vardir, host).exists()
+    return {
+        "host": host,
+        "host_installed": paths.manifest.is_file(),
+        "consent": state.consent,
+        "host_version": state.host_version,
+        "bundled_version": state.bundled_version,
+        "built_version": state.built_version,
+        "guest_package": package,
+        "installed_version": installed,
+        "state": _state_word(state, installed, pending),
+        "in_progress": state.in_progress,
+        "failures": state.failure.count,
+        "last_error": state.failure.last_error or None,
+        "next_retry": format_time(state.failure.next_retry_at) if state.failing else None,
+        "debs": str(paths.debs),
+    }
+
+
+def _state_word(state: st.HostState, installed: str | None, pending: bool) -> str:
+    if not state.consent:
+        return "no consent"
+    if state.user_removed:
+        return "removed by user"
+    if state.failure.permanent:
+        return "failed permanently"
+    if state.failing and pending:
+        return "waiting to retry" if time.time() < state.failure.next_retry_at else "pending retry"
+    if pending:
+        return "pending"
+    return "installed" if installed else "not installed"
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    if args.wait:
+        wait_for_jobs(config)
+    hosts = [check_host_name(h) for h in args.hosts] or sorted(
+        set(installed_hosts(config)) | set(st.known_hosts(config.vardir)))
+    rows = [describe(config, h) for h in hosts]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("no host packages")
+    for row in rows:
+        _print_row(row)
+    return 0
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    consent = {True: "yes", False: "no", None: "not asked"}[row["consent"]]
+    print(f"{row['host']}: {row['state']}")
+    print(f"  consent: {consent}")
+    print(f"  guest: {row['guest_package'] or '?'} {row['bundled_version'] or '?'} "
+          f"(built: {row['built_version'] or '-'}, installed: {row['installed_version'] or '-'})")
+    if row["last_error"]:
+        print(f"  last error ({row['failures']} failures): {row['last_error']}")
+        if row["next_retry"] and row["state"] != "failed permanently":
+            print(f"  next retry: {row['next_retry']}")
+    if row["state"] in ("failed permanently", "removed by user"):
+        print(f"  to try again: guestpkg rebuild {row['host']}")

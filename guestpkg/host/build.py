@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Building a host's guest: fetch and verify, make the source package, build it.
+
+The steps, each a function:
+
+1. :func:`fetch_verified_upstream`: the guest's ``debian/watch`` finds the upstream
+   tarballs of its version (uscan's ``--download-current-version``); each is accepted
+   only with the SHA256 the manifest pins (:func:`guestpkg.fetch.fetch_upstream`
+   verifies while streaming and keeps nothing that does not match);
+2. :func:`guestpkg.host.source.make_dsc`: the host's ``debian/`` plus those tarballs as
+   a ``3.0 (quilt)`` source package, so the untrusted tarball is unpacked only inside
+   the build sandbox;
+3. :func:`guestpkg.build.deb.build_package` in its sandbox, with ``prepare_source``
+   appending ``~local`` to the version and adding the host to every binary package's
+   Depends (:func:`guestpkg.host.lifecycle.prepare_guest_source`);
+4. :func:`write_result_dcfpkg`: a dcfpkg of the build result (the .debs and the
+   .buildinfo), kept beside them for inspection and signing out of band.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from guestpkg.config import Config
+from guestpkg.errors import InputError
+from guestpkg.host.layout import HostPaths
+from guestpkg.host.manifest import Manifest
+from guestpkg.host.source import make_dsc
+from guestpkg.host.versions import local_version, strip_epoch, upstream_part
+
+log = logging.getLogger(__name__)
+
+
+def fetch_verified_upstream(config: Config, paths: HostPaths, manifest: Manifest,
+                            destdir: Path) -> list[Path]:
+    """The manifest's upstream files in *destdir*, verified against their pins."""
+    from guestpkg.fetch import fetch_upstream
+
+    # fetch_upstream reads debian/changelog and debian/watch of a source tree: give it
+    # a copy of the guest's debian/ (hostsdir is read-only package content).
+    tree = destdir.parent / "watch-tree"
+    shutil.copytree(paths.debian, tree / "debian", symlinks=True)
+    pins = {(f.component or ""): f.sha256 for f in manifest.files}
+    destdir.mkdir(parents=True, exist_ok=True)
+    placed = fetch_upstream(config, tree, destdir, pins)
+    wanted = {f.name: f for f in manifest.files}
+    for path in placed:
+        pinned = wanted.get(path.name)
+        if pinned is None:
+            raise InputError(f"debian/watch found {path.name}, which the manifest does not "
+                             f"list ({', '.join(wanted)})",
+                             hint="the host's manifest and the guest's watch file disagree")
+        if path.stat().st_size != pinned.size:
+            raise InputError(f"{path.name}: {path.stat().st_size} bytes, manifest says "
+                             f"{pinned.size}")
+    missing = set(wanted) - {p.name for p in placed}
+    if missing:
+        raise InputError(f"debian/watch did not find {', '.join(sorted(missing))}")
+    return placed
+
+
+def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
+                output_dir: Path) -> list[Path]:
+    """The complete build; returns the files to keep in ``<srcdir>/<host>/``."""
+    from guestpkg.build.deb import BuildOptions, build_package
+    from guestpkg.host.lifecycle import prepare_guest_source
+
+    work = output_dir.parent
+    upstream = work / "upstream"
+    fetch_verified_upstream(config, paths, manifest, upstream)
+    dsc = make_dsc(manifest, paths.debian, upstream, upstream)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    options = BuildOptions(prepare_source=prepare_guest_source(paths.host,
+                                                               manifest.guest_version),
+                           tee=False)
+    result = build_package(config, dsc, output_dir, options)
+    log.info("%s: build log %s", paths.host, result.log_path)
+    keep = [p for p in result.artifacts if p.suffix in (".deb", ".buildinfo", ".changes")
+            or p == result.log_path]
+    if not any(p.suffix == ".deb" for p in keep):
+        raise InputError(f"the build of {manifest.guest_source} made no .deb",
+                         hint=f"see {result.log_path}")
+    keep.append(write_result_dcfpkg(paths, manifest, keep, output_dir))
+    return keep
+
+
+def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],
+                        output_dir: Path) -> Path:
+    """A dcfpkg whose payload is the build result, under ``usr/src/<host>/``."""
+    from guestpkg.dcfpkg import Metadata, write_dcfpkg
+
+    bare = strip_epoch(local_version(manifest.guest_version))
+    version, release = upstream_part(bare), bare.rsplit("-", 1)[1]
+    tree = output_dir / "dcfpkg-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir()
+    for f in files:
+        shutil.copy2(f, tree / f.name)
+    arch = next((p.name.rsplit("_", 1)[1].removesuffix(".deb") for p in files
+                 if p.suffix == ".deb"), "all")
+    metadata = Metadata(package=manifest.guest_source, version=version, release=release,
+                        architecture=arch, build_date=int(time.time()),
+                        source=manifest.guest_source,
+                        description=f"{manifest.guest_source} built locally for "
+                        f"{paths.host}", extra=(("X-Host", paths.host),))
+    out = output_dir / f"{manifest.guest_source}_{bare}_{arch}.dcfpkg"
+    write_dcfpkg(tree, metadata, out, prefix=f"usr/src/{paths.host}")
+    shutil.rmtree(tree)
+    return out

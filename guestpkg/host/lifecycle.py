@@ -1,0 +1,324 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The host/guest lifecycle: from the host's postinst to an installed guest, and back.
+
+Who calls what (guestpkg-host(7) has the user's view):
+
+``note_configured``
+    the host's postinst (``guestpkg hook postinst``): reads consent and the manifest,
+    records them, and when there is work starts the detached job (:mod:`.job`), since
+    nothing can be installed while dpkg runs the postinst.
+``process_pending`` in :attr:`Mode.POST_INVOKE`
+    apt's ``DPkg::Post-Invoke`` (apt-hooks/apt-post-invoke): builds, and installs with
+    ``dpkg -i`` when the guest's dependencies are satisfied; apt still holds dpkg's
+    frontend lock there, but dpkg's own lock is free (REFERENCE.md).
+``process_pending`` in :attr:`Mode.DETACHED`
+    the detached job, once apt has exited: builds if needed and installs with
+    ``apt-get install``, which resolves the guest's dependencies.  This is how the
+    first install completes when guestpkg came in the same apt run as the host (apt
+    read its configuration, without our hook, before guestpkg was unpacked).
+``process_host`` in :attr:`Mode.COMMAND`
+    ``guestpkg rebuild <host>``: like the job, in the foreground.
+``note_removed`` / ``note_purged``
+    the host's postrm.
+
+Every step records its outcome in the host's state before going on, so a crash or
+SIGKILL at any point leaves a state that the next run continues from: an interrupted
+build leaves no half .debs (they are swapped into ``<srcdir>/<host>/`` as a whole) and
+is simply built again.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from guestpkg.config import Config
+from guestpkg.errors import GuestpkgError
+from guestpkg.fsutil import atomic_directory, locked, remove_tree
+from guestpkg.host import state as st
+from guestpkg.host.layout import HostPaths, host_paths
+from guestpkg.host.manifest import Manifest, read_manifest
+from guestpkg.host.plan import Decision, Step, decide, observe
+from guestpkg.host.source import binary_packages
+from guestpkg.host.versions import add_depends, local_version, set_changelog_version
+
+log = logging.getLogger(__name__)
+
+
+class Mode(enum.Enum):
+    POST_INVOKE = "post-invoke"
+    DETACHED = "detached"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    host: str
+    decision: Decision
+    message: str
+    #: the install has to wait for the detached job (unmet dependencies in the hook)
+    deferred: bool = False
+
+
+#: Builds the guest: (config, paths, manifest, log) -> the .debs it made.  The real one
+#: is :func:`guestpkg.host.build.build_guest`; tests of the rules pass a fake builder.
+Builder = Callable[[Config, HostPaths, Manifest, Path], list[Path]]
+
+
+def say(message: str) -> None:
+    """A line for the user: in apt's output when we run from the hook or a postinst."""
+    print(f"guestpkg: {message}", file=sys.stderr, flush=True)
+
+
+def format_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def lock_path(config: Config) -> Path:
+    return config.vardir / "hosts" / ".lock"
+
+
+def built_debs(paths: HostPaths) -> list[Path]:
+    """The .debs of the last complete build, without debug symbols."""
+    if not paths.debs.is_dir():
+        return []
+    return sorted(p for p in paths.debs.glob("*.deb") if not p.name.split("_")[0]
+                  .endswith("-dbgsym"))
+
+
+def guest_main_package(state: st.HostState, paths: HostPaths) -> str | None:
+    """The binary package whose installed version stands for the guest."""
+    if state.built_packages:
+        return state.built_packages[0]
+    try:
+        packages = binary_packages(paths.debian)
+    except (OSError, GuestpkgError):
+        return None
+    return packages[0] if packages else None
+
+
+def _installed(state: st.HostState, paths: HostPaths) -> str | None:
+    from guestpkg.host.system import installed_version
+
+    package = guest_main_package(state, paths)
+    return installed_version(package) if package else None
+
+
+def _decide(config: Config, state: st.HostState, paths: HostPaths) -> Decision:
+    from guestpkg.host.system import version_compare
+
+    installed = _installed(state, paths)
+    observe(state, installed)
+    return decide(state, installed, bool(built_debs(paths)), time.time(), version_compare)
+
+
+# --- called from the host's maintainer scripts ---------------------------------------
+
+def note_configured(config: Config, host: str, consent: bool, host_version: str | None,
+                    reconfigure: bool) -> Decision:
+    """Record what the host's postinst knows; returns the decision (pending or not)."""
+    paths = host_paths(config, host)
+    manifest = read_manifest(paths.manifest)
+    with locked(lock_path(config)):
+        state = st.load(config.vardir, host)
+        if reconfigure:
+            # dpkg-reconfigure asked again: the user's new answer is the decision, so a
+            # removed guest may come back and failures are forgotten.
+            state.user_removed = False
+            state.clear_failure()
+        state.consent = consent
+        state.host_version = host_version
+        state.bundled_version = manifest.guest_version
+        decision = _decide(config, state, paths)
+        st.save(config.vardir, state, pending=decision.pending)
+    return decision
+
+
+def note_removed(config: Config, host: str) -> None:
+    """The host was removed (not purged): apt took the guest with it (its Depends)."""
+    with locked(lock_path(config)):
+        state = st.load(config.vardir, host)
+        state.installed_version = None
+        state.in_progress = None
+        st.save(config.vardir, state, pending=False)
+
+
+def note_purged(config: Config, host: str) -> None:
+    """The host was purged: its generated .debs, work space and state go."""
+    paths = host_paths(config, host)
+    with locked(lock_path(config)):
+        remove_tree(paths.debs)
+        remove_tree(paths.work)
+        st.remove(config.vardir, host)
+
+
+# --- doing the work ----------------------------------------------------------------------
+
+def process_pending(config: Config, mode: Mode, builder: Builder | None = None,
+                    hosts: Sequence[str] | None = None) -> list[Outcome]:
+    """Work on every host that has a pending marker; never raises for one host's
+    failure (it is recorded, shown and retried later)."""
+    outcomes = []
+    for host in hosts if hosts is not None else st.pending_hosts(config.vardir):
+        outcomes.append(process_host(config, host, mode, builder))
+    return outcomes
+
+
+def process_host(config: Config, host: str, mode: Mode, builder: Builder | None = None,
+                 force_build: bool = False) -> Outcome:
+    paths = host_paths(config, host)
+    blocking = mode is not Mode.POST_INVOKE
+    with locked(lock_path(config), blocking=blocking) as got:
+        if not got:
+            # A detached job is at work on the hosts; it will see this one too.
+            return Outcome(host, Decision(Step.WAIT, "busy"), "another guestpkg run is at work")
+        if not paths.manifest.is_file():
+            st.pending_path(config.vardir, host).unlink(missing_ok=True)
+            return Outcome(host, Decision(Step.NOTHING, "host not installed"),
+                           f"{host} is not installed")
+        return _process_locked(config, paths, mode, builder, force_build)
+
+
+def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Builder | None,
+                    force_build: bool) -> Outcome:
+    state = st.load(config.vardir, paths.host)
+    manifest = read_manifest(paths.manifest)
+    state.bundled_version = manifest.guest_version
+    if state.in_progress:
+        log.warning("%s: an earlier %s was interrupted; starting again", paths.host,
+                    state.in_progress)
+        state.in_progress = None
+    decision = _decide(config, state, paths)
+    if force_build and decision.step in (Step.INSTALL, Step.NOTHING, Step.WAIT) \
+            and state.consent and not state.user_removed:
+        decision = Decision(Step.BUILD, "rebuild requested")
+    if decision.step in (Step.NOTHING, Step.WAIT):
+        st.save(config.vardir, state, pending=decision.pending)
+        message = f"{paths.host}: {decision.reason}"
+        if decision.step is Step.WAIT:
+            message += (f": {state.failure.last_error}; next try after "
+                        f"{format_time(state.failure.next_retry_at)} (guestpkg status)")
+        return Outcome(paths.host, decision, message)
+    try:
+        if decision.step is Step.BUILD:
+            _build(config, paths, manifest, state, builder)
+        return _install(config, paths, state, mode, decision)
+    except GuestpkgError as e:
+        return _failed(config, paths, state, decision, e)
+
+
+def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Decision,
+            error: GuestpkgError) -> Outcome:
+    text = error.message + (f" ({error.hint})" if error.hint else "")
+    state.in_progress = None
+    state.record_failure(text, time.time(), config.retry_delay,
+                         config.permanent_failure_after)
+    st.save(config.vardir, state, pending=not state.failure.permanent)
+    later = ("no more automatic retries: guestpkg rebuild " + paths.host
+             if state.failure.permanent
+             else f"will retry after {format_time(state.failure.next_retry_at)}")
+    log.debug("%s failed", paths.host, exc_info=True)
+    return Outcome(paths.host, decision,
+                   f"{paths.host}: {decision.reason} failed: {text}; {later} "
+                   f"(log: {paths.log}; see guestpkg status)")
+
+
+def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostState,
+           builder: Builder | None) -> None:
+    from guestpkg.host.system import check_system
+
+    check_system()
+    state.in_progress = "building"
+    st.save(config.vardir, state, pending=True)
+    target = local_version(manifest.guest_version)
+    say(f"building {manifest.guest_source} {target} for {paths.host} (log: {paths.log})")
+    if builder is None:
+        from guestpkg.host.build import build_guest as builder_function
+        builder = builder_function
+    remove_tree(paths.work)
+    paths.work.mkdir(parents=True)
+    try:
+        debs = builder(config, paths, manifest, paths.work / "out")
+        _keep_debs(paths, debs)
+    finally:
+        remove_tree(paths.work)
+    state.built_version = target
+    state.built_packages = sorted({d.name.split("_")[0] for d in built_debs(paths)})
+    state.in_progress = None
+    st.save(config.vardir, state, pending=True)
+
+
+def _keep_debs(paths: HostPaths, files: Sequence[Path]) -> None:
+    """Put a build's results into <srcdir>/<host>/ as a whole: the new directory is made
+    under a temporary name and swapped in, so the directory always holds one complete
+    build (STYLE.md rule 5)."""
+    old = paths.debs.with_name(".old-" + paths.debs.name)
+    remove_tree(old)
+    staged = paths.debs.with_name(".new-" + paths.debs.name)
+    remove_tree(staged)
+    with atomic_directory(staged) as tmp:
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+        tmp.chmod(0o755)
+    if paths.debs.exists():
+        os.rename(paths.debs, old)
+    os.rename(staged, paths.debs)
+    remove_tree(old)
+
+
+def _install(config: Config, paths: HostPaths, state: st.HostState, mode: Mode,
+             decision: Decision) -> Outcome:
+    from guestpkg.host import system
+    from guestpkg.run import run
+
+    debs = built_debs(paths)
+    if not debs:
+        raise GuestpkgError(f"no .debs in {paths.debs}", hint=f"guestpkg rebuild {paths.host}")
+    if mode is Mode.POST_INVOKE:
+        unmet = system.unmet_dependencies(debs, provided=[paths.host])
+        if unmet:
+            # dpkg -i would leave the guest unpacked and the system broken; apt-get can
+            # resolve them once this apt run is over (REFERENCE.md).
+            st.save(config.vardir, state, pending=True)
+            return Outcome(paths.host, decision, f"{paths.host}: the guest needs "
+                           f"{', '.join(unmet)}; installing it with apt-get after this "
+                           "apt run", deferred=True)
+        argv = ["dpkg", "-i", *map(str, debs)]
+    else:
+        # Another apt may hold the lock for a moment: wait for it rather than fail.
+        argv = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
+                "-o", "Dpkg::Use-Pty=0", *map(str, debs)]
+    state.in_progress = "installing"
+    st.save(config.vardir, state, pending=True)
+    run(argv, env=system.install_env(), log_path=paths.log,
+        hint=f"see {paths.log}; guestpkg rebuild {paths.host} tries again")
+    state.in_progress = None
+    state.installed_version = state.built_version
+    state.clear_failure()
+    st.save(config.vardir, state, pending=False)
+    return Outcome(paths.host, decision,
+                   f"installed {', '.join(state.built_packages)} {state.built_version} "
+                   f"for {paths.host}")
+
+
+# --- the two edits of the guest's source (BuildOptions.prepare_source) ------------------
+
+def prepare_guest_source(host: str, guest_version: str) -> Callable[[Path], None]:
+    """The edit made to the unpacked guest tree before it is built: ``~local`` appended
+    to its version and the host added to every binary package's Depends."""
+    def prepare(tree: Path) -> None:
+        changelog = tree / "debian" / "changelog"
+        control = tree / "debian" / "control"
+        changelog.write_text(set_changelog_version(
+            changelog.read_text(encoding="utf-8"), local_version(guest_version)),
+            encoding="utf-8")
+        control.write_text(add_depends(control.read_text(encoding="utf-8"), host),
+                           encoding="utf-8")
+    return prepare
