@@ -127,41 +127,53 @@ class LocalUpstream:
 
             def _answer(self, head: bool) -> None:
                 path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-                status = upstream._serve(self, path, head)
-                upstream._record(self.command, path, status)
+                reply = upstream._reply(path)
+                # Logged before answering: a client that got its answer finds it logged.
+                upstream._record(self.command, path, reply.status)
+                _send(self, reply, head)
+                if reply.truncated:
+                    self.close_connection = True
 
         return Handler
 
-    def _serve(self, handler: http.server.BaseHTTPRequestHandler, path: str,
-               head: bool) -> int:
+    def _reply(self, path: str) -> _Reply:
         if self.behaviour is Behaviour.ERROR:
-            return _send(handler, 500, b"internal error\n", "text/plain", head)
+            return _Reply(500, b"internal error\n", "text/plain")
         target = (self.directory / path.lstrip("/")).resolve()
         if not target.is_relative_to(self.directory.resolve()) or not target.exists():
-            return _send(handler, 404, b"not found\n", "text/plain", head)
+            return _Reply(404, b"not found\n", "text/plain")
         if target.is_dir():
-            return _send(handler, 200, _index(target, path).encode(), "text/html", head)
+            return _Reply(200, _index(target, path).encode(), "text/html")
         data = target.read_bytes()
         if self.behaviour is Behaviour.CORRUPT:
             data = bytes(b ^ 0x5A for b in data[:4096]) + data[4096:]
         if self.behaviour is Behaviour.TRUNCATE:
-            _send(handler, 200, data[: len(data) // 2], "application/octet-stream", head,
-                  length=len(data))
-            handler.close_connection = True
-            return 200
-        return _send(handler, 200, data, "application/octet-stream", head)
+            return _Reply(200, data[: len(data) // 2], "application/octet-stream",
+                          length=len(data))
+        return _Reply(200, data, "application/octet-stream")
 
 
-def _send(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes,
-          content_type: str, head: bool, length: int | None = None) -> int:
-    handler.send_response(status)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body) if length is None else length))
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str
+    length: int | None = None   # announced Content-Length, if not len(body)
+
+    @property
+    def truncated(self) -> bool:
+        return self.length is not None and self.length != len(self.body)
+
+
+def _send(handler: http.server.BaseHTTPRequestHandler, reply: _Reply, head: bool) -> None:
+    handler.send_response(reply.status)
+    handler.send_header("Content-Type", reply.content_type)
+    length = len(reply.body) if reply.length is None else reply.length
+    handler.send_header("Content-Length", str(length))
     handler.end_headers()
     if not head:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            handler.wfile.write(body)
-    return status
+            handler.wfile.write(reply.body)
 
 
 def _index(directory: Path, url_path: str) -> str:

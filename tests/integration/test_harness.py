@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The end-to-end harness itself works: system roots reach the mirror and 127.0.0.1,
+run real apt, dpkg and debconf, let detached jobs outlive a command, allow nested
+namespaces and overlays, leak no mount, and never modify their cached base; the local
+upstream serves and misbehaves on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.sysroot import SystemRoot, SystemRootError, compare_trees, new_workdir
+from tests.support.upstream import Behaviour, LocalUpstream
+
+pytestmark = pytest.mark.integration
+
+
+def make_deb(directory: Path, name: str, version: str = "1.0",
+             with_question: bool = False) -> Path:
+    """A tiny architecture-independent .deb; with a debconf question whose answer its
+    postinst writes to /var/lib/<name>.answer."""
+    tree = directory / f"{name}-{version}"
+    control = tree / "DEBIAN"
+    control.mkdir(parents=True)
+    (control / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: guestpkg tests <tests@localhost>\n"
+        f"Depends: debconf\nDescription: harness test package {name}\n")
+    (tree / "usr/share" / name).mkdir(parents=True)
+    (tree / "usr/share" / name / "marker").write_text(f"{name} {version}\n")
+    if with_question:
+        (control / "templates").write_text(
+            f"Template: {name}/consent\nType: boolean\nDefault: false\n"
+            "Description: Do you agree?\n A harness test question.\n")
+        script = ("#!/bin/sh\nset -e\n. /usr/share/debconf/confmodule\n"
+                  f"db_input high {name}/consent || true\ndb_go || true\n")
+        (control / "config").write_text(script)
+        (control / "postinst").write_text(
+            script + f'db_get {name}/consent\necho "$RET" > /var/lib/{name}.answer\n')
+        (control / "postrm").write_text(
+            "#!/bin/sh\nset -e\nif [ \"$1\" = purge ] && [ -e /usr/share/debconf/confmodule ]"
+            "; then\n. /usr/share/debconf/confmodule\ndb_purge\nfi\n")
+        for script_name in ("config", "postinst", "postrm"):
+            (control / script_name).chmod(0o755)
+    deb = directory / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+def tree_state(path: Path) -> dict[str, tuple[Any, ...]]:
+    """Every path under *path* with its full lstat metadata, times included."""
+    state: dict[str, tuple[Any, ...]] = {}
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(top, name)
+            st = os.lstat(full)
+            state[full] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                           st.st_ctime_ns, st.st_ino)
+    return state
+
+
+def test_apt_inside_reaches_the_mirror(sysroot: SystemRoot) -> None:
+    assert sysroot.dpkg_status("tree") is None
+    sysroot.apt_install("--no-install-recommends", "tree")
+    assert sysroot.dpkg_status("tree") == "install ok installed"
+    assert sysroot.installed_version("tree")
+    assert "tree v" in sysroot.run(["tree", "--version"]).stdout
+
+
+def test_local_repository_and_preseeded_debconf(sysroot: SystemRoot, tmp_path: Path) -> None:
+    sysroot.add_debs([make_deb(tmp_path, "harness-asks", with_question=True),
+                      make_deb(tmp_path, "harness-plain")])
+    sysroot.apt_install("harness-asks", "harness-plain",
+                        preseed="harness-asks harness-asks/consent boolean true")
+    assert sysroot.read_file("/var/lib/harness-asks.answer").strip() == "true"
+    assert sysroot.installed_version("harness-plain") == "1.0"
+
+    # Without a preseed, the noninteractive frontend keeps the default (false).
+    sysroot.apt("purge", "harness-asks")
+    assert sysroot.dpkg_status("harness-asks") is None
+    sysroot.run(["rm", "-f", "/var/lib/harness-asks.answer"])
+    sysroot.apt_install("harness-asks")
+    assert sysroot.read_file("/var/lib/harness-asks.answer").strip() == "false"
+
+    sysroot.add_debs([make_deb(tmp_path / "v2", "harness-plain", "2.0")])
+    sysroot.apt_install("harness-plain")
+    assert sysroot.installed_version("harness-plain") == "2.0"
+
+
+def test_local_upstream_is_reachable_from_inside(sysroot: SystemRoot,
+                                                 local_upstream: LocalUpstream,
+                                                 tmp_path: Path) -> None:
+    payload = tmp_path / "demo-1.0.tar.gz"
+    payload.write_bytes(os.urandom(100_000))
+    url = local_upstream.add_file(payload)
+    script = ("import hashlib, sys, urllib.request\n"
+              "print(hashlib.sha256(urllib.request.urlopen(sys.argv[1]).read()).hexdigest())")
+    inside = sysroot.run(["python3", "-c", script, url]).stdout.strip()
+    assert inside == hashlib.sha256(payload.read_bytes()).hexdigest()
+    index = sysroot.run(["python3", "-c", "import sys, urllib.request\n"
+                         "print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                         local_upstream.url]).stdout
+    assert '<a href="demo-1.0.tar.gz">' in index
+    assert local_upstream.downloads("demo-1.0.tar.gz") == 1
+
+
+def test_local_upstream_misbehaves_on_demand(local_upstream: LocalUpstream,
+                                             tmp_path: Path) -> None:
+    payload = tmp_path / "demo-1.0.tar.gz"
+    data = os.urandom(50_000)
+    payload.write_bytes(data)
+    url = local_upstream.add_file(payload)
+    assert urllib.request.urlopen(url).read() == data
+
+    local_upstream.behaviour = Behaviour.CORRUPT
+    corrupt = urllib.request.urlopen(url).read()
+    assert len(corrupt) == len(data) and corrupt != data
+
+    local_upstream.behaviour = Behaviour.TRUNCATE
+    with pytest.raises(Exception) as truncated:  # http.client.IncompleteRead
+        urllib.request.urlopen(url).read()
+    assert "IncompleteRead" in type(truncated.value).__name__
+
+    local_upstream.behaviour = Behaviour.ERROR
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(url)
+
+    local_upstream.behaviour = Behaviour.NORMAL
+    local_upstream.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=5)
+    local_upstream.start()
+    assert urllib.request.urlopen(url).read() == data
+    assert [r.status for r in local_upstream.requests] == [200, 200, 200, 500, 200]
+
+
+def test_a_detached_job_outlives_its_command(sysroot: SystemRoot) -> None:
+    sysroot.run(["sh", "-c", "setsid sh -c 'sleep 1; touch /run/detached-done' "
+                 "</dev/null >/dev/null 2>&1 &"])
+    assert sysroot.background_processes()
+    sysroot.wait_idle(timeout_s=60)
+    assert sysroot.exists("/run/detached-done")
+
+
+def test_nested_namespaces_overlay_and_pivot_root(sysroot: SystemRoot) -> None:
+    # What guestpkg's sandbox does inside: new namespaces, an overlay over a tree of
+    # the root, loopback in a new netns, pivot_root.
+    script = """
+mkdir -p /srv/nest/lower /srv/nest/top
+echo base > /srv/nest/lower/file
+unshare --mount --propagation private --pid --net --uts --ipc --fork sh -euc '
+    mount -t tmpfs tmpfs /srv/nest/top
+    mkdir /srv/nest/top/upper /srv/nest/top/work /srv/nest/top/merged
+    cd /srv/nest/top
+    mount -t overlay overlay -o lowerdir=/srv/nest/lower,upperdir=upper,workdir=work merged
+    echo changed > /srv/nest/top/merged/file
+    ip link set lo up
+    ip -brief link | grep -c . > /srv/nest/top/merged/links
+    cd /srv/nest/top/merged && mkdir old && pivot_root . old
+    read -r content < /file; read -r links < /links; echo "$content" "$links"
+'
+cat /srv/nest/lower/file
+"""
+    assert sysroot.shell(script).stdout.split() == ["changed", "1", "base"]
+
+
+def test_nothing_leaks_and_the_base_is_never_modified(system_base: Path,
+                                                      tmp_path: Path) -> None:
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    base_before = tree_state(system_base)
+    root = SystemRoot(system_base, new_workdir())
+    with root:
+        root.shell("rm -rf /usr/share/doc /etc/apt/sources.list; echo x >> /etc/passwd; "
+                   "touch /usr/bin/new-file; chmod 700 /usr/bin; "
+                   "setsid sleep 300 </dev/null >/dev/null 2>&1 &")
+        root.add_debs([make_deb(tmp_path, "harness-plain")])
+        root.apt_install("harness-plain")
+        init_pid = root.init_pid
+        assert root.background_processes()
+    assert not root.workdir.exists()
+    assert not Path(f"/proc/{init_pid}").exists()
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert tree_state(system_base) == base_before
+
+
+def test_snapshots_show_changes(sysroot: SystemRoot) -> None:
+    before = sysroot.tree_snapshot(contents=True)
+    sysroot.shell("touch /etc/added; rm /etc/hostname; echo more >> /etc/issue")
+    diff = compare_trees(before, sysroot.tree_snapshot(contents=True))
+    assert (diff.added, diff.removed, diff.modified) == (["/etc/added"], ["/etc/hostname"],
+                                                         ["/etc/issue"])
+    assert not compare_trees(before, before)
+
+
+def test_failures_inside_raise_with_output(sysroot: SystemRoot) -> None:
+    with pytest.raises(SystemRootError, match="exited 3"):
+        sysroot.shell("echo oops >&2; exit 3")
+    assert sysroot.run(["false"], check=False).returncode == 1
+
+
+def test_buildroots_are_bound_read_only(make_sysroot: Callable[..., SystemRoot],
+                                        base_root: Any) -> None:
+    root = make_sysroot(buildroots=True)
+    inner = f"/var/lib/guestpkg/buildroots/{base_root.name}"
+    assert root.exists(f"{inner}/root.json")
+    assert root.exists(f"{inner}/{base_root.path.name}/usr/bin/dpkg-buildpackage")
+    denied = root.run(["touch", f"{inner}/{base_root.path.name}/x"], check=False)
+    assert denied.returncode != 0 and "Read-only" in denied.stderr
+    # A fork's shared lock on the generation works from inside.
+    root.run(["python3", "-c", "import fcntl, sys\n"
+              "f = open(sys.argv[1], 'r+'); fcntl.flock(f, fcntl.LOCK_SH)",
+              f"{inner}/{base_root.path.name}.lock"])
+    root.run(["touch", "/var/lib/guestpkg/layers/.harness-probe"])
+    root.run(["rm", "/var/lib/guestpkg/layers/.harness-probe"])
