@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// The sandbox escape suite's probe: one static binary (gcc -static, no libraries
+// needed in the root) that tries one thing per argument and prints "<probe> <result>",
+// the result being OK or the errno's name.  Like Flatpak's tests/try-syscall.c, the
+// syscall probes pass invalid pointers, fds or flags wherever that still tells a
+// filtered call (EPERM/ENOSYS) from an unfiltered one (EFAULT, EBADF, EINVAL), so
+// running it outside a sandbox changes nothing on the machine.
+//
+// Usage: probe NAME[:ARG[:ARG]] ...
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRONG_POINTER ((void *) 1)
+
+static const char *result(long rc) {
+    return rc < 0 ? strerrorname_np(errno) : "OK";
+}
+
+static long do_connect(const char *addr, const char *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(atoi(port))};
+    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    long rc = connect(fd, (struct sockaddr *) &sin, sizeof sin);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+static long do_read(const char *path) {
+    char buf[64];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (n == 0) {  // empty (a masked file): report it as its own result
+        errno = ENODATA;
+        return -1;
+    }
+    return n;
+}
+
+static long do_write(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    long rc = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+// Push the characters of TEXT into the terminal on fd 0..2 with TIOCSTI, also with
+// the high 32 bits of the request set (CVE-2019-10063); stops at the first failure.
+static long do_tiocsti(const char *fdtext, int high_bits) {
+    int fd = atoi(fdtext);
+    const char *text = "INJECTED";
+    unsigned long request = TIOCSTI | (high_bits ? 0x100000000UL : 0);
+    for (const char *c = text; *c; c++)
+        if (syscall(SYS_ioctl, fd, request, c) < 0)
+            return -1;
+    return 0;
+}
+
+static long do_capset(void) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0xff, sizeof data);
+    return syscall(SYS_capset, &header, data);
+}
+
+static long do_status(void) {
+    // Prints the lines the tests check, then reports OK.
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) ||
+            !strncmp(line, "Seccomp:", 8) || !strncmp(line, "Uid:", 4))
+            printf("status %s", line);
+    fclose(f);
+    return 0;
+}
+
+static long do_count_processes(void) {
+    // How many pids /proc shows: inside a pid namespace only the sandbox's own.
+    FILE *p = fopen("/proc/self/stat", "r");
+    if (!p)
+        return -1;
+    fclose(p);
+    int count = 0;
+    char path[64];
+    for (int pid = 1; pid < 4194304 && count < 1000; pid++) {
+        if (pid > 1000 && count == 0)
+            break;
+        snprintf(path, sizeof path, "/proc/%d", pid);
+        if (access(path, F_OK) == 0)
+            count++;
+        if (pid > 100000)
+            break;
+    }
+    printf("processes %d\n", count);
+    return 0;
+}
+
+static long do_fork_wait(void) {
+    // Check that plain fork still works under the filter (clone without NEW* flags).
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0)
+        _exit(0);
+    int status;
+    return waitpid(pid, &status, 0) < 0 ? -1 : 0;
+}
+
+static long run(char *spec) {
+    char *args[4] = {0};
+    int n = 0;
+    for (char *tok = strtok(spec, ":"); tok && n < 4; tok = strtok(NULL, ":"))
+        args[n++] = tok;
+    const char *name = args[0];
+    const char *a1 = args[1] ? args[1] : "", *a2 = args[2] ? args[2] : "";
+    errno = 0;
+
+    if (!strcmp(name, "connect")) return do_connect(a1, a2);
+    if (!strcmp(name, "read")) return do_read(a1);
+    if (!strcmp(name, "write")) return do_write(a1, a2);
+    if (!strcmp(name, "kill")) return kill(atoi(a1), atoi(a2));
+    if (!strcmp(name, "ptrace-attach")) return ptrace(PTRACE_ATTACH, atoi(a1), 0, 0);
+    if (!strcmp(name, "ptrace-traceme")) return ptrace(PTRACE_TRACEME, 0, 0, 0);
+    if (!strcmp(name, "mknod")) return mknod(a1, S_IFCHR | 0666, makedev(1, 3));
+    if (!strcmp(name, "mount")) return mount(WRONG_POINTER, WRONG_POINTER, WRONG_POINTER, 0, 0);
+    if (!strcmp(name, "mount-tmpfs")) return mount("none", a1, "tmpfs", 0, 0);
+    if (!strcmp(name, "umount")) return umount2(WRONG_POINTER, 0);
+    if (!strcmp(name, "umount-real")) return umount2(a1, MNT_DETACH);
+    if (!strcmp(name, "unshare-user")) return unshare(CLONE_NEWUSER);
+    if (!strcmp(name, "unshare-invalid")) return unshare(-1);
+    if (!strcmp(name, "clone-newuser"))
+        return syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, WRONG_POINTER, 0, 0, 0);
+    if (!strcmp(name, "clone3")) return syscall(SYS_clone3, WRONG_POINTER, 0);
+    if (!strcmp(name, "setns")) return setns(-1, 0);
+    if (!strcmp(name, "chroot")) return chroot(WRONG_POINTER);
+    if (!strcmp(name, "pivot_root")) return syscall(SYS_pivot_root, WRONG_POINTER, WRONG_POINTER);
+    if (!strcmp(name, "keyctl")) return syscall(SYS_keyctl, 0x7fff, 0, 0, 0, 0);
+    if (!strcmp(name, "add_key"))
+        return syscall(SYS_add_key, WRONG_POINTER, WRONG_POINTER, 0, 0, 0);
+    if (!strcmp(name, "request_key"))
+        return syscall(SYS_request_key, WRONG_POINTER, WRONG_POINTER, 0, 0);
+    if (!strcmp(name, "bpf")) return syscall(SYS_bpf, 0x7fff, WRONG_POINTER, 0);
+    if (!strcmp(name, "perf_event_open"))
+        return syscall(SYS_perf_event_open, WRONG_POINTER, 0, -1, -1, 0);
+    if (!strcmp(name, "userfaultfd")) return syscall(SYS_userfaultfd, -1);
+    if (!strcmp(name, "process_vm_readv"))
+        return syscall(SYS_process_vm_readv, 0, WRONG_POINTER, 1, WRONG_POINTER, 1, 0);
+    if (!strcmp(name, "kcmp")) return syscall(SYS_kcmp, 0, 0, -1, 0, 0);
+    if (!strcmp(name, "open_by_handle_at"))
+        return syscall(SYS_open_by_handle_at, -1, WRONG_POINTER, 0);
+    if (!strcmp(name, "personality")) return personality(ADDR_NO_RANDOMIZE) == -1 ? -1 : 0;
+    if (!strcmp(name, "personality-linux")) return personality(PER_LINUX) == -1 ? -1 : 0;
+    if (!strcmp(name, "fsopen")) return syscall(SYS_fsopen, WRONG_POINTER, 0);
+    if (!strcmp(name, "open_tree")) return syscall(SYS_open_tree, -1, WRONG_POINTER, 0);
+    if (!strcmp(name, "move_mount"))
+        return syscall(SYS_move_mount, -1, WRONG_POINTER, -1, WRONG_POINTER, 0);
+    if (!strcmp(name, "mount_setattr"))
+        return syscall(SYS_mount_setattr, -1, WRONG_POINTER, 0, WRONG_POINTER, 0);
+    if (!strcmp(name, "fchmodat2")) return syscall(452, -1, WRONG_POINTER, 0, 0);
+    if (!strcmp(name, "io_uring_setup")) return syscall(SYS_io_uring_setup, 0, WRONG_POINTER);
+    if (!strcmp(name, "init_module")) return syscall(SYS_init_module, WRONG_POINTER, 0, WRONG_POINTER);
+    if (!strcmp(name, "kexec_load")) return syscall(SYS_kexec_load, 0, 0, WRONG_POINTER, -1);
+    if (!strcmp(name, "reboot")) return syscall(SYS_reboot, 0, 0, 0, WRONG_POINTER);
+    if (!strcmp(name, "swapon")) return syscall(SYS_swapon, WRONG_POINTER, 0);
+    if (!strcmp(name, "clock_settime")) return syscall(SYS_clock_settime, -1, WRONG_POINTER);
+    if (!strcmp(name, "acct")) return syscall(SYS_acct, WRONG_POINTER);
+    if (!strcmp(name, "syslog")) return syscall(SYS_syslog, 10, 0, 0);
+    if (!strcmp(name, "tioclinux")) {
+        char subcode = 0x7f;  // not a valid subcode: harmless on a real console
+        return ioctl(atoi(a1), TIOCLINUX, &subcode);
+    }
+    if (!strcmp(name, "tiocsti")) return do_tiocsti(a1, 0);
+    if (!strcmp(name, "tiocsti-high")) return do_tiocsti(a1, 1);
+    if (!strcmp(name, "chmod")) return chmod(a1, strtol(a2, 0, 8));
+    if (!strcmp(name, "fchmodat")) return fchmodat(AT_FDCWD, a1, strtol(a2, 0, 8), 0);
+    if (!strcmp(name, "fchmod")) {
+        int fd = open(a1, O_RDONLY);
+        if (fd < 0)
+            return -1;
+        long rc = fchmod(fd, strtol(a2, 0, 8));
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
+    if (!strcmp(name, "capset")) return do_capset();
+    if (!strcmp(name, "setuid0")) return setuid(0);
+    if (!strcmp(name, "sethostname")) return sethostname(a1, strlen(a1));
+    if (!strcmp(name, "status")) return do_status();
+    if (!strcmp(name, "processes")) return do_count_processes();
+    if (!strcmp(name, "fork")) return do_fork_wait();
+    if (!strcmp(name, "euid")) { printf("euid %d\n", (int) geteuid()); return 0; }
+    if (!strcmp(name, "sleep")) { sleep(atoi(a1)); return 0; }
+    if (!strcmp(name, "exit")) exit(atoi(a1));
+    if (!strcmp(name, "echo")) { printf("echo %s\n", a1); return 0; }
+    errno = ENOTSUP;
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        char *spec = strdup(argv[i]);
+        char *name = strdup(argv[i]);
+        char *colon = strchr(name, ':');
+        if (colon)
+            *colon = '\0';
+        long rc = run(spec);
+        printf("%s %s\n", name, result(rc));
+        free(spec);
+        free(name);
+    }
+    return 0;
+}
