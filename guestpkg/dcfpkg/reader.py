@@ -234,8 +234,8 @@ class DcfpkgReader:
                                 "data appended)")
         self.source = _PayloadSource(f, self.metadata.payload_size, where)
         decompressor = zstandard.ZstdDecompressor(max_window_size=policy.max_window_bytes)
-        self.stream = decompressor.stream_reader(cast("IO[bytes]", self.source), read_size=CHUNK_BYTES,
-                                                 read_across_frames=True)
+        self.stream = decompressor.stream_reader(
+            cast("IO[bytes]", self.source), read_size=CHUNK_BYTES, read_across_frames=True)
         self.entries = self._read_manifest()
 
     def _read(self, n: int) -> bytes:
