@@ -4,9 +4,9 @@ server, guestpkg's own .debs.
 
 - ``system_base``: the cached base system tree (made once with mmdebstrap).
 - ``make_sysroot(buildroots=False, binds=())``: start a :class:`SystemRoot`, closed at
-  the end of the test; ``buildroots=True`` binds the ``base_root`` fixture's buildroots
-  (read-only) and layers (read-write) into ``/var/lib/guestpkg`` inside, so guestpkg
-  inside builds without running mmdebstrap.
+  the end of the test; ``buildroots=True`` gives guestpkg inside the ``base_root``
+  fixture's buildroots (read-only) and layers (read-write) as
+  ``/var/lib/guestpkg/{buildroots,layers}``, so it builds without running mmdebstrap.
 - ``sysroot``: ``make_sysroot()``.
 - ``local_upstream``: a :class:`LocalUpstream` on 127.0.0.1 serving an empty directory.
 - ``hello_upstream``: the same, serving hello-2.10.tar.gz (hello's orig tarball).
@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Where guestpkg keeps its state inside a system root (its default vardir).
 INNER_VARDIR = "/var/lib/guestpkg"
+#: Where the test vardir's buildroots and layers are mounted inside a system root.
+OUTER_VARDIR = "/srv/guestpkg-test-vardir"
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +50,8 @@ def make_sysroot(request: pytest.FixtureRequest, system_base: Path,
         root = SystemRoot(system_base, new_workdir(), extra)
         started.append(root)
         root.start()
+        if buildroots:
+            link_buildroots(root)
         return root
 
     yield make
@@ -61,18 +65,23 @@ def sysroot(make_sysroot: Callable[..., SystemRoot]) -> SystemRoot:
 
 
 def buildroot_binds(base_root: Any) -> list[Bind]:
-    """Bind mounts that give guestpkg inside a system root the test buildroots: the
-    ``buildroots`` directory read-only (with each generation's lock file read-write on
-    top, since a fork takes a shared flock(2) on it, which works across the bind and so
-    also keeps the host's ``update`` from collecting a generation in use inside), and
-    the ``layers`` cache read-write.
+    """Bind mounts that give guestpkg inside a system root the test buildroots, under
+    :data:`OUTER_VARDIR`: the ``buildroots`` directory read-only (with each
+    generation's lock file read-write on top, since a fork takes a shared flock(2) on
+    it; the lock works across the bind, so the host's ``update`` does not collect a
+    generation in use inside either), and the ``layers`` cache read-write.
+
+    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers}`` at
+    them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
+    ``rm -rf /var/lib/guestpkg``) removes two symlinks instead of failing on a mount
+    point or emptying the host's layer cache.
 
     *base_root* is a :class:`guestpkg.buildroot.BaseRoot`, whose tree is
     ``<vardir>/buildroots/<name>/gen-<id>/`` (see :mod:`guestpkg.buildroot.roots`)."""
     buildroots = Path(base_root.path).parent.parent
     layers = buildroots.parent / "layers"
     layers.mkdir(parents=True, exist_ok=True)
-    inner = f"{INNER_VARDIR}/buildroots"
+    inner = f"{OUTER_VARDIR}/buildroots"
     binds = [Bind(buildroots, inner, readonly=True)]
     for generation in sorted(buildroots.glob("*/gen-*")):
         if not generation.is_dir():
@@ -81,8 +90,16 @@ def buildroot_binds(base_root: Any) -> list[Bind]:
         lock.touch()
         relative = lock.relative_to(buildroots)
         binds.append(Bind(lock, f"{inner}/{relative}", readonly=False))
-    binds.append(Bind(layers, f"{INNER_VARDIR}/layers", readonly=False))
+    binds.append(Bind(layers, f"{OUTER_VARDIR}/layers", readonly=False))
     return binds
+
+
+def link_buildroots(root: SystemRoot) -> None:
+    """``/var/lib/guestpkg/buildroots`` and ``layers`` inside, as symlinks to the bind
+    mounts that :func:`buildroot_binds` made."""
+    root.shell(f'mkdir -p {INNER_VARDIR}\n'
+               f'ln -sfn {OUTER_VARDIR}/buildroots {INNER_VARDIR}/buildroots\n'
+               f'ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers')
 
 
 @pytest.fixture

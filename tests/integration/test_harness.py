@@ -221,3 +221,6 @@ def test_buildroots_are_bound_read_only(make_sysroot: Callable[..., SystemRoot],
               f"{inner}/{base_root.path.name}.lock"])
     root.run(["touch", "/var/lib/guestpkg/layers/.harness-probe"])
     root.run(["rm", "/var/lib/guestpkg/layers/.harness-probe"])
+    # What guestpkg's postrm does on purge removes the links, not what they point to.
+    root.run(["rm", "-rf", "/var/lib/guestpkg"])
+    assert base_root.path.is_dir() and (base_root.path.parent.parent.parent / "layers").is_dir()
