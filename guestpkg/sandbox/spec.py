@@ -155,6 +155,10 @@ def validate(spec: SandboxSpec) -> None:
     for bind in spec.binds:
         if not bind.target.startswith("/") or ".." in bind.target.split("/"):
             _fail(f"bind target {bind.target!r} must be absolute, without '..'")
+        top = bind.target.strip("/").split("/")[0]
+        if top in ("", "proc", "dev", "sys"):
+            # The sandbox mounts its own /proc, /dev and /sys over these.
+            _fail(f"bind target {bind.target!r}: not / and not under /proc, /dev or /sys")
         if not bind.source.is_absolute():
             _fail(f"bind source {bind.source} must be absolute")
     bad_limits = set(spec.rlimits) - set(RLIMIT_NAMES)

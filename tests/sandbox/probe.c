@@ -231,6 +231,12 @@ static long run(char *spec) {
     if (!strcmp(name, "status")) return do_status();
     if (!strcmp(name, "processes")) return do_count_processes();
     if (!strcmp(name, "fork")) return do_fork_wait();
+    if (!strcmp(name, "env")) {
+        extern char **environ;
+        for (char **e = environ; *e; e++)
+            printf("env %s\n", *e);
+        return 0;
+    }
     if (!strcmp(name, "euid")) { printf("euid %d\n", (int) geteuid()); return 0; }
     if (!strcmp(name, "sleep")) { sleep(atoi(a1)); return 0; }
     if (!strcmp(name, "exit")) exit(atoi(a1));

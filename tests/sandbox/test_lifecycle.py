@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The sandbox's life: exit statuses, the wall-clock limit, failures that say how to
+replay them, binds, and what is left behind (nothing: no mount, no process, no change
+to the lower layers), also when guestpkg is SIGKILLed in the middle of a command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from guestpkg.errors import CommandFailed
+from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
+
+from .conftest import BUILD_UID, PROBE_ENV, ProbeRun, snapshot
+
+
+def mountinfo() -> list[str]:
+    # Mount ids and the order aside, the same mounts must be there.
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return sorted(" ".join(line.split()[3:]) for line in lines)
+
+
+def all_mountinfo_text() -> str:
+    text = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                text.append((entry / "mountinfo").read_text())
+    return "\n".join(text)
+
+
+def processes_with(token: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 60) -> None:
+    """Poll for *condition*; the limit is generous, only a hang should reach it."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for: {what}")
+        time.sleep(0.05)
+
+
+def test_exit_status_is_the_commands(sandbox: Callable[..., ProbeRun]) -> None:
+    assert sandbox("exit:3").status == 3
+    assert sandbox("exit:0").status == 0
+
+
+def test_killed_by_a_signal(sandbox: Callable[..., ProbeRun]) -> None:
+    # kill(0, SIGTERM): the probe's own process group (its own session)
+    assert sandbox("kill:0:15").status == 128 + signal.SIGTERM
+
+
+def test_missing_command(sandbox: Callable[..., ProbeRun]) -> None:
+    run = sandbox(argv=("/no/such/command",))
+    assert run.status == 127
+    assert "cannot run /no/such/command" in run.output
+
+
+def test_wall_clock_limit(sandbox: Callable[..., ProbeRun]) -> None:
+    run = sandbox("sleep:600", timeout_s=0.5)
+    assert run.status == 124
+    assert "wall-clock limit" in run.output
+
+
+def test_environment_is_exactly_the_specs(sandbox: Callable[..., ProbeRun]) -> None:
+    os.environ["GUESTPKG_TEST_LEAK"] = "leaked"
+    try:
+        run = sandbox("env", env={"ONLY": "this", "PATH": "/bin"})
+    finally:
+        del os.environ["GUESTPKG_TEST_LEAK"]
+    assert [line for line in run.lines if line.startswith("env ") and "=" in line] == \
+        ["env ONLY=this", "env PATH=/bin"], run.output
+
+
+def test_failure_raises_with_a_replay_hint(tiny_root: Path, probe: Path,
+                                           tmp_path: Path, repo: Path) -> None:
+    spec = SandboxSpec(argv=("/probe", "exit:7"), lowerdirs=(tiny_root,), uid=BUILD_UID,
+                       gid=BUILD_UID, env=PROBE_ENV, binds=(Bind(probe, "/probe"),))
+    log = tmp_path / "build.log"
+    with pytest.raises(CommandFailed) as caught:
+        run_sandboxed(spec, log_path=log)
+    error = caught.value
+    assert error.returncode == 7
+    kept = log.with_name("build.log.sandbox.json")
+    assert kept.is_file() and str(kept) in (error.hint or "")
+    assert "python3" in (error.hint or "") and "guestpkg.sandbox" in (error.hint or "")
+    replay = subprocess.run(["/usr/bin/python3", "-m", "guestpkg.sandbox", str(kept)],
+                            env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, cwd="/")
+    assert replay.returncode == 7, replay.stderr
+    assert "exit OK" not in replay.stdout  # exit() never returns to print
+
+
+def test_no_mount_leaks_and_lower_unchanged(sandbox: Callable[..., ProbeRun],
+                                            tiny_root: Path) -> None:
+    before_mounts, before_tree = mountinfo(), snapshot(tiny_root)
+    run = sandbox("write:/etc/hostname:x", "write:/new:x", "mknod:/tmp/n", uid=0, gid=0)
+    assert run.status == 0
+    assert mountinfo() == before_mounts
+    assert snapshot(tiny_root) == before_tree
+
+
+def test_persistent_upper_and_root_mode(tiny_root: Path, probe: Path, tmp_path: Path) -> None:
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    spec = SandboxSpec(argv=("/probe", "write:/data/new:hello"), lowerdirs=(tiny_root,),
+                       upperdir=upper, workdir=work, env=PROBE_ENV,
+                       binds=(Bind(probe, "/probe"),))
+    assert run_sandboxed(spec) == 0
+    assert (upper / "data" / "new").read_text() == "hello"
+    assert not (tiny_root / "data" / "new").exists()
+
+    tree = tmp_path / "tree"
+    (tree / "tmp").mkdir(parents=True)
+    spec = SandboxSpec(argv=("/probe", "write:/tmp/out:hi"), root=tree, env=PROBE_ENV,
+                       binds=(Bind(probe, "/probe"),))
+    assert run_sandboxed(spec) == 0
+    assert (tree / "tmp" / "out").read_text() == "hi"
+
+
+def test_binds(sandbox: Callable[..., ProbeRun], tmp_path: Path) -> None:
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    os.chown(rw, BUILD_UID, BUILD_UID)
+    (ro / "in").write_text("data")
+    run = sandbox("read:/in/in", "write:/in/x:x", "write:/out/x:y",
+                  binds=(Bind(ro, "/in"), Bind(rw, "/out", readonly=False)))
+    assert [line for line in run.lines if line.startswith(("read ", "write "))] == \
+        ["read OK", "write EROFS", "write OK"], run.output
+    assert (rw / "x").read_text() == "y"
+    assert not (ro / "x").exists()
+
+
+def test_bind_target_through_a_symlink_is_refused(sandbox: Callable[..., ProbeRun],
+                                                  tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "escape").symlink_to("/etc")
+    run = sandbox("echo:x", lowerdirs=(tree,), binds=(Bind(tmp_path, "/escape/x"),))
+    assert run.status == 125
+    assert "symlink" in run.output
+
+
+def test_sigkill_of_guestpkg_leaves_nothing_behind(tiny_root: Path, probe: Path,
+                                                   tmp_path: Path, repo: Path) -> None:
+    before_mounts, before_tree = mountinfo(), snapshot(tiny_root)
+    token = f"sleep:{600 + os.getpid() % 1000}"  # unique argv to find our processes
+    log = tmp_path / "log"
+    script = f"""
+from pathlib import Path
+from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
+spec = SandboxSpec(argv=("/probe", "write:/etc/hostname:x", "echo:started", "{token}"),
+                   lowerdirs=(Path("{tiny_root}"),), uid=0,
+                   binds=(Bind(Path("{probe}"), "/probe"),))
+run_sandboxed(spec, log_path=Path("{log}"))
+"""
+    guestpkg = subprocess.Popen(["/usr/bin/python3", "-c", script],
+                                env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    try:
+        wait_until(lambda: log.exists() and "echo started" in log.read_text(),
+                   "the sandboxed command to start")
+        assert processes_with(token), "the sandboxed command is not running"
+        # the overlay exists, but only inside the sandbox's mount namespace
+        assert str(tiny_root) in all_mountinfo_text()
+    finally:
+        guestpkg.send_signal(signal.SIGKILL)
+        guestpkg.wait()
+    wait_until(lambda: not processes_with(token), "the sandboxed command to die")
+    wait_until(lambda: str(tiny_root) not in all_mountinfo_text(),
+               "the sandbox's mounts to go away")
+    assert mountinfo() == before_mounts
+    assert snapshot(tiny_root) == before_tree
