@@ -81,7 +81,7 @@ def test_redirect_only_to_http(upstream: Upstream, config: Config, target: str) 
 
 def test_truncated_is_retried_then_fails(upstream: Upstream, config: Config) -> None:
     config = config.replace(download_retries=1)
-    with pytest.raises(NetworkError, match="truncated|broke off") as caught:
+    with pytest.raises(NetworkError, match=r"truncated|broke off") as caught:
         fetch_verified(config, f"{upstream.url}/truncated/foo-1.0.tar.gz", SHA)
     assert "2 attempts" in (caught.value.hint or "")
     assert upstream.count("/truncated/foo-1.0.tar.gz") == 2
@@ -106,7 +106,7 @@ def test_chunked_without_length(upstream: Upstream, config: Config) -> None:
 
 
 def test_slow_server_times_out(upstream: Upstream, config: Config) -> None:
-    with pytest.raises(NetworkError, match="gave up|timed out|Read timed out") as caught:
+    with pytest.raises(NetworkError, match=r"timed out|timeout") as caught:
         fetch_verified(config, f"{upstream.url}/slow/foo-1.0.tar.gz", SHA)
     assert "attempts" in (caught.value.hint or "")
     assert leftovers(config) == []

@@ -56,7 +56,7 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             with upstream.lock:
                 upstream.hits[self.path] += 1
                 hits = upstream.hits[self.path]
