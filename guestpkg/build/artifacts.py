@@ -77,7 +77,7 @@ def find_changes(directory: Path, source: str, version: str) -> Path:
     return found[0]
 
 
-def _copy_regular(source: Path, target: Path) -> None:
+def copy_regular_file(source: Path, target: Path) -> None:
     """Copy *source* only if it is a regular file: the build directory is written by
     the sandboxed build, which could plant a symlink to a host file."""
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -126,7 +126,7 @@ def collect(files: list[Path], output_dir: Path) -> list[Path]:
     try:
         with fsutil.locked(staging / ".lock"):
             for path in files:
-                _copy_regular(path, staging / path.name)
+                copy_regular_file(path, staging / path.name)
             fsutil.fsync_dir(staging)
             done: list[Path] = []
             with _signals_held():

@@ -250,7 +250,7 @@ def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
 @contextlib.contextmanager
 def creating_layer(config: Config, key: str) -> Iterator[Path | None]:
     """Exclusive right to create layer *key*: yields a fresh ``.tmp-`` directory to
-    fill (``tree/`` for the upper, ``work/`` for overlayfs), or None if another build
+    fill with ``tree/`` (the kept upper) and ``layer.json``, or None if another build
     created the layer while we waited.  On success the directory is renamed to
     ``<key>`` atomically; on any error it is removed."""
     top = layers_dir(config)
@@ -262,12 +262,9 @@ def creating_layer(config: Config, key: str) -> Iterator[Path | None]:
             return
         reap_layers(config)
         with fsutil.atomic_directory(top / key) as tmp:
-            (tmp / "tree").mkdir()
-            (tmp / "work").mkdir()
             yield tmp
-            # overlayfs leaves its workdir with a mode-000 "work" inside; it is of no
-            # use once the upper is a lower layer.
-            fsutil.remove_tree(tmp / "work")
+            if not (tmp / "tree").is_dir() or not (tmp / "layer.json").is_file():
+                raise RuntimeError(f"layer {key}: tree/ or layer.json was not made")
 
 
 def write_layer_metadata(tmp: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,519 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The deb builder: ``guestpkg build`` and the engine host packages use.
+
+:func:`build_package` is a short list of named steps::
+
+    stage_source          .dsc unpacked in the sandbox, or the tree copied
+    (prepare_source)      the caller's hook edits the staged tree (host lifecycle)
+    install_build_deps    a cached layer, or apt-get satisfy in a fork with network
+    ensure_build_user     the unprivileged user, if the root lacks it
+    run_build             dpkg-buildpackage as that user, no network, no capabilities
+    collect_artifacts     the .changes' files and the log into OUTPUT_DIR, as one set
+
+The build runs in a fork of the base root (:mod:`guestpkg.buildroot`) with the
+dependency layer stacked under the fork's upper directory, and the build directory
+``<vardir>/builds/<id>/build`` bound at ``/build``.  Deterministic by default
+(reprotest's list of variations): ``SOURCE_DATE_EPOCH`` from the changelog, a fixed
+build path, hostname, user, ``HOME``, ``TZ=UTC``, ``C.UTF-8``, umask 022 and ``PATH``;
+``DEB_BUILD_OPTIONS=parallel=N`` from ``--jobs`` (N changes some packages' output, so
+keep it fixed between builds that are compared).
+
+Everything is logged to ``<logdir>/build/<source>_<version>_<arch>-<time>.build`` while
+it is shown, and that log is copied to OUTPUT_DIR as ``<source>_<version>_<arch>.build``
+on success.  On failure OUTPUT_DIR receives nothing and the error names the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import re
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guestpkg import __version__, fsutil
+from guestpkg.build import artifacts, layers
+from guestpkg.build.layers import APT_OPTIONS, Layer
+from guestpkg.build.source import (
+    BUILD_MOUNT,
+    STAGING_NAME,
+    SourceInfo,
+    check_input,
+    chown_tree,
+    copy_orig_tarballs,
+    dpkg_source_extract_argv,
+    is_dsc,
+    read_source,
+    settle,
+    stage_dsc_files,
+    stage_tree,
+)
+from guestpkg.buildroot import BaseRoot, Fork, fork, open_base_root
+from guestpkg.config import Config
+from guestpkg.debian.control import BuildMode, BuildRelations, build_relations
+from guestpkg.errors import BuildFailed, CommandFailed, SystemStateError, UsageError
+from guestpkg.run import DEFAULT_PATH, base_env
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
+
+log = logging.getLogger(__name__)
+
+#: The capabilities useradd needs to write /etc/passwd, /etc/shadow and their locks.
+USERADD_CAPABILITIES = frozenset({"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"})
+
+#: HOME of the build: like sbuild's /sbuild-nonexistent, a path that does not exist,
+#: so that nothing of a previous build or of the user leaks in (Debian Policy 4.9
+#: requires packages to build without a writable HOME).
+BUILD_HOME = "/nonexistent"
+
+HOSTNAME = "guestpkg"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build, beyond the settings in :class:`~guestpkg.config.Config`."""
+
+    mode: BuildMode = BuildMode.BINARY
+    #: never, on-error, always; None: the config's preserve_build
+    preserve: str | None = None
+    #: added to (and overriding) the build environment, e.g. DEB_BUILD_OPTIONS
+    environment: Mapping[str, str] = field(default_factory=dict)
+    #: build profiles (DEB_BUILD_PROFILES, dpkg-buildpackage -P)
+    profiles: tuple[str, ...] = ()
+    #: run on the staged source tree before anything reads it (host lifecycle)
+    prepare_source: Callable[[Path], None] | None = None
+    #: show the log on the console while building
+    tee: bool = True
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    artifacts: list[Path]           # in OUTPUT_DIR, the .changes and .build included
+    log_path: Path                  # the .build log in OUTPUT_DIR
+    changes: Path | None            # the .changes in OUTPUT_DIR
+    source: str = ""
+    version: str = ""
+    layer_key: str | None = None    # the build-dependency layer stacked, if any
+    layer_cached: bool = False      # True: no apt ran
+
+
+class BuildLog:
+    """The ``.build`` log: our own notes and every sandboxed command's output, shown
+    on the console while written (tee)."""
+
+    def __init__(self, path: Path, tee: bool) -> None:
+        self.path = path
+        self.tee = tee
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+    def note(self, text: str) -> None:
+        line = f"guestpkg: {text}\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+        if self.tee:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        log.info("%s", text)
+
+    def step(self, title: str) -> None:
+        self.note(f"== {title} ({time.strftime('%H:%M:%S')})")
+
+
+# --- the steps ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def build_directory(config: Config, preserve: str) -> Iterator[Path]:
+    """``<vardir>/builds/<id>``: this build's work area, locked while it lives.
+
+    Removed at the end unless preserved; directories of killed builds (lock free) are
+    reaped first."""
+    top = config.vardir / "builds"
+    top.mkdir(parents=True, exist_ok=True, mode=0o700)
+    reap_build_directories(top)
+    build_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+    directory = top / build_id
+    lock = top / f"{build_id}.lock"
+    failed = True
+    with fsutil.locked(lock):
+        directory.mkdir(mode=0o700)
+        (directory / "build").mkdir(mode=0o755)
+        try:
+            yield directory
+            failed = False
+        finally:
+            keep = preserve == "always" or (preserve == "on-error" and failed)
+            if keep:
+                log.warning("kept the build directory %s (--preserve-build=%s)",
+                            directory, preserve)
+                (directory / ".preserved").touch()
+            else:
+                fsutil.remove_tree(directory)
+    if not keep:
+        lock.unlink(missing_ok=True)
+
+
+def reap_build_directories(top: Path) -> None:
+    for entry in top.iterdir():
+        if not entry.is_dir() or (entry / ".preserved").exists():
+            continue
+        lock = top / f"{entry.name}.lock"
+        with fsutil.locked(lock, blocking=False) as free:
+            if free:
+                fsutil.remove_tree(entry)
+                lock.unlink(missing_ok=True)
+
+
+def lookup_user(trees: Sequence[Path], name: str) -> tuple[int, int] | None:
+    """uid and gid of *name* in the topmost of *trees* that has an /etc/passwd
+    (passwd(5)): what the merged overlay shows."""
+    for tree in trees:
+        passwd = tree / "etc" / "passwd"
+        if not passwd.is_file():
+            continue
+        for line in passwd.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == name:
+                return int(fields[2]), int(fields[3])
+        return None
+    return None
+
+
+def stage_source(config: Config, base: BaseRoot, source: Path, build_dir: Path,
+                 uid: int, gid: int, blog: BuildLog) -> Path:
+    """Put the source at ``build_dir/source``, owned by the build user."""
+    os.chown(build_dir, uid, gid)
+    if not is_dsc(source):
+        blog.note(f"copying the source tree {source}")
+        staged = stage_tree(source, build_dir)
+        chown_tree(build_dir, uid, gid)
+        return staged
+    blog.note(f"unpacking {source} with dpkg-source -x (sandboxed, as the build user)")
+    stage_dsc_files(source, build_dir)
+    chown_tree(build_dir, uid, gid)
+    spec = SandboxSpec(
+        argv=tuple(dpkg_source_extract_argv(source.name)), lowerdirs=(base.path,),
+        env=build_env(config, {}, user=config.user), cwd=BUILD_MOUNT, uid=uid, gid=gid,
+        binds=(Bind(build_dir, BUILD_MOUNT, readonly=False),), hostname=HOSTNAME,
+        timeout_s=config.timeout_s)
+    sandboxed(spec, blog, "dpkg-source -x failed")
+    return build_dir / STAGING_NAME
+
+
+def extra_build_packages(info: SourceInfo, config: Config) -> list[str]:
+    """What the build needs besides the source's own Build-Depends: the buildd root
+    has build-essential but not fakeroot, nor faketime."""
+    extra = []
+    if info.control.needs_root_command:
+        extra.append("fakeroot")
+    if config.faketime:
+        extra.append("faketime")
+    return extra
+
+
+def apt_env() -> dict[str, str]:
+    return base_env({"DEBIAN_FRONTEND": "noninteractive",
+                     "DEBCONF_NONINTERACTIVE_SEEN": "true"}, inherit=True)
+
+
+def simulate_build_deps(config: Config, base: BaseRoot, relations: BuildRelations,
+                        work: Path, blog: BuildLog) -> list[str]:
+    """``apt-get -s satisfy``: the exact packages apt would install, without
+    installing them (no network, no capabilities: the lists are in the root)."""
+    out = work / "resolve.log"
+    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *APT_OPTIONS, "satisfy",
+            *relations.satisfy_arguments()]
+    spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,), env=apt_env(),
+                       hostname=HOSTNAME, timeout_s=config.timeout_s)
+    status = run_sandboxed(spec, log_path=out, check=False)
+    text = out.read_text(encoding="utf-8", errors="replace")
+    with open(blog.path, "a", encoding="utf-8") as f:
+        f.write(text)
+    if status != 0:
+        raise layers.UnsatisfiableBuildDepends(layers.parse_unmet(text),
+                                               layers.apt_errors(text), blog.path)
+    return layers.parse_simulation(text)
+
+
+def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelations,
+                 actions: Sequence[str], blog: BuildLog) -> None:
+    """Install the build dependencies in a fork with a disk upper and keep that upper
+    as layer *key*.  The only step with network and capabilities; it runs apt from the
+    root's own sources, never code of the package being built."""
+    with layers.creating_layer(config, key) as tmp:
+        if tmp is None:
+            blog.note(f"build-dependency layer {key} was made by a concurrent build")
+            return
+        blog.note(f"installing {len(actions)} build dependencies into new layer {key}")
+        # The request travels as arguments, never through the shell's parser.
+        argv = ["sh", "-c", 'set -e; apt-get -y -q "$@"; apt-get clean', "sh",
+                *APT_OPTIONS, "satisfy", *relations.satisfy_arguments()]
+        with fork(config.replace(fork_upper="disk"), base) as f:
+            spec = f.spec(argv, env=apt_env(), uid=0, gid=0, capabilities=APT_CAPABILITIES,
+                          network=True, allow_setuid=True, hostname=HOSTNAME,
+                          timeout_s=config.timeout_s)
+            sandboxed(spec, blog, "installing the build dependencies failed")
+            f.keep_upper(tmp / "tree")
+        layers.write_layer_metadata(tmp, {
+            "key": key, "format": layers.LAYER_FORMAT, "base": base.name,
+            "generation": base.generation, "packages": list(actions),
+            "request": relations.canonical(), "created": time.time()})
+
+
+@contextlib.contextmanager
+def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations,
+                       work: Path, blog: BuildLog) -> Iterator[tuple[Layer | None, bool]]:
+    """Yield the build-dependency layer to stack (None if the base root has them all)
+    and whether it came from the cache, holding it in use meanwhile."""
+    request = relations.canonical()
+    blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
+              ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
+    actions = layers.cached_resolution(config, base.generation, request)
+    if actions is None:
+        actions = simulate_build_deps(config, base, relations, work, blog)
+        layers.store_resolution(config, base.generation, request, actions)
+    else:
+        blog.note(f"resolved before on this base root generation: {len(actions)} packages")
+    if not actions:
+        blog.note("the base root has every build dependency already")
+        yield None, False
+        return
+    key = layers.layer_key(base.generation, actions)
+    created = False
+    for _attempt in range(3):
+        with layers.use_layer(config, key) as layer:
+            if layer is not None:
+                if not created:
+                    blog.note(f"using cached build-dependency layer {key}")
+                yield layer, not created
+                return
+        create_layer(config, base, key, relations, actions, blog)
+        created = True
+    raise SystemStateError(f"build-dependency layer {key} keeps disappearing",
+                           hint="is a guestpkg cache clean running in a loop?")
+
+
+def ensure_build_user(config: Config, f: Fork, blog: BuildLog) -> tuple[int, int]:
+    """The build user's uid and gid; created in the fork if the root lacks it, with
+    the base root's fixed uid (pbuilder's convention, 1234)."""
+    found = lookup_user([*f.layers, f.base.path], config.user)
+    if found is not None:
+        return found
+    uid = f.base.build_uid
+    blog.note(f"creating build user {config.user} ({uid}) in the fork")
+    argv = ["sh", "-c", 'groupadd --gid "$1" "$2" && useradd --uid "$1" --gid "$1" '
+            f'--no-create-home --home-dir {BUILD_HOME} --shell /bin/sh "$2"',
+            "sh", str(uid), config.user]
+    sandboxed(f.spec(argv, env=base_env(), capabilities=USERADD_CAPABILITIES,
+                     hostname=HOSTNAME, timeout_s=config.timeout_s), blog,
+              "creating the build user failed")
+    return uid, uid
+
+
+def build_env(config: Config, extra: Mapping[str, str], *, user: str,
+              epoch: int | None = None, profiles: Sequence[str] = ()) -> dict[str, str]:
+    """The exact environment of the build: nothing is inherited."""
+    env = {
+        "PATH": DEFAULT_PATH, "HOME": BUILD_HOME, "USER": user, "LOGNAME": user,
+        "TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        "DEB_BUILD_OPTIONS": f"parallel={config.build_jobs}",
+    }
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    if profiles:
+        env["DEB_BUILD_PROFILES"] = " ".join(profiles)
+    env.update(extra)
+    return env
+
+
+def faketime_prefix(epoch: int) -> list[str]:
+    """faketime(1) frozen at *epoch* (an absolute date without ``@`` stops the clock;
+    TZ=UTC inside, so the date is read as UTC)."""
+    frozen = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return ["faketime", "-f", frozen.strftime("%Y-%m-%d %H:%M:%S")]
+
+
+def dpkg_buildpackage_argv(info: SourceInfo, mode: BuildMode, *, faketime: bool,
+                           profiles: Sequence[str] = ()) -> list[str]:
+    """dpkg-buildpackage(1): unsigned (-us -uc); ``-rfakeroot`` unless
+    Rules-Requires-Root is ``no``, when no gain-root command is used at all."""
+    argv = ["dpkg-buildpackage", "-us", "-uc"]
+    if mode.value:
+        argv.append(mode.value)
+    if info.control.needs_root_command:
+        argv.append("-rfakeroot")
+    if profiles:
+        argv.append("-P" + ",".join(profiles))
+    if faketime:
+        argv = [*faketime_prefix(info.changelog.timestamp), *argv]
+    return argv
+
+
+def run_build(config: Config, f: Fork, info: SourceInfo, build_dir: Path, uid: int,
+              gid: int, options: BuildOptions, blog: BuildLog) -> None:
+    argv = dpkg_buildpackage_argv(info, options.mode, faketime=config.faketime,
+                                  profiles=options.profiles)
+    env = build_env(config, options.environment, user=config.user,
+                    epoch=info.changelog.timestamp, profiles=options.profiles)
+    if config.network:
+        blog.note("WARNING: the build phase has NETWORK ACCESS (--network): the build "
+                  "is neither isolated nor reproducible")
+        log.warning("the build phase of %s has network access (--network)", info.source)
+    blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+    spec = f.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid, gid=gid,
+                  network=config.network, hostname=HOSTNAME, timeout_s=config.timeout_s,
+                  binds=(Bind(build_dir, BUILD_MOUNT, readonly=False),))
+    try:
+        run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
+    except CommandFailed as e:
+        what = ("timed out" if e.returncode == 124 else
+                f"failed with exit status {e.returncode}")
+        raise BuildFailed(f"dpkg-buildpackage of {info.source} {info.version} {what}",
+                          blog.path, e.output_tail) from e
+
+
+def run_external_resolver(config: Config, f: Fork, info: SourceInfo, build_dir: Path,
+                          blog: BuildLog) -> None:
+    """``--satisfydepends-cmd``: the user's resolver instead of ours, given the path of
+    debian/control; it gets network and apt's capabilities, and no layer is cached
+    (what it installs is not known in advance)."""
+    argv = [*shlex.split(config.satisfydepends_cmd),
+            f"{BUILD_MOUNT}/{info.directory_name}/debian/control"]
+    blog.note(f"installing build dependencies with the external resolver: {shlex.join(argv)}")
+    sandboxed(f.spec(argv, env=apt_env(), capabilities=APT_CAPABILITIES, network=True,
+                     allow_setuid=True, hostname=HOSTNAME, timeout_s=config.timeout_s,
+                     binds=(Bind(build_dir, BUILD_MOUNT, readonly=True),)),
+              blog, "the external build-dependency resolver failed")
+
+
+def collect_artifacts(info: SourceInfo, arch: str, build_dir: Path, output_dir: Path,
+                      blog: BuildLog) -> tuple[list[Path], Path, Path]:
+    changes = artifacts.find_changes(build_dir, info.source, info.version)
+    files = [build_dir / name for name in artifacts.changes_files(changes)]
+    log_copy = build_dir / artifacts.build_log_name(info.source, info.version, arch)
+    blog.note(f"copying {len(files) + 2} files to {output_dir}")
+    blog.step("build successful")
+    artifacts.copy_regular_file(blog.path, log_copy)
+    done = artifacts.collect([*files, log_copy, changes], output_dir)
+    return done, done[-2], done[-1]
+
+
+def sandboxed(spec: SandboxSpec, blog: BuildLog, what: str) -> None:
+    try:
+        run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
+    except CommandFailed as e:
+        raise BuildFailed(f"{what} (exit status {e.returncode})", blog.path,
+                          e.output_tail) from e
+
+
+# --- the whole build ----------------------------------------------------------------
+
+def log_name(info: SourceInfo, arch: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return artifacts.build_log_name(info.source, info.version, arch).removesuffix(".build") \
+        + f"-{stamp}.build"
+
+
+def build_package(config: Config, source: Path, output_dir: Path,
+                  options: BuildOptions | None = None) -> BuildResult:
+    """Build *source* (a tree or a .dsc) and put the results in *output_dir*."""
+    options = options or BuildOptions()
+    if os.geteuid() != 0:
+        raise SystemStateError("guestpkg build needs root (namespaces, mounts, chown)",
+                               hint="run it as root, e.g. with sudo")
+    source = source.resolve()
+    output_dir = output_dir.resolve()
+    check_input(source)
+    preserve = options.preserve or config.preserve_build
+    if preserve not in ("never", "on-error", "always"):
+        raise UsageError(f"preserve must be never, on-error or always, not {preserve!r}")
+    base = open_base_root(config, config.buildroot)
+    ids = lookup_user([base.path], config.user) or (base.build_uid, base.build_uid)
+    with build_directory(config, preserve) as work:
+        build_dir = work / "build"
+        # The log's final name needs the version, which the hook may change: notes
+        # go to a provisional log that is renamed once the source has been read.
+        blog = BuildLog(config.logdir / "build" / f".staging-{work.name}.build", options.tee)
+        try:
+            return _build(config, base, source, output_dir, options, preserve, work,
+                          build_dir, ids, blog)
+        except BuildFailed as e:
+            blog.note(f"FAILED: {e.message}")
+            raise
+        except BaseException as e:
+            blog.note(f"FAILED: {type(e).__name__}: {e}")
+            raise
+
+
+def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
+           options: BuildOptions, preserve: str, work: Path, build_dir: Path,
+           ids: tuple[int, int], blog: BuildLog) -> BuildResult:
+    blog.step(f"guestpkg {__version__} build of {source}")
+    blog.note(f"base root {base.name} ({base.suite}, {base.arch}), generation "
+              f"{base.generation}; mode {options.mode.name.lower().replace('_', '-')}")
+    staged = stage_source(config, base, source, build_dir, *ids, blog)
+    if options.prepare_source is not None:
+        blog.note("running the prepare_source hook on the staged tree")
+        options.prepare_source(staged)
+    info = read_source(staged)
+    settle(staged, info)
+    final_log = config.logdir / "build" / log_name(info, base.arch)
+    os.rename(blog.path, final_log)
+    blog.path = final_log
+    blog.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
+              f"log {final_log}")
+    if options.mode in (BuildMode.SOURCE, BuildMode.FULL) and not is_dsc(source):
+        copy_orig_tarballs(source, info, build_dir)
+    chown_tree(build_dir, *ids)
+
+    blog.step("build dependencies")
+    with contextlib.ExitStack() as stack:
+        layer: Layer | None = None
+        cached = False
+        if not config.satisfydepends_cmd:
+            relations = build_relations(info.control, options.mode, base.arch,
+                                        options.profiles, extra_build_packages(info, config))
+            layer, cached = stack.enter_context(
+                install_build_deps(config, base, relations, work, blog))
+        f = stack.enter_context(fork(config, base, [layer.tree] if layer else []))
+        try:
+            if config.satisfydepends_cmd:
+                run_external_resolver(config, f, info, build_dir, blog)
+            uid, gid = ensure_build_user(config, f, blog)
+            if (uid, gid) != ids:
+                chown_tree(build_dir, uid, gid)
+            blog.step("dpkg-buildpackage")
+            run_build(config, f, info, build_dir, uid, gid, options, blog)
+        except BaseException:
+            if preserve != "never":
+                _keep_fork(f, work, blog)
+            raise
+        if preserve == "always":
+            _keep_fork(f, work, blog)
+    blog.step("artifacts")
+    done, log_copy, changes = collect_artifacts(info, base.arch, build_dir, output_dir, blog)
+    if options.tee:
+        sys.stderr.writelines(f"guestpkg: {path}\n" for path in done)
+    return BuildResult(done, log_copy, changes, info.source, info.version,
+                       layer.key if layer else None, cached)
+
+
+def _keep_fork(f: Fork, work: Path, blog: BuildLog) -> None:
+    with contextlib.suppress(Exception):
+        f.keep_upper(work / "fork-upper")
+        blog.note(f"kept the fork's writes in {work / 'fork-upper'} and the build "
+                  f"directory in {work / 'build'}")
+
+
+def parse_mode(name: str) -> BuildMode:
+    normalized = re.sub(r"[-_]", "_", name).upper()
+    try:
+        return BuildMode[normalized]
+    except KeyError:
+        raise UsageError(f"unknown build mode {name!r}") from None

@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Getting a source package into a build directory, and reading what it is.
+
+A build starts from either a ``.dsc`` or an unpacked source tree:
+
+- A ``.dsc`` and the files it lists are copied into the build directory and unpacked
+  there with ``dpkg-source -x`` (dpkg-source(1)) **inside the sandbox, as the build
+  user**: unpacking applies the package's patches, and untrusted input is only ever
+  handled by unprivileged code.  dpkg-source checks the files' checksums; a signature
+  it cannot verify is a warning, as with ``apt-get source``.
+- A source tree is **copied** as it is, like deckdebuild does, rather than turned into
+  a source package first (pdebuild's way).  Building the source package would run
+  ``debian/rules clean`` unsandboxed on the host and would need the orig tarball,
+  which a git checkout does not have.  The copy also leaves the caller's tree untouched
+  by the build.  For ``--source`` and ``--full`` the orig tarballs found beside the
+  tree (``<source>_<upstream>.orig*.tar.*``) are copied too, as dpkg-source -b needs.
+
+Both end up at one fixed path, ``/build/<source>-<upstream version>`` (the name
+dpkg-source -x gives), because the build path is recorded in debug information and
+varies the output otherwise (https://reproducible-builds.org/docs/build-path/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from guestpkg.build.artifacts import copy_regular_file
+from guestpkg.debian.changelog import ChangelogEntry, read_changelog
+from guestpkg.debian.control import Dsc, SourceControl, read_control, read_dsc
+from guestpkg.errors import InputError, UsageError
+
+#: Where the build directory appears inside the sandbox.
+BUILD_MOUNT = "/build"
+
+#: The name a source is staged under before its final name is known (a
+#: prepare_source hook may still change the version).
+STAGING_NAME = "source"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a build needs to know about its source, read from the staged tree."""
+
+    changelog: ChangelogEntry
+    control: SourceControl
+
+    @property
+    def source(self) -> str:
+        return self.changelog.source
+
+    @property
+    def version(self) -> str:
+        return self.changelog.version
+
+    @property
+    def directory_name(self) -> str:
+        return f"{self.source}-{self.changelog.upstream_version}"
+
+
+def is_dsc(source: Path) -> bool:
+    return source.is_file() and source.name.endswith(".dsc")
+
+
+def check_input(source: Path) -> None:
+    if is_dsc(source):
+        return
+    if source.is_dir():
+        if not (source / "debian" / "changelog").is_file():
+            raise UsageError(f"{source} is not a Debian source tree: no debian/changelog",
+                             hint="give a source tree or a .dsc file")
+        return
+    raise UsageError(f"{source}: no such source tree or .dsc file")
+
+
+def stage_dsc_files(dsc_path: Path, build_dir: Path) -> Dsc:
+    """Copy the .dsc and the files it lists into *build_dir*; they are unpacked
+    later in the sandbox (see :func:`dpkg_source_extract_argv`)."""
+    dsc = read_dsc(dsc_path)
+    for name in (*dsc.files, dsc_path.name):
+        path = dsc_path.parent / name
+        if not path.is_file():
+            raise InputError(f"{path}: listed in {dsc_path.name} but missing",
+                             hint="download the whole source package (apt-get source "
+                             "--download-only, or dget)")
+        copy_regular_file(path, build_dir / name)
+    return dsc
+
+
+def dpkg_source_extract_argv(dsc_name: str) -> list[str]:
+    """Unpack ``/build/<dsc_name>`` into ``/build/source`` (dpkg-source(1) -x)."""
+    return ["dpkg-source", "-x", f"{BUILD_MOUNT}/{dsc_name}", f"{BUILD_MOUNT}/{STAGING_NAME}"]
+
+
+def stage_tree(tree: Path, build_dir: Path) -> Path:
+    """Copy the source tree *tree* to ``build_dir/source``, symlinks as symlinks."""
+    target = build_dir / STAGING_NAME
+    shutil.copytree(tree, target, symlinks=True)
+    return target
+
+
+def copy_orig_tarballs(tree: Path, info: SourceInfo, build_dir: Path) -> list[str]:
+    """Copy ``<source>_<upstream>.orig*.tar.*`` from beside *tree*, for builds that
+    include the source package."""
+    pattern = f"{info.source}_{info.changelog.upstream_version}.orig*.tar.*"
+    copied = []
+    for path in sorted(tree.parent.glob(pattern)):
+        if path.is_file() and not (build_dir / path.name).exists():
+            copy_regular_file(path, build_dir / path.name)
+            copied.append(path.name)
+    return copied
+
+
+def read_source(tree: Path) -> SourceInfo:
+    """Read debian/changelog and debian/control of an unpacked tree."""
+    changelog = read_changelog(tree / "debian" / "changelog")
+    control = read_control(tree / "debian" / "control")
+    if control.source != changelog.source:
+        raise InputError(f"debian/control says Source: {control.source} but "
+                         f"debian/changelog says {changelog.source}",
+                         hint="the two must name the same source package")
+    return SourceInfo(changelog, control)
+
+
+def settle(staged: Path, info: SourceInfo) -> Path:
+    """Rename the staged tree to its fixed name ``<source>-<upstream>``."""
+    final = staged.parent / info.directory_name
+    if final != staged:
+        os.rename(staged, final)
+    return final
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Give *path* and everything below it to the build user; symlinks themselves,
+    never their targets (lchown)."""
+    os.lchown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), uid, gid)
