@@ -154,6 +154,25 @@ SETTINGS: tuple[Setting, ...] = (
     # trust
     Setting("trustdir", Path, Path("/etc/guestpkg/trust.d"),
             "keys and signature archives", ("trust", "dcfpkg"), "DIR"),
+    Setting("trust_policy", str, "trusted:1 | senior:1 | junior:2",
+            "signatures a package needs: alternatives of level:count terms (see dcfpkg(5))",
+            ("trust",), "POLICY"),
+    Setting("trust_promotion_time", parse_seconds, 30 * 86400.0,
+            "time a junior key signs a package before it counts as senior for it",
+            ("trust",), "TIME"),
+    Setting("trust_max_archive_size", parse_size, 1 << 20,
+            "largest signature archive accepted", ("trust",), "SIZE"),
+    Setting("trust_max_entries", parse_int, 10_000,
+            "most signatures in one archive", ("trust",), "N"),
+    # dcfpkg packages
+    Setting("dcfpkg_level", parse_int, 3, "zstd level of new dcfpkg packages", ("dcfpkg",),
+            "N"),
+    Setting("dcfpkg_max_size", parse_size, 64 << 30,
+            "largest total file size a dcfpkg may unpack to", ("dcfpkg",), "SIZE"),
+    Setting("dcfpkg_max_entries", parse_int, 1_000_000, "most entries a dcfpkg may have",
+            ("dcfpkg",), "N"),
+    Setting("dcfpkg_allow_setuid", parse_bool, False,
+            "accept setuid and setgid files in dcfpkg packages", ("dcfpkg",), None),
     # host packages
     Setting("retry_delay", parse_seconds, 3600.0,
             "wait after a host's first failed build; doubled per failure, at most a day",
@@ -191,6 +210,14 @@ class Config:
     download_retries: int
     max_download_size: int
     trustdir: Path
+    trust_policy: str
+    trust_promotion_time: float
+    trust_max_archive_size: int
+    trust_max_entries: int
+    dcfpkg_level: int
+    dcfpkg_max_size: int
+    dcfpkg_max_entries: int
+    dcfpkg_allow_setuid: bool
     retry_delay: float
     permanent_failure_after: float
 
