@@ -504,6 +504,46 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+#: Where guestpkg keeps its state inside a system root (its default vardir).
+INNER_VARDIR = "/var/lib/guestpkg"
+#: Where a test vardir's buildroots and layers are mounted inside a system root.
+OUTER_VARDIR = "/srv/guestpkg-test-vardir"
+
+
+def buildroot_binds(buildroots: Path) -> list[Bind]:
+    """Bind mounts that give guestpkg inside a system root the buildroots of a test
+    vardir (``<vardir>/buildroots``, see :mod:`guestpkg.buildroot.roots`), under
+    :data:`OUTER_VARDIR`: ``buildroots`` read-only, with each generation's lock file
+    read-write on top (a fork takes a shared flock(2) on it; the lock works across the
+    bind, so the host's ``update`` does not collect a generation in use inside either),
+    and the ``layers`` cache read-write.
+
+    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers}`` at
+    them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
+    ``rm -rf /var/lib/guestpkg``) removes two symlinks instead of failing on a mount
+    point or emptying the host's layer cache."""
+    layers = buildroots.parent / "layers"
+    layers.mkdir(parents=True, exist_ok=True)
+    inner = f"{OUTER_VARDIR}/buildroots"
+    binds = [Bind(buildroots, inner, readonly=True)]
+    for generation in sorted(buildroots.glob("*/gen-*")):
+        if not generation.is_dir():
+            continue
+        lock = generation.with_name(generation.name + ".lock")
+        lock.touch()
+        binds.append(Bind(lock, f"{inner}/{lock.relative_to(buildroots)}", readonly=False))
+    binds.append(Bind(layers, f"{OUTER_VARDIR}/layers", readonly=False))
+    return binds
+
+
+def link_buildroots(root: SystemRoot) -> None:
+    """``/var/lib/guestpkg/buildroots`` and ``layers`` inside, as symlinks to the bind
+    mounts that :func:`buildroot_binds` made."""
+    root.shell(f"mkdir -p {INNER_VARDIR}\n"
+               f"ln -sfn {OUTER_VARDIR}/buildroots {INNER_VARDIR}/buildroots\n"
+               f"ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers")
+
+
 def new_workdir() -> Path:
     """A fresh directory for one SystemRoot under ``TEST_ROOT/sysroot-runs``; copies
     that a killed test run left behind (their lock is free) are removed first."""
