@@ -280,6 +280,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_helper(read_spec(args), args.parent_pid)
     except GuestpkgError as e:
         _say(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else ""))
-    except OSError as e:
-        _say(f"cannot set up the sandbox: {e}")
+    except Exception as e:  # reported as a set-up failure, never as the command's
+        _say(f"cannot set up the sandbox: {e!r}")
     return SETUP_FAILED_STATUS

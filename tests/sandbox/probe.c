@@ -148,6 +148,20 @@ static long do_fork_wait(void) {
     return waitpid(pid, &status, 0) < 0 ? -1 : 0;
 }
 
+#if defined(__x86_64__)
+// A 32-bit (i386 ABI) system call through int 0x80, which an x86_64-only filter
+// would not see.  Arguments go in ebx, ecx, edx.
+static long int80(long number, long a, long b, long c) {
+    long rc;
+    __asm__ volatile("int $0x80" : "=a"(rc) : "a"(number), "b"(a), "c"(b), "d"(c) : "memory");
+    if (rc < 0 && rc > -4096) {
+        errno = -rc;
+        return -1;
+    }
+    return rc;
+}
+#endif
+
 static long run(char *spec) {
     char *args[4] = {0};
     int n = 0;
@@ -231,6 +245,13 @@ static long run(char *spec) {
     if (!strcmp(name, "status")) return do_status();
     if (!strcmp(name, "processes")) return do_count_processes();
     if (!strcmp(name, "fork")) return do_fork_wait();
+#if defined(__x86_64__)
+    // i386: mount 21, unshare 310, keyctl 288, ptrace 26, setns 346
+    if (!strcmp(name, "int80-mount")) return int80(21, 1, 1, 1);
+    if (!strcmp(name, "int80-unshare")) return int80(310, -1, 0, 0);
+    if (!strcmp(name, "int80-keyctl")) return int80(288, 0x7fff, 0, 0);
+    if (!strcmp(name, "int80-setns")) return int80(346, -1, 0, 0);
+#endif
     if (!strcmp(name, "env")) {
         extern char **environ;
         for (char **e = environ; *e; e++)

@@ -33,6 +33,9 @@ FILTERED = {
     "init_module": "EPERM", "kexec_load": "EPERM", "reboot": "EPERM", "swapon": "EPERM",
     "clock_settime": "EPERM", "acct": "EPERM", "syslog": "EPERM",
     "tioclinux:0": "EPERM", "tiocsti:0": "EPERM", "tiocsti-high:0": "EPERM",
+    # the same calls through the i386 ABI (int 0x80)
+    "int80-mount": "EPERM", "int80-unshare": "EPERM", "int80-keyctl": "EPERM",
+    "int80-setns": "EPERM",
 }
 #: Calls the filter must still allow.
 ALLOWED = {"fork": "OK", "personality-linux": "OK"}
@@ -40,7 +43,8 @@ ALLOWED = {"fork": "OK", "personality-linux": "OK"}
 CONTROL = ("mount", "umount", "pivot_root", "chroot", "unshare-invalid", "setns", "clone3",
            "fsopen", "open_tree", "move_mount", "mount_setattr", "fchmodat2", "keyctl",
            "bpf", "perf_event_open", "userfaultfd", "kcmp", "open_by_handle_at",
-           "process_vm_readv", "tioclinux:0", "tiocsti:0", "tiocsti-high:0")
+           "process_vm_readv", "tioclinux:0", "tiocsti:0", "tiocsti-high:0",
+           "int80-mount", "int80-unshare", "int80-keyctl", "int80-setns")
 
 
 def name(probe: str) -> str:

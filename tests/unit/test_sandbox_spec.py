@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The sandbox's pure parts: the spec (validation, JSON), the seccomp filter's rules,
+the choice of the staging directory and bind targets.  No root needed."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from guestpkg.errors import UsageError
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec
+from guestpkg.sandbox.idmap import RealRoot, get_mapping
+from guestpkg.sandbox.mounts import _is_within, choose_staging, resolve_inside
+from guestpkg.sandbox.seccomp_filter import build_filter
+from guestpkg.sandbox.spec import from_json, to_json
+
+BASE = Path("/var/lib/guestpkg/buildroots/default/gen-1")
+
+
+def test_json_round_trip() -> None:
+    spec = SandboxSpec(argv=("dpkg-buildpackage", "-b"), lowerdirs=(Path("/l/deps"), BASE),
+                       upperdir=Path("/f/upper"), workdir=Path("/f/work"),
+                       env={"HOME": "/build", "PATH": "/usr/bin"}, cwd="/build/src",
+                       uid=1000, gid=1000, binds=(Bind(Path("/src"), "/build/src", False),),
+                       timeout_s=60.0, rlimits={"CORE": 0, "NOFILE": 1024},
+                       upper_size_bytes=1 << 30)
+    again = from_json(to_json(spec))
+    assert again == spec
+    assert to_json(again) == to_json(spec)
+
+
+def test_root_mode_round_trip() -> None:
+    spec = SandboxSpec(argv=("apt-get", "install"), root=Path("/tree"),
+                       capabilities=APT_CAPABILITIES, network=True, allow_setuid=True)
+    assert from_json(to_json(spec)) == spec
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"argv": ()}, "argv"),
+    ({"lowerdirs": ()}, "exactly one"),
+    ({"root": Path("/t")}, "exactly one"),
+    ({"upperdir": Path("/u")}, "go together"),
+    ({"lowerdirs": (Path("/a,b"),)}, "paths must be"),
+    ({"lowerdirs": (Path("relative"),)}, "paths must be"),
+    ({"uid": 1000, "capabilities": frozenset({"CAP_CHOWN"})}, "only be kept for uid 0"),
+    ({"capabilities": frozenset({"CAP_NO_SUCH"})}, "unknown capabilities"),
+    ({"hostname": "bad name"}, "hostname"),
+    ({"cwd": "relative"}, "cwd"),
+    ({"binds": (Bind(Path("/x"), "relative"),)}, "must be absolute"),
+    ({"binds": (Bind(Path("/x"), "/a/../etc"),)}, "must be absolute"),
+    ({"binds": (Bind(Path("/x"), "/proc/sys"),)}, "not under /proc"),
+    ({"binds": (Bind(Path("/x"), "/"),)}, "not /"),
+    ({"rlimits": {"NOSUCH": 1}}, "rlimits"),
+    ({"timeout_s": 0}, "timeout_s"),
+])
+def test_invalid_specs_are_refused(fields: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {"argv": ("true",), "lowerdirs": (BASE,)}
+    values.update(fields)
+    with pytest.raises(UsageError, match=message):
+        SandboxSpec(**values)  # type: ignore[arg-type]
+
+
+def test_json_with_unknown_keys_is_refused() -> None:
+    text = to_json(SandboxSpec(argv=("true",), lowerdirs=(BASE,)))
+    with pytest.raises(UsageError, match="unknown keys"):
+        from_json(text.replace('"cwd"', '"surprise": 1, "cwd"'))
+    with pytest.raises(UsageError, match="version"):
+        from_json('{"version": 99}')
+    with pytest.raises(UsageError, match="not JSON"):
+        from_json("{")
+
+
+def test_defaults_are_the_safe_choice() -> None:
+    spec = SandboxSpec(argv=("true",), lowerdirs=(BASE,), uid=1000, gid=1000)
+    assert not spec.network and not spec.capabilities and not spec.allow_setuid
+    assert spec.relaxations == []
+    assert spec.rlimits == {"CORE": 0}
+
+
+def test_relaxations_are_named() -> None:
+    spec = SandboxSpec(argv=("apt-get",), lowerdirs=(BASE,), network=True,
+                       capabilities=APT_CAPABILITIES, allow_setuid=True,
+                       binds=(Bind(Path("/out"), "/out", readonly=False),))
+    text = "\n".join(spec.relaxations)
+    for word in ("network", "CAP_CHOWN", "setuid", "uid 0", "/out"):
+        assert word in text
+
+
+def test_apt_capabilities_leave_out_the_dangerous_ones() -> None:
+    assert {"CAP_SYS_ADMIN", "CAP_MKNOD", "CAP_NET_ADMIN", "CAP_SYS_PTRACE",
+            "CAP_SYS_MODULE", "CAP_SETFCAP", "CAP_SYS_CHROOT"}.isdisjoint(APT_CAPABILITIES)
+
+
+def filter_text(allow_setuid: bool = False) -> str:
+    out = io.StringIO()
+    # export_pfc wants a real file
+    import tempfile
+    with tempfile.TemporaryFile("w+") as f:
+        build_filter(allow_setuid=allow_setuid).export_pfc(f)
+        f.seek(0)
+        out.write(f.read())
+    return out.getvalue()
+
+
+def test_filter_covers_the_compat_architectures() -> None:
+    text = filter_text()
+    for arch in ("x86_64", "x86", "x32"):
+        assert f"filter for arch {arch} " in text
+
+
+@pytest.mark.parametrize("syscall", ["keyctl", "userfaultfd", "perf_event_open", "ptrace",
+                                     "bpf", "mount", "setns", "unshare", "clone3", "fsopen",
+                                     "open_by_handle_at", "kexec_load", "ioctl", "chmod",
+                                     "personality", "clone"])
+def test_filter_has_a_rule_for(syscall: str) -> None:
+    assert f'syscall "{syscall}"' in filter_text()
+
+
+def test_setuid_chmod_rules_go_with_allow_setuid() -> None:
+    assert 'syscall "fchmodat"' in filter_text()
+    assert 'syscall "fchmodat"' not in filter_text(allow_setuid=True)
+
+
+def test_ioctl_compared_under_the_32_bit_mask() -> None:
+    text = filter_text()
+    assert "& 0xffffffff == 21522" in text  # TIOCSTI
+
+
+def test_staging_avoids_spec_paths() -> None:
+    assert _is_within("/mnt/x", "/mnt") and _is_within("/mnt", "/mnt")
+    assert not _is_within("/mntx", "/mnt")
+    chosen = choose_staging(["/mnt/layers/base", "/srv/fork"])
+    assert chosen not in ("/mnt", "/srv") and os.path.isdir(chosen)
+
+
+def test_resolve_inside_creates_and_refuses_symlinks(tmp_path: Path) -> None:
+    target = resolve_inside(tmp_path, "/build/src", directory=True)
+    assert target == tmp_path / "build" / "src" and target.is_dir()
+    file_target = resolve_inside(tmp_path, "/etc/resolv.conf", directory=False)
+    assert file_target.is_file()
+    (tmp_path / "evil").symlink_to("/etc")
+    with pytest.raises(UsageError, match="symlink"):
+        resolve_inside(tmp_path, "/evil/passwd", directory=False)
+
+
+def test_id_mappings() -> None:
+    assert isinstance(get_mapping("root"), RealRoot)
+    assert get_mapping("root").unshare_flags() == 0
+    with pytest.raises(UsageError, match="unknown id mapping"):
+        get_mapping("userns")
