@@ -1,0 +1,353 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The trust store: which signatures count, and the TUF-style checks on archives.
+
+:class:`TrustStore` imports signature archives into ``<trustdir>/pkgs/`` and verifies
+a dcfpkg against them.  Each check answers one attack of TUF's threat model
+(theupdateframework.io, "Security"; docs/dcfpkg.md section 7):
+
+- endless data: archives and packages are read with a size cap;
+- rollback: a persisted counter per archive (``Archive-Version``) and per package (the
+  highest version accepted) refuses anything older;
+- freeze: signatures expire; an archive with an expired one is refused;
+- mix-and-match: signatures bind their archive's version, so stanzas copied from
+  another version fail to verify;
+- arbitrary package, wrong level, another package's key, a lone junior key: only
+  signatures over the file's exact SHA256 and size by keys whose level *for this
+  repository and package* meets :class:`Policy` count.
+
+A junior key becomes senior for one repository and package after ``promotion_s`` as
+junior there, counted from the first import that carried its valid signature for that
+package; the first sighting and the promotion are recorded in the level log
+(:class:`~guestpkg.dcfpkg.keys.LevelLog`), so neither can be rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.debian_support import Version
+
+from guestpkg.dcfpkg.keys import (
+    ANY,
+    LEVELS,
+    RANK,
+    LevelEvent,
+    LevelLog,
+    PublicKey,
+    load_keys,
+)
+from guestpkg.dcfpkg.reader import read_metadata
+from guestpkg.dcfpkg.sigdb import Archive, Signature, parse_archive, valid_name
+from guestpkg.dcfpkg.stanza import format_stanza, parse_stanzas
+from guestpkg.errors import ConfigError, InputError, ParseError, TrustError
+from guestpkg.fsutil import atomic_write, locked
+
+DEFAULT_POLICY = "trusted:1 | senior:1 | junior:2"
+_TERM = re.compile(r"^\s*([a-z]+)\s*:\s*([1-9][0-9]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Alternatives of ``level:count`` terms (``trusted:1 | senior:1 | junior:2``).
+
+    ``level:N`` needs N distinct keys at that level or above; the terms of one
+    alternative need *different* keys, so ``senior:1 + junior:1`` means two keys of which
+    one is at least senior."""
+
+    alternatives: tuple[tuple[tuple[int, int], ...], ...]
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        alternatives = []
+        for alternative in text.split("|"):
+            terms = []
+            for term in alternative.split("+"):
+                match = _TERM.match(term)
+                if match is None or match.group(1) not in LEVELS[1:]:
+                    raise ConfigError(f"trust policy {text!r}: bad term {term.strip()!r}",
+                                      hint="terms are junior:N, senior:N or trusted:N, "
+                                      "joined by + and separated by |")
+                terms.append((RANK[match.group(1)], int(match.group(2))))
+            alternatives.append(tuple(terms))
+        return cls(tuple(alternatives), text)
+
+    def satisfied(self, levels: list[str]) -> bool:
+        ranks = [RANK[level] for level in levels if level != "untrusted"]
+        return any(self._alternative(sorted(ranks), terms) for terms in self.alternatives)
+
+    @staticmethod
+    def _alternative(ranks: list[int], terms: tuple[tuple[int, int], ...]) -> bool:
+        # Highest term first, each taking the lowest keys good enough for it: a key
+        # good enough for a higher term is good enough for every lower one.
+        left = list(ranks)
+        for rank, count in sorted(terms, reverse=True):
+            fitting = [r for r in left if r >= rank]
+            if len(fitting) < count:
+                return False
+            for r in fitting[:count]:
+                left.remove(r)
+        return True
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    policy: Policy
+    promotion_s: float = 30 * 86400.0
+    max_archive_bytes: int = 1 << 20
+    max_entries: int = 10_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a package was accepted: the keys that counted, with their levels."""
+
+    package: str
+    version: str
+    repository: str
+    signers: tuple[tuple[str, str], ...]
+
+
+def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, package: str,
+                    now: int, promotion_s: float) -> str:
+    """The level of *key* for *package* in *repository* at time *now*.
+
+    Start at the key file's level; replay the key's events for this scope in order (a
+    global event can only lower the level below the key file's, so restoring an old
+    file doesn't undo a demotion); a key ever demoted to untrusted stays so; a junior
+    key is senior once it has been junior here for *promotion_s*."""
+    file_rank = RANK[key.level]
+    rank, junior_since = file_rank, None
+    for e in events:
+        if e.key_id != key.key_id or not e.matches(repository, package):
+            continue
+        if e.action == "seen":
+            junior_since = e.time if junior_since is None else junior_since
+            continue
+        if e.is_global and e.level == "untrusted":
+            return "untrusted"
+        rank = min(RANK[e.level], file_rank) if e.is_global else RANK[e.level]
+        if e.action in ("add", "demote"):
+            # Junior again: trust is earned again, from now.
+            junior_since = e.time if e.action == "demote" else None
+    if file_rank == RANK["untrusted"] or rank == RANK["untrusted"]:
+        return "untrusted"
+    if rank == RANK["junior"] and junior_since is not None and now - junior_since >= promotion_s:
+        return "senior"
+    return LEVELS[rank]
+
+
+def _read_capped(path: Path, cap: int, what: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise InputError(f"{path}: {what} is over the cap of {cap} bytes (endless data?)",
+                         hint="raise trust_max_archive_size only for an archive you expect")
+    return data
+
+
+class TrustStore:
+    """Keys, level log and signature archives under *trustdir*."""
+
+    def __init__(self, trustdir: Path, settings: TrustSettings) -> None:
+        self.trustdir, self.settings = trustdir, settings
+        self.log = LevelLog(trustdir)
+
+    def archive_path(self, repository: str) -> Path:
+        return self.trustdir / "pkgs" / f"{repository}.sigs"
+
+    def versions_path(self, repository: str) -> Path:
+        return self.trustdir / "pkgs" / f"{repository}.versions"
+
+    # state -------------------------------------------------------------------------
+
+    def stored_archive(self, repository: str) -> Archive | None:
+        path = self.archive_path(repository)
+        if not path.exists():
+            return None
+        data = _read_capped(path, self.settings.max_archive_bytes, "the stored archive")
+        return parse_archive(data, str(path), self.settings.max_entries)
+
+    def counters(self, repository: str) -> tuple[int, dict[str, str]]:
+        """The persisted archive version and highest accepted version of each package."""
+        path = self.versions_path(repository)
+        if not path.exists():
+            return 0, {}
+        stanzas = parse_stanzas(path.read_text(encoding="utf-8"), str(path))
+        if not stanzas or "Archive-Version" not in stanzas[0].fields:
+            raise ParseError("no Archive-Version", path)
+        packages = {s.fields["Package"]: s.fields["Version"] for s in stanzas[1:]}
+        return int(stanzas[0].fields["Archive-Version"]), packages
+
+    def _write_counters(self, repository: str, archive_version: int,
+                        packages: dict[str, str]) -> None:
+        text = format_stanza([("Repository", repository),
+                              ("Archive-Version", str(archive_version))])
+        for name in sorted(packages):
+            text += "\n" + format_stanza([("Package", name), ("Version", packages[name])])
+        atomic_write(self.versions_path(repository), text)
+
+    # counting signatures -------------------------------------------------------------
+
+    def _counted(self, sigs: list[Signature], repository: str, package: str, now: int,
+                 keys: dict[bytes, PublicKey], events: list[LevelEvent]
+                 ) -> list[tuple[PublicKey, str]]:
+        """The distinct known keys among *sigs* that cover *package*, with their level."""
+        counted: dict[str, tuple[PublicKey, str]] = {}
+        for sig in sigs:
+            key = keys.get(sig.public_key)
+            if key is None or not key.covers(repository, package) or sig.expires <= now:
+                continue
+            level = effective_level(key, events, repository, package, now,
+                                    self.settings.promotion_s)
+            if level != "untrusted":
+                counted[key.key_id] = (key, level)
+        return list(counted.values())
+
+    # import ------------------------------------------------------------------------
+
+    def import_archive(self, source: Path, now: int) -> Archive:
+        """Check *source* and make it the stored archive of its repository, atomically."""
+        data = _read_capped(source, self.settings.max_archive_bytes, "the archive")
+        archive = parse_archive(data, str(source), self.settings.max_entries)
+        with locked(self.trustdir / ".import.lock"):
+            self._check_fresh(archive, source, now)
+            keys, events = load_keys(self.trustdir), self.log.read()
+            accepted = self._accepted_versions(archive, now, keys, events)
+            _, counters = self.counters(archive.repository)
+            for package, version in accepted.items():
+                if package in counters and Version(version) < Version(counters[package]):
+                    raise TrustError(f"{source}: {package} {version} is older than the "
+                                     f"{counters[package]} already accepted (rollback)")
+                counters[package] = version
+            # Counters first: if we stop between the two writes, the counters are ahead
+            # of the stored archive, which errs on the side of refusing.
+            self._write_counters(archive.repository, archive.archive_version, counters)
+            atomic_write(self.archive_path(archive.repository), data)
+            self._record_levels(archive, now, keys, events)
+        return archive
+
+    def _check_fresh(self, archive: Archive, source: Path, now: int) -> None:
+        stored = self.stored_archive(archive.repository)
+        counter, _ = self.counters(archive.repository)
+        newest = max(counter, stored.archive_version if stored else 0)
+        if archive.archive_version <= newest:
+            raise TrustError(f"{source}: Archive-Version {archive.archive_version} is not "
+                             f"newer than {newest} (rollback or replay)")
+        for sig in archive.signatures:
+            what = f"{source}: {sig.package} {sig.version}"
+            if not sig.is_valid(archive.repository, archive.archive_version):
+                raise TrustError(f"{what}: bad signature (tampered, or taken from another "
+                                 "archive version or repository)")
+            if sig.expires <= now:
+                raise TrustError(f"{what}: signature expired (a frozen or stale archive)")
+
+    def _accepted_versions(self, archive: Archive, now: int, keys: dict[bytes, PublicKey],
+                           events: list[LevelEvent]) -> dict[str, str]:
+        """The highest version of each package whose signatures meet the policy; refuses
+        an archive in which no signature counts at all."""
+        groups: dict[tuple[str, str, str, int, str], list[Signature]] = {}
+        for sig in archive.signatures:
+            groups.setdefault((sig.package, sig.version, sig.architecture, sig.size,
+                               sig.sha256), []).append(sig)
+        accepted: dict[str, str] = {}
+        anything_counted = False
+        for (package, version, *_), sigs in groups.items():
+            counted = self._counted(sigs, archive.repository, package, now, keys, events)
+            anything_counted |= bool(counted)
+            if self.settings.policy.satisfied([level for _, level in counted]) and (
+                    package not in accepted or Version(version) > Version(accepted[package])):
+                accepted[package] = version
+        if not anything_counted:
+            raise TrustError(f"archive of {archive.repository}: no signature by a key in the "
+                             "store (an arbitrary archive)",
+                             hint="add the signers' keys with guestpkg trust add-key")
+        return accepted
+
+    def _record_levels(self, archive: Archive, now: int, keys: dict[bytes, PublicKey],
+                       events: list[LevelEvent]) -> None:
+        """Log the first sighting of junior keys per package, and due promotions."""
+        new: list[tuple[str, str, str, str, str, str]] = []
+        seen = {(e.key_id, e.repository, e.package) for e in events if e.action == "seen"}
+        promoted = {(e.key_id, e.repository, e.package) for e in events
+                    if e.action == "promote" and not e.is_global}
+        for sig in archive.signatures:
+            key = keys.get(sig.public_key)
+            if key is None or not key.covers(archive.repository, sig.package):
+                continue
+            scope = (key.key_id, archive.repository, sig.package)
+            level = effective_level(key, events, archive.repository, sig.package, now,
+                                    self.settings.promotion_s)
+            if level == "junior" and scope not in seen:
+                new.append(("seen", key.key_id, "junior", archive.repository, sig.package, "-"))
+                seen.add(scope)
+            elif level == "senior" and key.level == "junior" and scope not in promoted:
+                new.append(("promote", key.key_id, "senior", archive.repository, sig.package,
+                            "time"))
+                promoted.add(scope)
+        self.log.append(now, *new)
+
+    # verify ------------------------------------------------------------------------
+
+    def verify_package(self, path: Path, repository: str, now: int) -> Verdict:
+        """Accept *path* only if its signatures in *repository*'s archive meet the policy."""
+        if not valid_name(repository):
+            raise TrustError(f"bad repository name {repository!r}")
+        archive = self.stored_archive(repository)
+        counter, counters = self.counters(repository)
+        if archive is None:
+            raise TrustError(f"no signature archive for repository {repository}",
+                             hint="import one with guestpkg trust import")
+        if archive.archive_version < counter:
+            raise TrustError(f"{self.archive_path(repository)}: version "
+                             f"{archive.archive_version} is older than the {counter} seen "
+                             "(the stored archive was rolled back)")
+        with open(path, "rb") as f:
+            meta = read_metadata(f, str(path))
+        candidates = [s for s in archive.signatures if (s.package, s.version, s.architecture)
+                      == (meta.package, meta.full_version, meta.architecture)]
+        if not candidates:
+            raise TrustError(f"{path}: {meta.package} {meta.full_version} "
+                             f"{meta.architecture} is not signed in {repository}")
+        size, sha256 = _digest_capped(path, max(s.size for s in candidates))
+        matching = [s for s in candidates if (s.size, s.sha256) == (size, sha256)
+                    and s.payload_sha256 == meta.payload_sha256
+                    and s.is_valid(repository, archive.archive_version)]
+        keys, events = load_keys(self.trustdir), self.log.read()
+        counted = self._counted(matching, repository, meta.package, now, keys, events)
+        levels = [level for _, level in counted]
+        if not self.settings.policy.satisfied(levels):
+            raise TrustError(
+                f"{path}: the signatures that count ({_describe(counted)}) don't meet the "
+                f"policy {self.settings.policy.text!r}",
+                hint="signatures by unknown, untrusted, expired or out-of-scope keys, or over "
+                "another file, don't count")
+        newest = counters.get(meta.package)
+        if newest is not None and Version(meta.full_version) < Version(newest):
+            raise TrustError(f"{path}: {meta.full_version} is older than the {newest} "
+                             "already accepted (rollback)")
+        return Verdict(meta.package, meta.full_version, repository,
+                       tuple((key.key_id, level) for key, level in counted))
+
+
+def _describe(counted: list[tuple[PublicKey, str]]) -> str:
+    return ", ".join(f"{key.key_id} {level}" for key, level in counted) or "none"
+
+
+def _digest_capped(path: Path, cap: int) -> tuple[int, str]:
+    """Size and SHA256 of *path*, reading at most *cap* + 1 bytes (endless data)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(min(1 << 20, cap + 1 - size)):
+            digest.update(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise TrustError(f"{path}: longer than any signed size ({cap} bytes)")
+    return size, digest.hexdigest()
+
+
+__all__ = ["ANY", "DEFAULT_POLICY", "Policy", "TrustSettings", "TrustStore", "Verdict",
+           "effective_level"]
