@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg build [OPTIONS] [SOURCE_DIR | FILE.dsc] [OUTPUT_DIR]``: build a Debian
+source package in a throwaway sandboxed fork of a base buildroot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.config import Config
+from guestpkg.debian.control import BuildMode
+from guestpkg.errors import UsageError
+
+HELP = "build a Debian source package in a throwaway sandboxed fork"
+DESCRIPTION = """\
+Build a Debian source package (an unpacked tree, default the current directory, or a
+.dsc) the way pbuilder and deckdebuild do, faster and safer:
+
+  1. fork the base buildroot (--buildroot; see guestpkg buildroot create);
+  2. install the build dependencies with apt in a step that has network and the
+     capabilities apt needs, from the buildroot's own apt sources, and keep them as
+     a cached layer: a later build with the same resolved set runs no apt at all
+     (guestpkg cache list|clean);
+  3. copy the source to /build/<source>-<upstream version>, owned by the build user;
+  4. run dpkg-buildpackage as that user, without network or capabilities, with
+     SOURCE_DATE_EPOCH from debian/changelog, TZ=UTC, C.UTF-8 and a fixed path;
+  5. log everything to <source>_<version>_<arch>.build while showing it;
+  6. copy the .debs, .udebs, .buildinfo, .changes and the .build log to OUTPUT_DIR
+     (default: the directory above SOURCE_DIR, or the .dsc's directory), all or none.
+
+Exit status 0 on success, 1 if the build or its dependencies failed (the log's last
+lines and its path are shown), 2 on usage errors.
+"""
+
+MODES = {"binary": BuildMode.BINARY, "source": BuildMode.SOURCE, "full": BuildMode.FULL,
+         "arch_only": BuildMode.ARCH_ONLY, "indep_only": BuildMode.INDEP_ONLY}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", nargs="?", type=Path, default=Path("."),
+                        metavar="SOURCE_DIR|FILE.dsc",
+                        help="the source tree or .dsc to build (default: .)")
+    parser.add_argument("output_dir", nargs="?", type=Path, metavar="OUTPUT_DIR",
+                        help="where the results go (default: ..)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("-b", "--binary", dest="mode", action="store_const", const="binary",
+                       help="binary packages only (the default; dpkg-buildpackage -b)")
+    modes.add_argument("-S", "--source", dest="mode", action="store_const", const="source",
+                       help="the source package only (dpkg-buildpackage -S)")
+    modes.add_argument("-F", "--full", dest="mode", action="store_const", const="full",
+                       help="source and binary packages (dpkg-buildpackage -F)")
+    modes.add_argument("-B", "--arch-only", dest="mode", action="store_const",
+                       const="arch_only", help="architecture-dependent binaries only (-B)")
+    modes.add_argument("-A", "--indep-only", dest="mode", action="store_const",
+                       const="indep_only", help="Architecture: all binaries only (-A)")
+    parser.add_argument("-P", "--build-profiles", default="", metavar="PROFILES",
+                        help="comma-separated build profiles (DEB_BUILD_PROFILES)")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a variable in the build environment (repeatable), "
+                        "e.g. DEB_BUILD_OPTIONS='nocheck parallel=2'")
+    parser.add_argument("--quiet-build", action="store_true",
+                        help="do not show the build log on the console (it is still written)")
+
+
+def default_output_dir(source: Path) -> Path:
+    """deckdebuild's default: where dpkg-buildpackage itself would put the results,
+    the directory above a source tree, or the directory of a .dsc."""
+    return source.resolve().parent
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--env wants NAME=VALUE, not {item!r}")
+        env[name] = value
+    return env
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    source: Path = args.source
+    output_dir: Path = args.output_dir or default_output_dir(source)
+    options = BuildOptions(
+        mode=MODES[args.mode or "binary"],
+        environment=parse_env(args.env),
+        profiles=tuple(p for p in args.build_profiles.split(",") if p),
+        tee=not args.quiet_build,
+    )
+    result = build_package(config, source, output_dir, options)
+    print(f"built {result.source} {result.version}: {len(result.artifacts)} files in "
+          f"{output_dir}" + (" (cached build-dependency layer)" if result.layer_cached else ""))
+    return 0
