@@ -82,16 +82,32 @@ def _status(wait_status: int) -> int:
 # -- the command ---------------------------------------------------------------------
 
 
+def take_terminal() -> None:
+    """Interactive mode: a process group of our own in the terminal's foreground.
+
+    The caller's process group lies outside our pid namespace, so a shell that
+    remembered it could not give the terminal back to it (tcsetpgrp(3): ESRCH); and
+    Ctrl-C should reach the command only.  The caller takes the terminal back after."""
+    os.setpgid(0, 0)
+    if os.isatty(0):
+        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # we are in background
+        with contextlib.suppress(OSError):  # not our controlling terminal: nothing to do
+            os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, previous)
+
+
 def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter) -> None:
     """In the command's process: drop everything, then execve.  Never returns."""
     try:
-        if not spec.interactive:
+        if spec.interactive:
+            take_terminal()
+        else:
             os.setsid()
         prctl.set_pdeathsig(signal.SIGKILL)
         # Python ignores SIGPIPE and SIGXFSZ and handles SIGINT; execve keeps ignored
         # signals ignored (signal(7)), so give the command the defaults back.
         for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM,
-                    signal.SIGTSTP, signal.SIGCHLD):
+                    signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         caps.set_rlimits(spec.rlimits)
         os.umask(spec.umask)

@@ -61,10 +61,16 @@ def _terminal_signals_ignored(active: bool) -> Iterator[None]:
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    saved = {s: signal.signal(s, signal.SIG_IGN)
+             for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTTOU)}
     try:
         yield
     finally:
+        # The command had the terminal's foreground (see init.take_terminal): take it
+        # back, or our next read from the terminal stops us with SIGTTIN.
+        if os.isatty(0):
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(0, os.getpgrp())
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 
