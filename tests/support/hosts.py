@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Host packages for tests: made from a real guest source with ``guestpkg new-host`` and
+built with the checkout's dh_guestpkg (dh/ on PATH and PERL5LIB), on this machine in a
+temporary directory (dpkg-buildpackage -b -d: nothing is installed or read from the
+machine's dpkg database besides debhelper itself).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.support import debsrc
+
+REPO = Path(__file__).resolve().parents[2]
+DH = REPO / "dh"
+BUILD_ENV = {"PATH": f"{DH}:/usr/sbin:/usr/bin:/sbin:/bin", "PERL5LIB": str(DH),
+             "LC_ALL": "C.UTF-8", "HOME": "/root", "PYTHONPATH": str(REPO),
+             "DEBFULLNAME": "guestpkg tests", "DEBEMAIL": "tests@guestpkg.invalid"}
+
+
+class HostBuildFailed(RuntimeError):
+    def __init__(self, output: str) -> None:
+        super().__init__(output)
+        self.output = output
+
+
+def guest_tree(workdir: Path, package: str = "hello", watch: str | None = None) -> Path:
+    """A fresh unpacked *package* source with its orig tarball(s) beside it; *watch*
+    replaces its debian/watch (e.g. to point at a local upstream)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tree = debsrc.unpacked_source(package, workdir)
+    for orig in debsrc.source_files(package).glob(f"{package}_*.orig*.tar.*"):
+        if not orig.name.endswith(".asc"):
+            shutil.copy2(orig, workdir / orig.name)
+    if watch is not None:
+        (tree / "debian" / "watch").write_text(watch)
+    return tree
+
+
+def bump_changelog(tree: Path, version: str, text: str = "Test bump.") -> None:
+    """Add a changelog entry with *version* on top of *tree*'s debian/changelog."""
+    changelog = tree / "debian" / "changelog"
+    source = changelog.read_text().split(" ", 1)[0]
+    date = email.utils.formatdate(1700000000, localtime=False)
+    entry = (f"{source} ({version}) unstable; urgency=medium\n\n  * {text}\n\n"
+             f" -- guestpkg tests <tests@guestpkg.invalid>  {date}\n\n")
+    changelog.write_text(entry + changelog.read_text())
+
+
+def new_host(guest: Path, output: Path, host: str | None = None) -> Path:
+    argv = ["/usr/bin/python3", "-m", "guestpkg", "new-host", str(guest), "-o", str(output)]
+    if host:
+        argv += ["--host", host]
+    subprocess.run(argv, check=True, env=BUILD_ENV, capture_output=True)
+    return output
+
+
+def build_host(tree: Path) -> Path:
+    """dpkg-buildpackage -b the host source *tree*; returns the .deb."""
+    result = subprocess.run(["dpkg-buildpackage", "-b", "-d", "-uc", "-us"], cwd=tree,
+                            env=BUILD_ENV, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise HostBuildFailed(result.stdout + result.stderr)
+    source, version = _head(tree)
+    bare = version.split(":", 1)[-1]
+    return tree.parent / f"{source}_{bare}_all.deb"
+
+
+def _head(tree: Path) -> tuple[str, str]:
+    first = (tree / "debian" / "changelog").read_text().split("\n", 1)[0]
+    source, rest = first.split(" ", 1)
+    return source, rest[1:rest.index(")")]
+
+
+def deb_control_files(deb: Path, target: Path) -> Path:
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(target)], check=True)
+    return target
+
+
+def deb_listing(deb: Path) -> list[str]:
+    out = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True,
+                         text=True).stdout
+    return [line.split()[-1] for line in out.splitlines()]
+
+
+def deb_field(deb: Path, field: str) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(deb), field], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+__all__ = ["HostBuildFailed", "bump_changelog", "build_host", "deb_control_files",
+           "deb_field", "deb_listing", "guest_tree", "new_host"]
