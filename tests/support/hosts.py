@@ -90,6 +90,3 @@ def deb_field(deb: Path, field: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", str(deb), field], check=True,
                           capture_output=True, text=True).stdout.strip()
 
-
-__all__ = ["HostBuildFailed", "bump_changelog", "build_host", "deb_control_files",
-           "deb_field", "deb_listing", "guest_tree", "new_host"]

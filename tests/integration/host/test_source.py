@@ -45,5 +45,5 @@ def test_other_source_formats_are_refused(tmp_path: Path) -> None:
     host = hosts.new_host(guest, tmp_path / "src" / "host")
     manifest = read_manifest(host / "guest" / "manifest")
     (host / "guest" / "debian" / "source" / "format").write_text("1.0\n")
-    with pytest.raises(InputError, match="must use '3.0 \\(quilt\\)'"):
+    with pytest.raises(InputError, match=r"must use '3\.0 \(quilt\)'"):
         make_dsc(manifest, host / "guest" / "debian", tmp_path / "src", tmp_path / "out")
