@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Updating and removing base roots, and the ``guestpkg buildroot`` command.
+
+The shared ``base_root`` is never updated or removed here (other tests hold it): these
+tests work on a copy of it in a vardir of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guestpkg.buildroot import (
+    BaseRoot,
+    fork,
+    list_base_roots,
+    open_base_root,
+    reap_buildroots,
+    remove_base_root,
+    update_base_root,
+)
+from guestpkg.buildroot.roots import (
+    FORMAT,
+    GENERATION_PREFIX,
+    generations,
+    new_generation_id,
+    root_dir,
+    write_metadata,
+)
+from guestpkg.config import Config
+from guestpkg.errors import SystemStateError
+from guestpkg.fsutil import remove_tree
+from guestpkg.sandbox import run_sandboxed
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def config(test_config: Config, tmp_path: Path) -> Config:
+    # Forks on disk: in-process tmpfs forks would move the test process into a
+    # private mount namespace (see test_buildroot_fork.py).
+    return test_config.replace(vardir=tmp_path / "vardir", logdir=tmp_path / "log",
+                               fork_upper="disk")
+
+
+def clone_root(config: Config, base: BaseRoot, name: str) -> BaseRoot:
+    """A root *name* in *config*'s vardir with a copy of *base*'s tree.
+
+    The copy is hard links (cp -al, as cowbuilder does): seconds faster than a real
+    copy, and safe because nothing here writes into a generation in place: forks
+    write to their upper dir, update copies before it upgrades, remove unlinks."""
+    directory = root_dir(config, name)
+    generation = new_generation_id()
+    directory.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(base.path),
+                    str(directory / (GENERATION_PREFIX + generation))], check=True)
+    write_metadata(directory, {
+        "format": FORMAT, "suite": base.suite, "arch": base.arch, "mirror": base.mirror,
+        "sources": list(base.sources), "created": base.created, "updated": base.updated,
+        "generation": generation, "build_user": base.build_user,
+        "build_uid": base.build_uid})
+    return open_base_root(config, name)
+
+
+@pytest.fixture
+def copy(config: Config, base_root: BaseRoot) -> Iterator[BaseRoot]:
+    yield clone_root(config, base_root, "copy")
+    # Not left for pytest's tmp_path retention: an updated copy is 500 MB of real data.
+    remove_tree(config.vardir / "buildroots")
+
+
+def test_update_makes_a_new_generation_and_keeps_the_one_in_use(
+        config: Config, copy: BaseRoot) -> None:
+    old = copy
+    with fork(config, old) as f:
+        new = update_base_root(config, "copy")
+        assert new.generation != old.generation and new.path.is_dir()
+        assert open_base_root(config, "copy") == new
+        # The running fork keeps its generation, and can still run in it.
+        assert old.path.is_dir()
+        run_sandboxed(f.spec(["/bin/true"]))
+    # The package lists were refreshed in the new generation, and are still there.
+    assert list((new.path / "var/lib/apt/lists").glob("*_Packages"))
+    assert not list((new.path / "var/cache/apt/archives").glob("*.deb"))
+    reap_buildroots(config)
+    assert generations(new.directory) == [new.path]
+    assert not old.path.exists()
+    assert not [p for p in new.directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_remove_is_refused_while_a_fork_uses_the_root(config: Config, copy: BaseRoot) -> None:
+    with fork(config, copy):
+        with pytest.raises(SystemStateError, match="in use"):
+            remove_base_root(config, "copy")
+        assert open_base_root(config, "copy") == copy
+    remove_base_root(config, "copy")
+    assert not copy.directory.exists()
+    assert list_base_roots(config) == []
+    with pytest.raises(SystemStateError) as info:
+        open_base_root(config, "copy")
+    assert info.value.hint == "run guestpkg buildroot create --buildroot copy"
+
+
+def guestpkg(config: Config, *args: str, user: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    prefix = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups"] if user \
+        else []
+    return subprocess.run(
+        [*prefix, "/usr/bin/python3", "-m", "guestpkg", "buildroot", *args,
+         "--vardir", str(config.vardir)],
+        capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "GUESTPKG_LOGDIR": str(config.logdir)})
+
+
+def test_command_lists_and_removes(config: Config, copy: BaseRoot) -> None:
+    listed = guestpkg(config, "list")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "SUITE", "ARCH", "GENERATION", "SIZE", "AGE"]
+    assert row.split()[:4] == ["copy", copy.suite, copy.arch, copy.generation]
+    assert row.split()[4].endswith("M")
+    removed = guestpkg(config, "remove", "copy")
+    assert removed.returncode == 0, removed.stderr
+    assert not copy.directory.exists()
+    missing = guestpkg(config, "remove", "copy")
+    assert missing.returncode == 5 and "there is no buildroot 'copy'" in missing.stderr
+
+
+def test_failed_create_names_its_log_and_leaves_no_root(config: Config) -> None:
+    # Port 9 (discard) on loopback: nothing listens, apt fails at once.
+    result = guestpkg(config, "create", "broken", "--mirror", "http://127.0.0.1:9/debian")
+    assert result.returncode == 1, result.stderr
+    logs = list((config.logdir / "buildroot").glob("create-broken-*.log"))
+    assert len(logs) == 1
+    assert f"its full log is {logs[0]}" in result.stderr
+    assert "127.0.0.1:9" in logs[0].read_text()
+    top = config.vardir / "buildroots"
+    assert [p.name for p in top.iterdir()] == ["broken.lock"]
+
+
+def test_existing_root_is_not_created_again(config: Config, copy: BaseRoot) -> None:
+    result = guestpkg(config, "create", "copy")
+    assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_not_root_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    for args in (("create", "x"), ("update", "x"), ("remove", "x")):
+        result = guestpkg(config, *args, user="nobody")
+        assert result.returncode == 5, result.stderr
+        assert "needs root" in result.stderr and "Traceback" not in result.stderr
