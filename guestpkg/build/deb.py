@@ -275,7 +275,9 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
     blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
               ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
     actions = layers.cached_resolution(config, base.generation, request)
-    if actions is None:
+    if not relations.depends and not relations.conflicts:
+        actions = []
+    elif actions is None:
         actions = simulate_build_deps(config, base, relations, work, blog)
         layers.store_resolution(config, base.generation, request, actions)
     else:

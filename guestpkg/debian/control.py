@@ -238,6 +238,8 @@ def reduce_relations(text: str, arch: str, profiles: Iterable[str] = (),
     AND-ed entry, each with only its first applicable alternative unless
     *first_alternative* is off (then ``a | b`` stays)."""
     active = frozenset(profiles)
+    if not text.strip():
+        return []
     try:
         groups = PkgRelation.parse_relations(text)
     except Exception as e:  # python-debian raises plain exceptions on odd input

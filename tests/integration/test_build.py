@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""guestpkg build end to end: real bookworm source packages in real forks of the test
+base root, their .debs inspected, built twice for reproducibility, and the layer
+cache's second build asserted to run no apt.
+
+Build systems: hello (autotools, from its .dsc), cjson (cmake, from its .dsc) and a
+small pybuild package made here (from a source tree: the test mirror does not carry
+the sources of bookworm's Python packages).  Each package is built twice in a module
+fixture and the tests share the results.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build import layers
+from guestpkg.build.deb import BuildOptions, BuildResult, build_package
+from guestpkg.buildroot import BaseRoot
+from guestpkg.config import Config
+from tests.support import debsrc
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUIET = BuildOptions(tee=False)
+
+
+def debs(result: BuildResult) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in result.artifacts if p.name.endswith(".deb")}
+
+
+def deb_contents(path: Path) -> str:
+    return subprocess.run(["dpkg-deb", "-c", str(path)], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def deb_field(path: Path, field: str) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(path), field], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def build_twice(config: Config, source: Path, out: Path,
+                options: BuildOptions = QUIET) -> tuple[BuildResult, BuildResult]:
+    first = build_package(config, source, out / "first", options)
+    second = build_package(config, source, out / "second", options)
+    return first, second
+
+
+# --- hello: autotools, the layer cache ------------------------------------------
+
+@pytest.fixture(scope="module")
+def hello(test_config: Config, base_root: BaseRoot,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, bool]:
+    """Two builds of hello from its .dsc.  hello's layer is removed first when no
+    other build uses it, so that the first build really makes it."""
+    dsc = debsrc.dsc_path("hello")
+    removed = True
+    for layer in layers.list_layers(test_config):
+        if layer.generation == base_root.generation and \
+                any(p.startswith("texinfo:") for p in layer.packages) and \
+                any(p.startswith("help2man:") for p in layer.packages):
+            removed = layers.remove_layer(test_config, layer) and removed
+    first, second = build_twice(test_config, dsc, tmp_path_factory.mktemp("hello"))
+    return first, second, removed
+
+
+def test_hello_builds_and_its_deb_is_right(hello: tuple[BuildResult, BuildResult, bool]) -> None:
+    first, _, _ = hello
+    names = sorted(p.name for p in first.artifacts)
+    assert names == ["hello-dbgsym_2.10-3_amd64.deb", "hello_2.10-3_amd64.build",
+                     "hello_2.10-3_amd64.buildinfo", "hello_2.10-3_amd64.changes",
+                     "hello_2.10-3_amd64.deb"]
+    deb = first.changes.parent / "hello_2.10-3_amd64.deb" if first.changes else None
+    assert deb is not None
+    assert deb_field(deb, "Package") == "hello" and deb_field(deb, "Version") == "2.10-3"
+    contents = deb_contents(deb)
+    assert "./usr/bin/hello" in contents
+    # Built by the unprivileged build user, packaged as root:root (rootless dh_builddeb)
+    assert all(" root/root " in line for line in contents.splitlines())
+    log = first.log_path.read_text()
+    assert "dpkg-buildpackage" in log and "SOURCE_DATE_EPOCH=" in log
+    assert first.log_path.parent == first.changes.parent
+
+
+def test_hello_second_build_runs_no_apt(hello: tuple[BuildResult, BuildResult, bool]) -> None:
+    first, second, removed = hello
+    assert first.layer_key == second.layer_key is not None
+    if removed:
+        assert not first.layer_cached
+        assert "into new layer" in first.log_path.read_text()
+    assert second.layer_cached
+    log = second.log_path.read_text()
+    assert f"using cached build-dependency layer {second.layer_key}" in log
+    # apt's own output is absent: nothing was resolved, fetched or unpacked
+    for apt_says in ("Reading package lists", "Unpacking ", "Setting up ", "Get:"):
+        assert apt_says not in log
+
+
+def test_hello_is_reproducible(hello: tuple[BuildResult, BuildResult, bool]) -> None:
+    first, second, _ = hello
+    assert debs(first) and debs(first) == debs(second)
+
+
+# --- cjson: cmake ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cjson(test_config: Config, base_root: BaseRoot,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult]:
+    return build_twice(test_config, debsrc.dsc_path("cjson"),
+                       tmp_path_factory.mktemp("cjson"))
+
+
+def test_cjson_cmake_build(cjson: tuple[BuildResult, BuildResult]) -> None:
+    first, second = cjson
+    built = debs(first)
+    lib = next(n for n in built if n.startswith("libcjson1_"))
+    contents = deb_contents(first.changes.parent / lib if first.changes else Path())
+    assert "libcjson.so.1" in contents
+    assert "-- Build files have been written to" in first.log_path.read_text()  # cmake ran
+    assert built == debs(second)
+
+
+# --- a pybuild package, from a source tree ----------------------------------------
+
+PYDEMO_CHANGELOG = """\
+guestpkg-pydemo (1.0) unstable; urgency=medium
+
+  * Test package of guestpkg's build tests.
+
+ -- guestpkg developers <guestpkg@localhost>  Mon, 01 Jan 2024 12:00:00 +0000
+"""
+
+PYDEMO_CONTROL = """\
+Source: guestpkg-pydemo
+Section: python
+Priority: optional
+Maintainer: guestpkg developers <guestpkg@localhost>
+Build-Depends: debhelper-compat (= 13), dh-python, python3-all, python3-setuptools
+Standards-Version: 4.6.2
+Rules-Requires-Root: no
+
+Package: python3-guestpkg-pydemo
+Architecture: all
+Depends: ${python3:Depends}, ${misc:Depends}
+Description: guestpkg test module
+ A module that only exists to be built by guestpkg's tests.
+"""
+
+
+def make_pydemo(parent: Path) -> Path:
+    tree = parent / "guestpkg-pydemo"
+    (tree / "debian" / "source").mkdir(parents=True)
+    (tree / "guestpkg_pydemo").mkdir()
+    (tree / "guestpkg_pydemo" / "__init__.py").write_text("VALUE = 42\n")
+    (tree / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='guestpkg-pydemo', version='1.0', packages=['guestpkg_pydemo'])\n")
+    (tree / "debian" / "changelog").write_text(PYDEMO_CHANGELOG)
+    (tree / "debian" / "control").write_text(PYDEMO_CONTROL)
+    (tree / "debian" / "rules").write_text(
+        "#!/usr/bin/make -f\n%:\n\tdh $@ --with python3 --buildsystem=pybuild\n")
+    (tree / "debian" / "rules").chmod(0o755)
+    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def pydemo(test_config: Config, base_root: BaseRoot,
+           tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, Path]:
+    top = tmp_path_factory.mktemp("pydemo")
+    tree = make_pydemo(top / "src")
+    first, second = build_twice(test_config, tree, top)
+    return first, second, tree
+
+
+def test_pybuild_build_from_a_tree(pydemo: tuple[BuildResult, BuildResult, Path]) -> None:
+    first, second, tree = pydemo
+    [name] = debs(first)
+    assert name == "python3-guestpkg-pydemo_1.0_all.deb"
+    deb = first.changes.parent / name if first.changes else Path()
+    assert "/usr/lib/python3/dist-packages/guestpkg_pydemo/__init__.py" in deb_contents(deb)
+    assert "python3:any" in deb_field(deb, "Depends")
+    assert "pybuild" in first.log_path.read_text()
+    assert debs(first) == debs(second)
+    # The caller's tree is left as it was: the build ran on a copy.
+    assert sorted(p.name for p in tree.iterdir()) == ["debian", "guestpkg_pydemo", "setup.py"]

@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""guestpkg build on a tiny package whose debian/rules uses dpkg-dev only (no build
+dependencies, so no layer, a build of a second or two): failures, the
+prepare_source hook of the host lifecycle, --faketime, --preserve-build, and the
+``build`` and ``cache`` commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.layers import UnsatisfiableBuildDepends
+from guestpkg.buildroot import BaseRoot
+from guestpkg.config import Config
+from guestpkg.errors import BuildFailed
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration]
+
+RULES = """\
+#!/usr/bin/make -f
+clean:
+\trm -rf debian/tmp debian/files
+build build-arch build-indep:
+\t{build}
+binary binary-arch binary-indep: build
+\trm -rf debian/tmp
+\tmkdir -p debian/tmp/DEBIAN debian/tmp/usr/share/tiny
+\tdate +%s > debian/tmp/usr/share/tiny/clock
+\tid -u > debian/tmp/usr/share/tiny/uid
+\tdpkg-gencontrol -ptiny -Pdebian/tmp
+\tdpkg-deb --root-owner-group --build debian/tmp ..
+"""
+
+CONTROL = """\
+Source: tiny
+Maintainer: guestpkg developers <guestpkg@localhost>
+Build-Depends: {build_depends}
+Rules-Requires-Root: no
+
+Package: tiny
+Architecture: all
+Description: tiny test package
+ Built by guestpkg's tests with dpkg-dev alone.
+"""
+
+CHANGELOG = """\
+tiny (1.0) unstable; urgency=medium
+
+  * Test.
+
+ -- guestpkg developers <guestpkg@localhost>  Tue, 02 Jan 2024 03:04:05 +0000
+"""
+EPOCH = 1704164645
+
+
+def make_tiny(parent: Path, build: str = "@echo building", build_depends: str = "") -> Path:
+    tree = parent / "tiny"
+    (tree / "debian" / "source").mkdir(parents=True)
+    (tree / "debian" / "rules").write_text(RULES.format(build=build))
+    (tree / "debian" / "rules").chmod(0o755)
+    (tree / "debian" / "control").write_text(CONTROL.format(build_depends=build_depends))
+    (tree / "debian" / "changelog").write_text(CHANGELOG)
+    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    return tree
+
+
+def extract(deb: Path, member: str, tmp: Path) -> str:
+    target = tmp / "x"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+    return (target / member).read_text().strip()
+
+
+def guestpkg(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GUESTPKG_VARDIR": str(config.vardir),
+           "GUESTPKG_LOGDIR": str(config.logdir), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "guestpkg", *args], env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def test_failing_build_exits_nonzero_and_output_gets_nothing(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src", build="@echo about to fail; exit 1")
+    out = tmp_path / "out"
+    result = guestpkg(test_config, "build", "--quiet-build", str(tree), str(out))
+    assert result.returncode == 1, result.stderr
+    assert "dpkg-buildpackage of tiny 1.0 failed" in result.stderr
+    assert "about to fail" in result.stderr          # the log's last lines
+    log_line = next(line for line in result.stderr.splitlines() if "the full log is" in line)
+    log_path = Path(log_line.split("the full log is ")[1].strip())
+    assert log_path.is_file() and "about to fail" in log_path.read_text()
+    assert not out.exists() or list(out.iterdir()) == []
+    # nothing of the build is left behind
+    assert not [p for p in (test_config.vardir / "builds").iterdir()
+                if p.is_dir() and not (p / ".preserved").exists()
+                and not (test_config.vardir / "builds" / f"{p.name}.lock").exists()]
+
+
+def test_unsatisfiable_build_depends_name_the_package(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src",
+                     build_depends="guestpkg-no-such-package, debhelper (>= 999)")
+    out = tmp_path / "out"
+    with pytest.raises(UnsatisfiableBuildDepends) as error:
+        build_package(test_config, tree, out, BuildOptions(tee=False))
+    message = error.value.message
+    assert "guestpkg-no-such-package: it is not installable" in message
+    assert "debhelper (>= 999)" in message
+    assert not out.exists()
+
+
+def test_prepare_source_hook_and_user(test_config: Config, base_root: BaseRoot,
+                                      tmp_path: Path) -> None:
+    """The host lifecycle's use: version ~local and the host in Depends."""
+    tree = make_tiny(tmp_path / "src")
+
+    def prepare(staged: Path) -> None:
+        changelog = staged / "debian" / "changelog"
+        changelog.write_text(changelog.read_text().replace("(1.0)", "(1.0~local)", 1))
+        control = staged / "debian" / "control"
+        control.write_text(control.read_text().replace(
+            "Architecture: all\n", "Architecture: all\nDepends: tiny-installer\n"))
+
+    result = build_package(test_config, tree, tmp_path / "out",
+                           BuildOptions(tee=False, prepare_source=prepare))
+    deb = tmp_path / "out" / "tiny_1.0~local_all.deb"
+    assert deb in result.artifacts and result.version == "1.0~local"
+    assert result.log_path.name == "tiny_1.0~local_amd64.build"
+    assert deb_field(deb, "Depends") == "tiny-installer"
+    assert extract(deb, "usr/share/tiny/uid", tmp_path) == str(base_root.build_uid)
+    assert "(1.0)" in (tree / "debian" / "changelog").read_text()  # caller's tree untouched
+
+
+def deb_field(path: Path, field: str) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(path), field], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_faketime_freezes_the_clock_at_the_changelog_date(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    build_package(test_config.replace(faketime=True), tree, tmp_path / "out",
+                  BuildOptions(tee=False))
+    clock = extract(tmp_path / "out" / "tiny_1.0_all.deb", "usr/share/tiny/clock", tmp_path)
+    assert int(clock) == EPOCH
+
+
+def test_preserve_on_error_keeps_the_build_directory(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src", build="touch made-by-build; exit 1")
+    with pytest.raises(BuildFailed):
+        build_package(test_config, tree, tmp_path / "out",
+                      BuildOptions(tee=False, preserve="on-error"))
+    kept = [p for p in (test_config.vardir / "builds").iterdir()
+            if (p / ".preserved").exists() and (p / "build/tiny-1.0/made-by-build").exists()]
+    assert kept
+    for path in kept:
+        subprocess.run(["rm", "-rf", str(path), f"{path}.lock"], check=True)
+
+
+def test_cli_build_and_cache_list(test_config: Config, base_root: BaseRoot,
+                                  tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    result = guestpkg(test_config, "build", "--quiet-build", str(tree))
+    assert result.returncode == 0, result.stderr
+    # deckdebuild's default OUTPUT_DIR: the directory above the source tree
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == [
+        "tiny", "tiny_1.0_all.deb", "tiny_1.0_amd64.build", "tiny_1.0_amd64.buildinfo",
+        "tiny_1.0_amd64.changes"]
+    listing = guestpkg(test_config, "cache", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "KEY" in listing.stdout or "no build-dependency layers" in listing.stdout
