@@ -496,12 +496,13 @@ def _gitlab(dist: str, macro: str, release_only: bool) -> dict[str, str]:
     host, project_path = (match.group(1), match.group(2)) if match else (dist, "")
     project = project_path.rsplit("/", 1)[-1]
     api = f"{host}/api/v4/projects/{project_path.replace('/', '%2F')}"
+    key = "tag_name" if release_only else "name"
     return {
         "source": f"{api}/releases" if release_only else f"{api}/repository/tags",
-        "matchingpattern": rf"\"tag_name\":\"[^\"]*?{macro}\"" if release_only
-        else rf"\"name\":\"[^\"]*?{macro}\"",
+        "matchingpattern": rf"\"{key}\"\s*:\s*\"[^\"]*?{macro}\"",
         "searchmode": "plain",
-        "downloadurlmangle": rf"s%^.*\"(?:tag_)?name\":\"([^\"]*)\".*$%{dist}/-/archive/$1/"
+        "downloadurlmangle": rf"s%^.*\"{key}\"\s*:\s*\"([^\"]*)\".*$%{dist}/-/archive/$1/"
                              rf"{project}-$1.tar.gz%",
-        "filenamemangle": rf"s%^.*\"(?:tag_)?name\":\"(?:[^\"]*?){macro}\".*$%{project}-$1.tar.gz%",
+        "filenamemangle": rf"s%^.*\"{key}\"\s*:\s*\"(?:[^\"]*?){macro}\".*$%"
+                          rf"{project}-$1.tar.gz%",
     }
