@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Time guestpkg build on hello against the floor and the peers.
+
+One run of:
+
+  (a) a first build of hello with a cold cache (its layer and cached resolution are
+      removed first, so apt resolves, downloads and installs);
+  (b) the same build again: the layer cache is warm, no apt runs;
+  (c) the floor: plain ``dpkg-buildpackage -us -uc -b`` on the host, in a fresh
+      unpacked tree, with hello's build dependencies already installed on the host
+      (``--install-host-deps`` installs them: debhelper, help2man, texinfo);
+  (d) ``sbuild --chroot-mode=unshare`` and ``pbuilder build`` on the same .dsc, only
+      when they are installed and set up (a chroot tarball / base.tgz).
+
+and prints (b)/(c) (goal: at most 1.15) and (b)/(d).  (a), (b) and (c) build the same
+unpacked tree with the same DEB_BUILD_OPTIONS, so they compare like with like.
+
+Run as root, from the repository:  /usr/bin/python3 bench/build.py [--install-host-deps]
+The settings come from the environment like guestpkg's (GUESTPKG_VARDIR, ...); the
+buildroot is created first when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from guestpkg import config as settings  # noqa: E402
+from guestpkg.build import layers  # noqa: E402
+from guestpkg.build.deb import BuildOptions, build_package  # noqa: E402
+from guestpkg.buildroot import create_base_root, open_base_root  # noqa: E402
+from guestpkg.debian.control import BuildMode, build_relations, read_dsc  # noqa: E402
+from guestpkg.errors import SystemStateError  # noqa: E402
+from tests.support import debsrc  # noqa: E402
+
+
+def timed(what: str, func: object) -> float:
+    assert callable(func)
+    print(f"bench: {what} ...", flush=True)
+    start = time.monotonic()
+    func()
+    elapsed = time.monotonic() - start
+    print(f"bench: {what}: {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
+def make_cold(cfg: settings.Config, dsc: Path) -> bool:
+    """Remove hello's layer and cached resolution; False if a build is using it."""
+    base = open_base_root(cfg)
+    control = read_dsc(dsc).control
+    extra = ["fakeroot"] if control.needs_root_command else []
+    relations = build_relations(control, BuildMode.BINARY, base.arch, (), extra)
+    request = relations.canonical()
+    actions = layers.cached_resolution(cfg, base.generation, request)
+    resolved = layers.layers_dir(cfg) / "resolved" / \
+        f"{layers.resolution_key(base.generation, request)}.json"
+    resolved.unlink(missing_ok=True)
+    if actions:
+        layer = layers.read_layer(cfg, layers.layer_key(base.generation, actions))
+        if layer is not None and not layers.remove_layer(cfg, layer):
+            return False
+    return True
+
+
+def unpack(dsc: Path, parent: Path) -> Path:
+    subprocess.run(["dpkg-source", "--no-check", "-x", str(dsc), str(parent / "hello-2.10")],
+                   check=True, stdout=subprocess.DEVNULL)
+    return parent / "hello-2.10"
+
+
+def host_deps_ok(tree: Path) -> bool:
+    return subprocess.run(["dpkg-checkbuilddeps"], cwd=tree, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def floor_build(tree: Path, jobs: int, epoch: str) -> None:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent", "TZ": "UTC",
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": epoch,
+           "DEB_BUILD_OPTIONS": f"parallel={jobs}"}
+    subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def peer_builds(dsc: Path, work: Path) -> dict[str, float]:
+    found: dict[str, float] = {}
+    suite = debsrc.host_codename()
+    tarball = Path.home() / ".cache" / "sbuild" / f"{suite}-amd64.tar"
+    if shutil.which("sbuild") and (tarball.exists() or tarball.with_suffix(".tar.zst").exists()):
+        out = work / "sbuild"
+        out.mkdir()
+        found["sbuild unshare"] = timed("(d) sbuild --chroot-mode=unshare", lambda: subprocess.run(
+            ["sbuild", "--chroot-mode=unshare", "-d", suite, "--no-run-lintian",
+             "--no-run-piuparts", "--no-run-autopkgtest", str(dsc)], cwd=out, check=True,
+            stdout=subprocess.DEVNULL))
+    else:
+        print("bench: (d) sbuild: not installed or no unshare chroot tarball: skipped")
+    if shutil.which("pbuilder") and Path("/var/cache/pbuilder/base.tgz").exists():
+        out = work / "pbuilder"
+        out.mkdir()
+        found["pbuilder"] = timed("(d) pbuilder build", lambda: subprocess.run(
+            ["pbuilder", "build", "--buildresult", str(out), str(dsc)], check=True,
+            stdout=subprocess.DEVNULL))
+    else:
+        print("bench: (d) pbuilder: not installed or no base.tgz: skipped")
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--install-host-deps", action="store_true",
+                        help="apt-get install hello's build dependencies on the host for (c)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: run as root", file=sys.stderr)
+        return 2
+    cfg = settings.load()
+    try:
+        open_base_root(cfg)
+    except SystemStateError:
+        timed("creating the buildroot (not part of the figures)",
+              lambda: create_base_root(cfg))
+    dsc = debsrc.dsc_path("hello")
+    jobs = cfg.build_jobs
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="guestpkg-bench.") as tmp:
+        work = Path(tmp)
+        tree = unpack(dsc, work / "src")
+        if not make_cold(cfg, dsc):
+            print("bench: hello's layer is in use by another build; (a) is not cold")
+        quiet = BuildOptions(tee=False)
+        results["a"] = timed("(a) guestpkg build, cold cache",
+                             lambda: build_package(cfg, tree, work / "a", quiet))
+        results["b"] = timed("(b) guestpkg build, cached layer",
+                             lambda: build_package(cfg, tree, work / "b", quiet))
+        same = all((work / "a" / p.name).read_bytes() == p.read_bytes()
+                   for p in (work / "b").glob("*.deb"))
+        print(f"bench: (a) and (b) .debs identical: {same}")
+        if not host_deps_ok(tree) and args.install_host_deps:
+            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                            "debhelper", "help2man", "texinfo"], check=True,
+                           stdout=subprocess.DEVNULL)
+        if host_deps_ok(tree):
+            floor_tree = unpack(dsc, work / "floor")
+            epoch = subprocess.run(["dpkg-parsechangelog", "-STimestamp"], cwd=floor_tree,
+                                   check=True, capture_output=True, text=True).stdout.strip()
+            results["c"] = timed("(c) plain dpkg-buildpackage on the host (the floor)",
+                                 lambda: floor_build(floor_tree, jobs, epoch))
+        else:
+            print("bench: (c) skipped: hello's build dependencies are not installed on the "
+                  "host (use --install-host-deps)")
+        peers = peer_builds(dsc, work)
+    print()
+    print(f"hello 2.10-3, {jobs} jobs, one run each (seconds):")
+    print(f"  (a) guestpkg build, cold cache        {results['a']:7.1f}")
+    print(f"  (b) guestpkg build, cached layer      {results['b']:7.1f}")
+    if "c" in results:
+        print(f"  (c) dpkg-buildpackage on the host     {results['c']:7.1f}")
+        print(f"  (b)/(c) = {results['b'] / results['c']:.2f}   (goal: <= 1.15)")
+    for name, seconds in peers.items():
+        print(f"  (d) {name:33} {seconds:7.1f}")
+        print(f"  (b)/(d {name}) = {results['b'] / seconds:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
