@@ -3,11 +3,14 @@
 server, guestpkg's own .debs.
 
 - ``system_base``: the cached base system tree (made once with mmdebstrap).
-- ``make_sysroot(buildroots=False, binds=())``: start a :class:`SystemRoot`, closed at
-  the end of the test; ``buildroots=True`` gives guestpkg inside the ``base_root``
-  fixture's buildroots (read-only) and layers (read-write) as
-  ``/var/lib/guestpkg/{buildroots,layers}``, so it builds without running mmdebstrap.
+- ``make_sysroot(buildroots=False, binds=(), builder=False)``: start a
+  :class:`SystemRoot`, closed at the end of the test; ``buildroots=True`` gives
+  guestpkg inside the ``base_root`` fixture's buildroots (read-only) and layers
+  (read-write) as ``/var/lib/guestpkg/{buildroots,layers}``, so it builds without
+  running mmdebstrap.
 - ``sysroot``: ``make_sysroot()``.
+- ``builder_sysroot``: ``make_sysroot(builder=True)``, a root over a second cached base
+  with build-essential and debhelper, for ``SystemRoot.build_debs``.
 - ``local_upstream``: a :class:`LocalUpstream` on 127.0.0.1 serving an empty directory.
 - ``hello_upstream``: the same, serving hello-2.10.tar.gz (hello's orig tarball).
 - ``guestpkg_debs`` / ``guestpkg_deb``: guestpkg's own .debs / the ``guestpkg_*.deb``.
@@ -22,6 +25,7 @@ import pytest
 
 from tests.support import debsrc, selfdeb
 from tests.support.sysroot import (
+    BUILDER_PACKAGES,
     Bind,
     SystemRoot,
     base_system,
@@ -41,16 +45,18 @@ def system_base() -> Path:
 
 
 @pytest.fixture
-def make_sysroot(request: pytest.FixtureRequest, system_base: Path,
-                 tmp_path: Path) -> Iterator[Callable[..., SystemRoot]]:
+def make_sysroot(request: pytest.FixtureRequest,
+                 system_base: Path) -> Iterator[Callable[..., SystemRoot]]:
     started: list[SystemRoot] = []
 
-    def make(buildroots: bool = False, binds: Sequence[Bind] = ()) -> SystemRoot:
+    def make(buildroots: bool = False, binds: Sequence[Bind] = (),
+             builder: bool = False) -> SystemRoot:
+        base = base_system(BUILDER_PACKAGES) if builder else system_base
         extra = list(binds)
         if buildroots:
             base_root = request.getfixturevalue("base_root")
             extra += buildroot_binds(Path(base_root.path).parent.parent)
-        root = SystemRoot(system_base, new_workdir(), extra)
+        root = SystemRoot(base, new_workdir(), extra)
         started.append(root)
         root.start()
         if buildroots:
@@ -65,6 +71,13 @@ def make_sysroot(request: pytest.FixtureRequest, system_base: Path,
 @pytest.fixture
 def sysroot(make_sysroot: Callable[..., SystemRoot]) -> SystemRoot:
     return make_sysroot()
+
+
+@pytest.fixture
+def builder_sysroot(make_sysroot: Callable[..., SystemRoot]) -> SystemRoot:
+    """A system root with build-essential and debhelper, for :meth:`SystemRoot.build_debs`
+    (not the user's machine: build host packages here, install them in ``sysroot``)."""
+    return make_sysroot(builder=True)
 
 
 @pytest.fixture

@@ -224,3 +224,27 @@ def test_buildroots_are_bound_read_only(make_sysroot: Callable[..., SystemRoot],
     # What guestpkg's postrm does on purge removes the links, not what they point to.
     root.run(["rm", "-rf", "/var/lib/guestpkg"])
     assert base_root.path.is_dir() and (base_root.path.parent.parent.parent / "layers").is_dir()
+
+
+def test_build_debs_builds_a_source_tree_inside(builder_sysroot: SystemRoot,
+                                                tmp_path: Path) -> None:
+    source = tmp_path / "harness-src"
+    (source / "debian" / "source").mkdir(parents=True)
+    (source / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    (source / "debian" / "control").write_text(
+        "Source: harness-src\nMaintainer: guestpkg tests <tests@localhost>\n"
+        "Build-Depends: debhelper-compat (= 13)\n\n"
+        "Package: harness-bin\nArchitecture: all\nDescription: harness build test\n"
+        " Built inside a system root.\n")
+    (source / "debian" / "changelog").write_text(
+        "harness-src (1.0) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- guestpkg tests <tests@localhost>  Sat, 21 Nov 2026 00:00:00 +0000\n")
+    (source / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@\n")
+    (source / "debian" / "rules").chmod(0o755)
+    (source / "debian" / "install").write_text("hello.txt usr/share/harness-bin\n")
+    (source / "hello.txt").write_text("built\n")
+    debs = builder_sysroot.build_debs(source, tmp_path / "out")
+    assert [d.name for d in debs] == ["harness-bin_1.0_all.deb"]
+    listing = subprocess.run(["dpkg-deb", "-c", str(debs[0])], capture_output=True,
+                             text=True, check=True).stdout
+    assert "./usr/share/harness-bin/hello.txt" in listing

@@ -53,6 +53,10 @@ BASE_PACKAGES: tuple[str, ...] = (
 )
 BASE_VARIANT = "minbase"
 
+#: A second cached base for roots that build packages (host packages, test packages):
+#: what ``apt-get build-dep`` of a debhelper package needs, installed up front.
+BUILDER_PACKAGES: tuple[str, ...] = (*BASE_PACKAGES, "build-essential", "debhelper")
+
 #: Bumped when the way the base is made changes, so old caches are not reused.
 BASE_FORMAT = 1
 
@@ -352,12 +356,7 @@ class SystemRoot:
 
         Output is captured as text unless *capture* is off (then it goes to our
         stdout/stderr, for progress shown to a person)."""
-        if self._holder is None:
-            raise SystemRootError("the system root is not running")
-        environment = dict(DEFAULT_ENV if env is None else env)
-        outer = ["nsenter", f"--target={self.init_pid}", "--mount", "--pid", "--uts",
-                 "--", "chroot", str(self.merged), "/usr/bin/env", "-i", f"--chdir={cwd}",
-                 *[f"{k}={v}" for k, v in environment.items()], *argv]
+        outer = self.enter_argv(argv, env, cwd)
         data = input.encode() if isinstance(input, str) else input
         pipe = subprocess.PIPE if capture else None
         result = subprocess.run(outer, input=data, stdout=pipe, stderr=pipe,
@@ -373,6 +372,17 @@ class SystemRoot:
                 f"--- stdout (tail)\n{_tail(done.stdout)}\n--- stderr (tail)\n"
                 f"{_tail(done.stderr)}")
         return done
+
+    def enter_argv(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                   cwd: str = "/") -> list[str]:
+        """The host command line that runs *argv* inside (what :meth:`run` runs):
+        for callers that need their own :mod:`subprocess` handling."""
+        if self._holder is None:
+            raise SystemRootError("the system root is not running")
+        environment = dict(DEFAULT_ENV if env is None else env)
+        return ["nsenter", f"--target={self.init_pid}", "--mount", "--pid", "--uts",
+                "--", "chroot", str(self.merged), "/usr/bin/env", "-i", f"--chdir={cwd}",
+                *[f"{k}={v}" for k, v in environment.items()], *argv]
 
     def shell(self, script: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         """Run a ``sh -euc`` *script* inside (same keywords as :meth:`run`)."""
@@ -425,6 +435,40 @@ class SystemRoot:
         self.run(["sh", "-euc", 'mkdir -p "$1" && tar -x -C "$1" --no-same-owner',
                   "sh", target_dir], input=buffer.getvalue())
         return f"{target_dir.rstrip('/')}/{source.name}"
+
+    def copy_out(self, paths: Sequence[str], target_dir: Path) -> list[Path]:
+        """Copy files or directories from inside into *target_dir* on the host."""
+        import io
+        import tarfile
+
+        argv = self.enter_argv(["tar", "-c", "-f", "-", "--", *paths], cwd="/")
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                env={"PATH": DEFAULT_ENV["PATH"]})
+        if result.returncode != 0:
+            raise SystemRootError(f"copying {paths} out failed: "
+                                  f"{result.stderr.decode(errors='replace')}")
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+            # Our own tar of our own root: members are the paths we asked for.
+            tar.extractall(target_dir)
+        return [target_dir / p.lstrip("/") for p in paths]
+
+    def build_debs(self, source: Path, target_dir: Path) -> list[Path]:
+        """Build the binary packages of the source tree *source* (a host directory)
+        inside: its build dependencies from the mirror and the local repository, then
+        ``dpkg-buildpackage -b -uc -us``; the .debs are copied to *target_dir*."""
+        inner = self.copy_in(source, "/build")
+        self.apt("build-dep", "--no-install-recommends", inner)
+        self.run(["dpkg-buildpackage", "-b", "-uc", "-us"], cwd=inner)
+        names = self.run(["sh", "-c", "ls /build/*.deb"]).stdout.split()
+        copied = self.copy_out(names, target_dir / ".copy")
+        debs = []
+        for path in copied:
+            final = target_dir / path.name
+            os.replace(path, final)
+            debs.append(final)
+        _remove(target_dir / ".copy")
+        return debs
 
     # apt, dpkg, debconf
 
