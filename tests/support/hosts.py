@@ -90,3 +90,34 @@ def deb_field(deb: Path, field: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", str(deb), field], check=True,
                           capture_output=True, text=True).stdout.strip()
 
+
+
+def tiny_deb(directory: Path, name: str, version: str = "1.0") -> Path:
+    """An empty architecture-independent package: installing it makes apt run dpkg, and
+    with it the DPkg::Post-Invoke hooks."""
+    tree = directory / f"{name}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: guestpkg tests <tests@guestpkg.invalid>\n"
+        f"Description: trigger package {name}\n")
+    deb = directory / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+def example_host_debs(workdir: Path, upstream_url: str) -> dict[str, Path]:
+    """The example host for hello with its watch file pointing at *upstream_url*, in
+    three versions: 2.10-3-1, a host-only bump 2.10-3-2, and 2.10-4-1 carrying a bumped
+    guest revision (same upstream tarball)."""
+    watch = f"version=4\n{upstream_url} hello-@ANY_VERSION@@ARCHIVE_EXT@\n"
+    guest = guest_tree(workdir / "src", watch=watch)
+    first = new_host(guest, workdir / "src" / "hello-installer-2.10-3")
+    debs = {"2.10-3-1": build_host(first)}
+    bump_changelog(first, "2.10-3-2", "Host-only change.")
+    debs["2.10-3-2"] = build_host(first)
+    bump_changelog(guest, "2.10-4", "Guest revision bump.")
+    second = new_host(guest, workdir / "src" / "hello-installer-2.10-4")
+    debs["2.10-4-1"] = build_host(second)
+    return debs
