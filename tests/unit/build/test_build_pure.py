@@ -239,3 +239,29 @@ def test_read_source_and_settle(tmp_path: Path) -> None:
     (tmp_path / "demo-1.0" / "debian" / "control").write_text("Source: other\n")
     with pytest.raises(InputError):
         read_source(tmp_path / "demo-1.0")
+
+
+def test_cache_command_list_and_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from guestpkg.commands import cache
+
+    config = Config.defaults(vardir=tmp_path)
+    for key, generation in (("a" * 32, "gone-1"), ("b" * 32, "gone-2")):
+        with layers.creating_layer(config, key) as tmp:
+            assert tmp is not None
+            (tmp / "tree").mkdir()
+            layers.write_layer_metadata(tmp, {"generation": generation, "base": "default",
+                                              "packages": ["x:all=1"], "created": 0})
+    layers.store_resolution(config, "gone-1", "req", ["x:all=1"])
+    assert cache.run(config, argparse.Namespace(action="list", all=False)) == 0
+    listing = capsys.readouterr().out
+    assert "a" * 32 in listing and "stale" in listing
+    # No buildroot lists either generation: both layers are stale, and one is in use.
+    with layers.use_layer(config, "b" * 32):
+        assert cache.run(config, argparse.Namespace(action="clean", all=False)) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 layer(s), 1 in use, 1 cached resolution(s)" in out
+    assert [layer.key for layer in layers.list_layers(config)] == ["b" * 32]
+    assert cache.run(config, argparse.Namespace(action="clean", all=True)) == 0
+    assert layers.list_layers(config) == []
