@@ -94,7 +94,14 @@ def get_page(config: Config, url: str, *, user_agent: str | None = None) -> Page
             with response:
                 limit = min(config.max_download_size, MAX_PAGE_BYTES)
                 body = b"".join(_stream(response, url, limit, decode=True))
-                text = body.decode(response.encoding or "utf-8", errors="replace")
+                # requests assumes ISO-8859-1 for text/* without a charset; pages
+                # today are UTF-8 unless they say otherwise
+                declared = "charset=" in response.headers.get("Content-Type", "").lower()
+                encoding = response.encoding if declared and response.encoding else "utf-8"
+                try:
+                    text = body.decode(encoding, errors="replace")
+                except LookupError:  # a charset Python does not know
+                    text = body.decode("utf-8", errors="replace")
                 return Page(url, tuple(redirects), response.url, text)
     return _retrying(config, url, attempt)
 

@@ -27,6 +27,8 @@ EXPECTED = {
     "directory-scanning": {"foo_1.1.orig.tar.gz": "pub/1.1/foo-1.1.tar.gz"},
     "mangles-and-dversionmangle": {"foo_4.2.orig.tar.gz": "files/FOO_4_2.tgz"},
     "redirected-listing": {"foo_5.0.orig.tar.bz2": "moved/foo-5.0.tar.bz2"},
+    "dirversionmangle-and-base-href": {"bar_7.1.orig.tar.gz": "cdn/bar-7-1.tar.gz"},
+    "hrefdecode-and-oversionmangle": {"foo_0.5+really.orig.tar.gz": "enc/foo0.5.tar.gz"},
     "components": {"foo_2.0.orig.tar.gz": "main/foo-2.0.tar.gz",
                    "foo_2.0.orig-data.tar.gz": "data/foo-data-2.0.tar.gz"},
 }

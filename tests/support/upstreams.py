@@ -152,6 +152,34 @@ SCENARIOS = [
         newest="5.1",
     ),
     Scenario(
+        "dirversionmangle-and-base-href",
+        "version=4\n"
+        "opts=\"dirversionmangle=s/^release-//,uversionmangle=s/-/./g\" \\\n"
+        "  {url}/tree/release-([\\d.]+)/ bar-(\\d+-\\d+)\\.tar\\.gz\n",
+        "7.1-1",
+        _files("tree/release-7.0/index.html", "tree/release-7.1/index.html",
+               "tree/release-7.10/index.html", "cdn/bar-7-1.tar.gz", "cdn/bar-7-10.tar.gz",
+               "cdn/bar-7-2.tar.gz"),
+        pages={"tree/release-7.1/index.html": '<base href="{url}/cdn/">'
+                                              '<a href="bar-7-1.tar.gz">7.1</a>',
+               "tree/release-7.10/index.html": '<base href="{url}/cdn/"><a href="bar-7-10'
+                                               '.tar.gz">7.10</a><a href="bar-7-2.tar.gz">',
+               "tree/release-7.0/index.html": "nothing"},
+        newest="7.10", source="bar",
+    ),
+    Scenario(
+        "hrefdecode-and-oversionmangle",
+        "version=4\n"
+        "opts=\"hrefdecode=percent-encoding,dversionmangle=s/\\+really$//,"
+        "oversionmangle=s/$/+really/\" \\\n"
+        "  {url}/enc/ foo\\+?(\\d[\\d.]*)\\.tar\\.gz\n",
+        "0.5+really-1",
+        _files("enc/foo0.5.tar.gz", "enc/foo0.6.tar.gz"),
+        pages={"enc/index.html": '<a href="foo0.5.tar.gz">'
+                                 '<a href="foo%2B0.6.tar.gz">'},
+        newest="0.6",
+    ),
+    Scenario(
         "components",
         "version=4\n{url}/main/ foo-@ANY_VERSION@@ARCHIVE_EXT@\n"
         "opts=component=data {url}/data/ foo-data-@ANY_VERSION@@ARCHIVE_EXT@ same\n",
