@@ -101,3 +101,18 @@ def test_new_host_needs_the_orig_tarball(tmp_path: Path) -> None:
     assert "no hello_2.10.orig.tar.* next to" in result.stderr
     assert "hint:" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_example_host_builds_and_pins_debians_tarball(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from tests.support import debsrc
+
+    tree = tmp_path / "hello-installer"
+    shutil.copytree(hosts.REPO / "examples" / "hello-installer", tree)
+    deb = hosts.build_host(tree)
+    assert deb.name == "hello-installer_2.10-3-1_all.deb"
+    manifest = read_manifest(tree / "guest" / "manifest")
+    orig = debsrc.source_files("hello") / manifest.main_file.name
+    assert manifest.main_file.sha256 == hashlib.sha256(orig.read_bytes()).hexdigest()
