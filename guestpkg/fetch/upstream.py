@@ -208,7 +208,7 @@ def fetch_upstream(config: Config, source_dir: Path, destdir: Path, expected_sha
     version into *destdir*; returns the placed paths, main tarball first."""
     resolved = plan(config, source_dir, download=True, pages=pages)
     for note in resolved.notes:
-        log.info("%s", note)
+        log.warning("%s", note)
     digests = pins_for(resolved.tarballs, expected_sha256)
     names = [t.name for t in resolved.tarballs]  # refuse a zip before any download
     log.debug("orig tarballs: %s", ", ".join(names))

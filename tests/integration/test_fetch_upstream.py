@@ -5,7 +5,9 @@ scanning, mangling, redirects, components), and the two commands."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +16,10 @@ import pytest
 from guestpkg import cli
 from guestpkg.config import Config
 from guestpkg.errors import ChecksumMismatch, InputError, UsageError
-from guestpkg.fetch import cache_path, fetch_upstream, plan
+from guestpkg.fetch import cache_path, fetch_upstream, fetch_verified, plan
 from guestpkg.fetch.transport import sources_dir
 from tests.support.upstream_server import Upstream, serve
-from tests.support.upstreams import SCENARIOS, Scenario, sha256
+from tests.support.upstreams import SCENARIOS, Scenario, sha256, tarball
 
 # What `fetch` must place for each scenario: orig name -> file under the web root.
 EXPECTED = {
@@ -170,3 +172,49 @@ def test_component_pins_by_name(tmp_path: Path, config: Config) -> None:
         main, data = pins(scenario)
         placed = fetch_upstream(config, tree, tmp_path / "out", {"data": data, "": main})
         assert [p.name for p in placed] == ["foo_2.0.orig.tar.gz", "foo_2.0.orig-data.tar.gz"]
+
+
+def test_version5_watch_file(tmp_path: Path, config: Config) -> None:
+    files = {f"rel/{n}": tarball(n) for n in ("foo-1.0.tar.gz", "foo-1.1.tar.gz")}
+    files.update({f"data/{n}": tarball(n) for n in ("foo-data-1.1.tar.gz",
+                                                     "foo-data-1.2.tar.gz")})
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve(root) as server:
+        scenario = Scenario(
+            "v5",
+            "Version: 5\nUversion-Mangle: s/rc/~rc/\n\n"
+            "# the main tarball\nSource: {url}/rel/\n\n"
+            "Source: {url}/data/\nComponent: data\n"
+            "Matching-Pattern: @PACKAGE@-@COMPONENT@@ANY_VERSION@@ARCHIVE_EXT@\n"
+            "Version-Schema: ignore\nPgp-Mode: auto\n",
+            "1.0-1", files)
+        scenario.write_web(root, server.url)
+        tree = scenario.write_source(tmp_path, server.url)
+        report = plan(config, tree, download=False).report()
+        assert [(r["component"], r["upstream-version"]) for r in report] == [
+            ("", "1.1"), ("data", "1.2")]
+        placed = fetch_upstream(config, tree, tmp_path / "out", {
+            "": sha256(files["rel/foo-1.0.tar.gz"]),
+            "data": sha256(files["data/foo-data-1.2.tar.gz"])})
+        assert [p.name for p in placed] == ["foo_1.0.orig.tar.gz", "foo_1.0.orig-data.tar.gz"]
+        assert placed[1].read_bytes() == files["data/foo-data-1.2.tar.gz"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal(tmp_path: Path, config: Config,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tarball("foo-1.0.tar.gz")
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "foo-1.0.tar.gz").write_bytes(data)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with serve(root) as server:
+        fetch_verified(config, f"{server.url}/foo-1.0.tar.gz", sha256(data))
+    assert "\rguestpkg: fetching foo-1.0.tar.gz: " in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\x1b[K")  # the line is cleared at the end

@@ -186,3 +186,41 @@ def test_unsupported_entries_are_refused(tmp_path: Path) -> None:
     tree = _tree(tmp_path, "version=4\nopts=mode=git https://h/r.git refs/tags/v([\\d.]+)\n")
     with pytest.raises(InputError, match="not supported by guestpkg: mode=git"):
         plan(Config.defaults(), tree, download=True, pages=pages_from({}))
+
+
+def test_group_versions_and_signature_lines(tmp_path: Path) -> None:
+    watch = ("version=4\n"
+             "https://h/a/ foo-@ANY_VERSION@@ARCHIVE_EXT@ group\n"
+             "opts=\"component=b,pgpmode=auto\" https://h/b/ b-@ANY_VERSION@@ARCHIVE_EXT@ group\n"
+             "https://h/a/ foo-@ANY_VERSION@@SIGNATURE_EXT@ previous\n")
+    tree = _tree(tmp_path, watch, "1.0+~2.0-1")
+    pages = pages_from({
+        "https://h/a/": '<a href="foo-1.0.tar.gz"><a href="foo-1.1.tar.gz">'
+                        '<a href="foo-1.0.tar.gz.asc">',
+        "https://h/b/": '<a href="b-2.0.tar.xz"><a href="b-3.0.tar.xz">'})
+    result = plan(Config.defaults(), tree, download=True, pages=pages)
+    assert [(t.component, t.found.version, t.name) for t in result.tarballs] == [
+        ("", "1.0", "foo_1.0+~2.0.orig.tar.gz"), ("b", "2.0", "foo_1.0+~2.0.orig-b.tar.xz")]
+    assert any("previous" in note for note in result.notes)
+    assert any("ignored" in note and "pgpmode" in note for note in result.notes)
+    newest = plan(Config.defaults(), tree, download=False, pages=pages)
+    assert [t.found.version for t in newest.tarballs] == ["1.1", "3.0"]
+
+
+def test_literal_version_field(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, "version=4\nhttps://h/ foo-@ANY_VERSION@@ARCHIVE_EXT@ 0.9\n")
+    pages = pages_from({"https://h/": '<a href="foo-0.9.tar.gz"><a href="foo-1.2.3.tar.gz">'})
+    (tarball,) = plan(Config.defaults(), tree, download=True, pages=pages).tarballs
+    assert tarball.found.version == "0.9"
+
+
+def test_ctype_nodejs_reads_the_component_version(tmp_path: Path) -> None:
+    watch = ("version=4\nhttps://h/ foo-@ANY_VERSION@@ARCHIVE_EXT@\n"
+             "opts=\"component=lib,ctype=nodejs\" https://h/lib/ lib-@ANY_VERSION@\\.tgz\n")
+    tree = _tree(tmp_path, watch, "1.2.3-1")
+    (tree / "lib").mkdir()
+    (tree / "lib" / "package.json").write_text('{"name": "lib", "version": "4.5.6"}')
+    pages = pages_from({"https://h/": '<a href="foo-1.2.3.tar.gz">',
+                        "https://h/lib/": '<a href="lib-4.5.6.tgz"><a href="lib-5.0.0.tgz">'})
+    _main, lib = plan(Config.defaults(), tree, download=True, pages=pages).tarballs
+    assert lib.found.version == "4.5.6" and lib.name == "foo_1.2.3.orig-lib.tar.gz"
