@@ -22,10 +22,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import buildroot_binds
 from tests.integration.test_piuparts_guestpkg import PACKAGE_MANAGER_STATE
 from tests.support import debsrc, hosts
-from tests.support.sysroot import SystemRoot, compare_trees, new_workdir
+from tests.support.sysroot import (
+    SystemRoot,
+    buildroot_binds,
+    compare_trees,
+    link_buildroots,
+    new_workdir,
+)
 from tests.support.upstream import LocalUpstream
 
 pytestmark = pytest.mark.integration
@@ -66,9 +71,11 @@ def ensure_hook_installed(root: SystemRoot) -> None:
 
 def start_root(system_base: Path, base_root: Any, guestpkg_debs: list[Path],
                host_debs: dict[str, Path], with_buildroots: bool = True) -> SystemRoot:
-    root = SystemRoot(system_base, new_workdir(),
-                      buildroot_binds(base_root) if with_buildroots else [])
+    binds = buildroot_binds(Path(base_root.path).parent.parent) if with_buildroots else []
+    root = SystemRoot(system_base, new_workdir(), binds)
     root.start()
+    if with_buildroots:
+        link_buildroots(root)
     root.add_debs([*guestpkg_debs, host_debs["2.10-3-1"]])
     return root
 
@@ -183,10 +190,11 @@ def test_purging_the_host_deletes_its_debs_state_and_answer(
     assert not root.exists(SRC)
     assert not root.exists(f"/var/lib/guestpkg/hosts/{HOST}.json")
     assert root.run(["debconf-show", HOST]).stdout.strip() == ""
-    # piuparts-like: besides guestpkg itself (still installed: purging it here would
-    # delete the bound buildroot cache), the system is as before.
+    # piuparts-like: besides guestpkg itself (still installed: its purge is checked by
+    # test_piuparts_guestpkg.py), the system is as before.
     guestpkg_files = root.run(["dpkg-query", "-L", "guestpkg"]).stdout.split("\n")
     ignore = [*PACKAGE_MANAGER_STATE, r"/var/(lib|cache|log)/guestpkg(/.*)?$",
+              r"/srv/guestpkg-test-vardir(/.*)?$",
               r"/etc/apt/apt\.conf\.d/90guestpkg$", r"/usr/lib/guestpkg(/.*)?$",
               *[f"^{p}$" for p in map(_escape, guestpkg_files) if p]]
     left = compare_trees(before, root.tree_snapshot(contents=True), ignore)
