@@ -15,7 +15,6 @@ Consent defaulting to no has its own system (no build at all).
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from tests.support.upstream import LocalUpstream
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
 HOST = "hello-installer"
 CONSENT = f"{HOST} {HOST}/build-guest boolean true"
 SRC = f"/usr/src/{HOST}"
@@ -54,19 +52,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream
 def host_debs(tmp_path_factory: pytest.TempPathFactory,
               upstream: LocalUpstream) -> dict[str, Path]:
     return hosts.example_host_debs(tmp_path_factory.mktemp("hosts"), upstream.url)
-
-
-def ensure_hook_installed(root: SystemRoot) -> None:
-    """guestpkg's .deb ships the APT hook; until its packaging does, put the checkout's
-    files where the .deb will, and say so loudly."""
-    if root.exists("/usr/lib/guestpkg/apt-post-invoke"):
-        return
-    warnings.warn("guestpkg's .deb has no /usr/lib/guestpkg/apt-post-invoke: installed "
-                  "the checkout's apt-hooks/ by hand", stacklevel=2)
-    root.write_file("/usr/lib/guestpkg/apt-post-invoke",
-                    (REPO / "apt-hooks" / "apt-post-invoke").read_text(), 0o755)
-    root.write_file("/etc/apt/apt.conf.d/90guestpkg",
-                    (REPO / "apt-hooks" / "90guestpkg").read_text())
 
 
 def start_root(system_base: Path, base_root: Any, guestpkg_debs: list[Path],
@@ -115,7 +100,7 @@ def test_guestpkg_and_host_in_one_apt_run_install_the_guest(
     assert "after this package run" in result.stdout + result.stderr
     assert root.dpkg_status(HOST) == "install ok installed"
     root.wait_idle()
-    ensure_hook_installed(root)
+    hosts.ensure_hook_installed(root)
     assert root.installed_version("hello") == "2.10-3~local"
     assert root.run(["hello"]).stdout == "Hello, world!\n"
     depends = root.run(["dpkg-query", "-W", "-f=${Depends}", "hello"]).stdout
@@ -213,7 +198,7 @@ def test_consent_defaults_to_no(system_base: Path, base_root: Any,
                         with_buildroots=False)
     try:
         system.apt_install("guestpkg")
-        ensure_hook_installed(system)
+        hosts.ensure_hook_installed(system)
         snapshot = system.tree_snapshot(contents=True)
         system.apt_install(HOST)
         system.wait_idle()
