@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +197,33 @@ def test_https_certificate_is_checked(config: Config) -> None:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_killed_download_leaves_no_result(tmp_path: Path, upstream: Upstream,
+                                          config: Config) -> None:
+    """SIGKILL a fetch in the middle of the body: only an .unverified-* file remains,
+    the digest's path stays absent, and the next fetch replaces the leftover."""
+    url = f"{upstream.url}/stall/foo-1.0.tar.gz"
+    code = ("import sys; from pathlib import Path; from guestpkg.config import Config; "
+            "from guestpkg.fetch import fetch_verified; "
+            f"fetch_verified(Config.defaults(cachedir=Path({str(config.cachedir)!r}), "
+            f"download_timeout=30.0), {url!r}, {SHA!r})")
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=repo)
+    directory = sources_dir(config)
+    try:
+        for _ in range(200):  # until half the body is on disk
+            partial = list(directory.glob(f".unverified-{SHA}-*")) if directory.exists() else []
+            if partial and partial[0].stat().st_size >= len(DATA) // 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child never wrote the first half")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert not cache_path(config, SHA).exists()
+    assert [p.name.startswith(".unverified-") for p in directory.iterdir()
+            if not p.name.startswith(".lock-")] == [True]
+    assert fetch_verified(config, f"{upstream.url}/foo-1.0.tar.gz", SHA).read_bytes() == DATA
+    assert leftovers(config) == [f"sha256:{SHA}"]

@@ -10,7 +10,8 @@ Routes besides the files under ``root``:
 - ``/truncated/<path>``: announces the full length, sends half, closes;
 - ``/oversized/<path>``: announces ``1 << 40`` bytes;
 - ``/chunked/<path>``: no Content-Length, chunked transfer encoding;
-- ``/flaky/<path>``: 503 for the first ``flaky_failures`` requests, then the file.
+- ``/flaky/<path>``: 503 for the first ``flaky_failures`` requests, then the file;
+- ``/stall/<path>``: half the body, a stall of ``slow_s`` seconds, then the rest.
 
 ``hits`` counts requests per path, so tests can tell a cache hit from a download.
 """
@@ -68,7 +69,7 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
                 return self._redirect(target)
             if route.startswith("redirect-to?"):
                 return self._redirect(self.path.split("?", 1)[1])
-            if route in ("slow", "truncated", "oversized", "chunked", "flaky"):
+            if route in ("slow", "truncated", "oversized", "chunked", "flaky", "stall"):
                 return self._special(route, "/" + parts[2], hits)
             return super().do_GET()
 
@@ -101,10 +102,14 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
             if route == "slow":
                 self.wfile.flush()
                 time.sleep(upstream.slow_s)
-            if route == "truncated":
+            if route in ("truncated", "stall"):
                 self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-                return
+                self.wfile.flush()
+                if route == "truncated":
+                    self.close_connection = True
+                    return
+                time.sleep(upstream.slow_s)
+                data = data[len(data) // 2:]
             if route == "oversized":
                 self.close_connection = True
                 return
