@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guestpkg import fsutil
-from guestpkg.buildroot.roots import BaseRoot, require_root
+from guestpkg.buildroot.roots import BaseRoot, release_generation, require_root
 from guestpkg.config import Config
 from guestpkg.errors import SystemStateError, UsageError
 
@@ -189,6 +189,7 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
         # The lock first: a directory without a held lock is the reaper's to take.
         stack.enter_context(_owner_lock(top / f"{fork_id}.lock"))
         stack.callback(lambda: (top / f"{fork_id}.lock").unlink(missing_ok=True))
+        stack.callback(release_generation, base)
         stack.enter_context(_generation_in_use(base))
         directory.mkdir(mode=0o700)
         stack.callback(fsutil.remove_tree, directory)

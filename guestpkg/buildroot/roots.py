@@ -296,6 +296,20 @@ def collect_generations(directory: Path) -> list[Path]:
     return removed
 
 
+def release_generation(base: BaseRoot) -> None:
+    """Called by a fork that stopped using *base*: if an update replaced it meanwhile,
+    remove it now unless another fork still uses it or the root is being changed."""
+    try:
+        if read_metadata(base.directory)["generation"] == base.generation:
+            return
+    except (FileNotFoundError, GuestpkgError):
+        return
+    lock = base.directory.with_name(base.name + ".lock")
+    with fsutil.locked(lock, blocking=False) as free:
+        if free:
+            collect_generations(base.directory)
+
+
 def reap_buildroots(config: Config) -> None:
     """Remove what killed creates and updates left, and unused old generations.
     Roots someone is working on (their name lock is held) are left alone."""

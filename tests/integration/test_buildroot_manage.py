@@ -86,9 +86,11 @@ def test_update_makes_a_new_generation_and_keeps_the_one_in_use(
     # The package lists were refreshed in the new generation, and are still there.
     assert list((new.path / "var/lib/apt/lists").glob("*_Packages"))
     assert not list((new.path / "var/cache/apt/archives").glob("*.deb"))
-    reap_buildroots(config)
+    # The last fork of the old generation removed it when it ended.
     assert generations(new.directory) == [new.path]
     assert not old.path.exists()
+    reap_buildroots(config)
+    assert generations(new.directory) == [new.path]
     assert not [p for p in new.directory.iterdir() if p.name.startswith(".tmp-")]
 
 
