@@ -223,23 +223,38 @@ def _wait_until(condition: Callable[[], bool], limit_s: float = 30.0) -> bool:
     return True
 
 
-def test_sigkill_mid_command_leaves_nothing_behind(config: Config, base_root: BaseRoot,
+def _crash_child(how: str, config: Config, base_root: BaseRoot, command: str) -> list[str]:
+    if how == "library":
+        area = base_root.directory.parent.parent.parent
+        return ["/usr/bin/python3", "-c", CRASH_CHILD, str(area), str(config.vardir),
+                config.fork_upper, command]
+    # The real command, in a vardir of its own whose buildroots are the shared ones.
+    config.vardir.mkdir(parents=True)
+    (config.vardir / "buildroots").symlink_to(base_root.directory.parent)
+    return ["/usr/bin/python3", "-m", "guestpkg", "shell", "--vardir", str(config.vardir),
+            "--fork-upper", config.fork_upper, "--as-root", "--", "/bin/sh", "-c",
+            command]
+
+
+@pytest.mark.parametrize("how", ["library", "guestpkg shell"])
+def test_sigkill_mid_command_leaves_nothing_behind(how: str, config: Config,
+                                                   base_root: BaseRoot,
                                                    no_leftovers: None) -> None:
-    area = base_root.directory.parent.parent.parent
     marker = f"98765{os.getpid()}"
     command = f"{VANDAL}; echo started; exec sleep {marker}"
     mounts = host_mounts()
     findmnt_before = subprocess.run(["findmnt", "--list", "-n", "-o", "TARGET,SOURCE"],
                                     capture_output=True, text=True, check=True).stdout
-    child = subprocess.Popen(
-        ["/usr/bin/python3", "-c", CRASH_CHILD, str(area), str(config.vardir), config.fork_upper,
-         command],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(_crash_child(how, config, base_root, command),
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert child.stdout is not None
-    fork_id = child.stdout.readline().strip()
+    if how == "library":
+        assert child.stdout.readline().strip()  # the fork's id
     assert child.stdout.readline().strip() == "started"
     assert _processes_with(marker)
+    fork_ids = [p.name for p in forks_dir(config).iterdir() if p.is_dir()]
+    assert len(fork_ids) == 1
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert _wait_until(lambda: not _processes_with(marker)), "sandboxed processes survived"
@@ -249,9 +264,10 @@ def test_sigkill_mid_command_leaves_nothing_behind(config: Config, base_root: Ba
     assert findmnt_after == findmnt_before
     # The dead run's fork is still there (its writes on disk, or an empty mount point
     # for tmpfs); the next guestpkg run reaps it.
-    assert (forks_dir(config) / fork_id).is_dir()
+    fork_dir = forks_dir(config) / fork_ids[0]
+    assert fork_dir.is_dir()
     subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "buildroot", "list",
                     "--vardir", str(config.vardir)], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert not (forks_dir(config) / fork_id).exists()
-    assert not (forks_dir(config) / f"{fork_id}.lock").exists()
+    assert not fork_dir.exists()
+    assert not fork_dir.with_name(fork_dir.name + ".lock").exists()
