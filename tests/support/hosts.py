@@ -7,7 +7,6 @@ machine's dpkg database besides debhelper itself).
 
 from __future__ import annotations
 
-import email.utils
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,7 +44,7 @@ def bump_changelog(tree: Path, version: str, text: str = "Test bump.") -> None:
     """Add a changelog entry with *version* on top of *tree*'s debian/changelog."""
     changelog = tree / "debian" / "changelog"
     source = changelog.read_text().split(" ", 1)[0]
-    date = email.utils.formatdate(1700000000, localtime=False)
+    date = "Tue, 14 Nov 2023 22:13:20 +0000"
     entry = (f"{source} ({version}) unstable; urgency=medium\n\n  * {text}\n\n"
              f" -- guestpkg tests <tests@guestpkg.invalid>  {date}\n\n")
     changelog.write_text(entry + changelog.read_text())
