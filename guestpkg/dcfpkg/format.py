@@ -180,12 +180,13 @@ def sort_key(path: bytes) -> list[bytes]:
 
 
 _PLAIN = frozenset(range(0x21, 0x7F)) - {ord("\\")}
+_PLAIN_BYTES = bytes(sorted(_PLAIN))
 
 
 def escape(name: bytes) -> bytes:
     if name == b"-":  # "-" alone means "none" in a column
         return b"\\055"
-    if all(b in _PLAIN for b in name):
+    if not name.translate(None, _PLAIN_BYTES):  # the common case, checked in C
         return name
     return b"".join(bytes((b,)) if b in _PLAIN else b"\\%03o" % b for b in name)
 

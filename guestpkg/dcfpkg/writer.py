@@ -117,6 +117,13 @@ def _read_exactly(entry: Entry) -> Iterator[bytes]:
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
             raise InputError(f"{entry.source}: changed while the package was written",
                              hint="don't modify the tree while packing it")
+        if entry.size < CHUNK_BYTES:
+            # One read of size + 1 bytes gets a small file and proves it didn't grow.
+            data = os.read(fd, entry.size + 1)
+            if len(data) != entry.size:
+                raise InputError(f"{entry.source}: changed size while the package was written")
+            yield data
+            return
         left = entry.size
         while left > 0:
             chunk = os.read(fd, min(left, CHUNK_BYTES))
@@ -143,7 +150,9 @@ def _compress_contents(entries: list[Entry], out: IO[bytes], level: int) -> list
             for chunk in _read_exactly(entry):
                 digest.update(chunk)
                 writer.write(chunk)
-            done.append(replace(entry, sha256=digest.hexdigest()))
+            # The constructor, not dataclasses.replace: this runs once per file.
+            done.append(Entry(entry.path, REGULAR, entry.mode, entry.uid, entry.gid,
+                              entry.size, digest.hexdigest()))
     return done
 
 
