@@ -54,13 +54,13 @@ def test_scaffold_writes_a_complete_host(tmp_path: Path) -> None:
 def test_scaffold_refuses_native_guests_and_other_formats(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="native package"):
         scaffold(guest(tmp_path / "a", version="1.2"), tmp_path / "out")
-    with pytest.raises(InputError, match="3.0 \\(quilt\\)"):
+    with pytest.raises(InputError, match=r"3\.0 \(quilt\)"):
         scaffold(guest(tmp_path / "b", fmt="3.0 (native)"), tmp_path / "out")
 
 
 def test_scaffold_needs_the_tarball_and_a_free_output(tmp_path: Path) -> None:
     tree = guest(tmp_path)
-    with pytest.raises(InputError, match="no foo_1.2.orig.tar"):
+    with pytest.raises(InputError, match=r"no foo_1\.2\.orig\.tar"):
         scaffold(tree, tmp_path / "out")
     (tmp_path / "out").mkdir()
     (tmp_path / "foo_1.2.orig.tar.gz").write_bytes(b"main")
