@@ -104,6 +104,8 @@ def _print_row(row: dict[str, Any]) -> None:
     print(f"  consent: {consent}")
     print(f"  guest: {row['guest_package'] or '?'} {row['bundled_version'] or '?'} "
           f"(built: {row['built_version'] or '-'}, installed: {row['installed_version'] or '-'})")
+    if row["in_progress"]:
+        print(f"  {row['in_progress']} (or interrupted; the next run starts it again)")
     if row["last_error"]:
         print(f"  last error ({row['failures']} failures): {row['last_error']}")
         if row["next_retry"] and row["state"] != "failed permanently":
