@@ -230,13 +230,12 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None) -> int:
     if parent_pid is not None and os.getppid() != parent_pid:
         return SETUP_FAILED_STATUS  # guestpkg died before we could notice
     rules = seccomp_filter.build_filter(allow_setuid=spec.allow_setuid)
-    unshare(mapping.unshare_flags() | (0 if spec.network else CLONE_NEWNET))
+    # Nothing may fork between this and the fork of init: the first child after
+    # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)).
+    unshare(namespace_flags(spec) | mapping.unshare_flags())
+    mounts.make_private("/")
     if not spec.network:
         network.bring_up_loopback()
-    # The pid namespace last: the first process forked after unshare(CLONE_NEWPID)
-    # becomes its pid 1, and pyroute2 may run helpers of its own.
-    unshare(namespace_flags(spec) & ~CLONE_NEWNET)
-    mounts.make_private("/")
     sethostname(spec.hostname)
     setdomainname("(none)")
     pipe_read, pipe_write = os.pipe()
