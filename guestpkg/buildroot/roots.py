@@ -29,12 +29,14 @@ mode: as root that is a private mount and pid namespace (no user namespace), so 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,24 @@ def _mmdebstrap_argv(suite: str, arch: str, tree: Path, source_lines: list[str],
     return [*argv, suite, str(tree), *source_lines]
 
 
+@contextlib.contextmanager
+def changing_root(config: Config, name: str) -> Iterator[int]:
+    """Hold root *name*'s lock exclusively (create, update, remove); yields its fd so
+    that long-running helpers can inherit it."""
+    path = name_lock(config, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
+                                   hint="wait for it to finish") from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def create_base_root(
     config: Config,
     name: str | None = None,
@@ -221,10 +241,7 @@ def create_base_root(
         raise UsageError(f"not a user name: {config.user!r}")
     reap_buildroots(config)
     directory = root_dir(config, name)
-    with fsutil.locked(name_lock(config, name), blocking=False) as got:
-        if not got:
-            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
-                                   hint="wait for it to finish")
+    with changing_root(config, name) as lock_fd:
         if directory.exists():
             raise UsageError(f"buildroot {name!r} already exists ({directory})",
                              hint="update it with guestpkg buildroot update, or remove it")
@@ -236,7 +253,9 @@ def create_base_root(
                                     config.user, packages)
             log.warning("creating buildroot %s (%s, %s) with mmdebstrap; log: %s",
                         name, suite, arch, log_path)
-            run(argv, env=base_env(inherit=True), log_path=log_path,
+            # mmdebstrap inherits the lock: if we are killed, nobody reaps its tree
+            # while it still writes there.
+            run(argv, env=base_env(inherit=True), log_path=log_path, pass_fds=(lock_fd,),
                 hint=f"mmdebstrap failed; its full log is {log_path}")
             now = time.time()
             write_metadata(tmp, {
@@ -355,10 +374,7 @@ def update_base_root(config: Config, name: str | None = None, *,
     name = validate_name(name or config.buildroot)
     open_base_root(config, name)
     reap_buildroots(config)
-    with fsutil.locked(name_lock(config, name), blocking=False) as got:
-        if not got:
-            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
-                                   hint="wait for it to finish")
+    with changing_root(config, name) as lock_fd:
         current = open_base_root(config, name)
         generation = new_generation_id()
         log_path = log_path or config.logdir / "buildroot" / f"update-{name}-{generation}.log"
@@ -367,7 +383,7 @@ def update_base_root(config: Config, name: str | None = None, *,
             # Reflinks make the copy nearly free on btrfs and XFS; elsewhere it is a
             # plain copy (cp(1) --reflink=auto).
             run(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
-                log_path=log_path)
+                log_path=log_path, pass_fds=(lock_fd,))
             _upgrade(tmp, log_path)
             os.rename(tmp, current.directory / (GENERATION_PREFIX + generation))
         except BaseException:
@@ -398,10 +414,7 @@ def remove_base_root(config: Config, name: str) -> None:
     directory = root_dir(config, name)
     if not (directory / METADATA).is_file():
         raise SystemStateError(f"there is no buildroot {name!r} (in {directory.parent})")
-    with fsutil.locked(name_lock(config, name), blocking=False) as got:
-        if not got:
-            raise SystemStateError(f"another guestpkg is changing buildroot {name!r}",
-                                   hint="wait for it to finish")
+    with changing_root(config, name):
         with contextlib.ExitStack() as held:
             for tree in generations(directory):
                 if not held.enter_context(fsutil.locked(generation_lock(tree),

@@ -155,3 +155,46 @@ def test_not_root_is_a_clear_error(config: Config, tmp_path: Path) -> None:
         result = guestpkg(config, *args, user="nobody")
         assert result.returncode == 5, result.stderr
         assert "needs root" in result.stderr and "Traceback" not in result.stderr
+
+
+def _lock_is_free(path: Path) -> bool:
+    import fcntl
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_killed_create_leaves_no_root_and_no_mount(config: Config) -> None:
+    import signal
+    import time
+
+    top = config.vardir / "buildroots"
+    mounts = Path("/proc/1/mountinfo").read_text()
+    child = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "guestpkg", "buildroot", "create", "killed",
+         "--vardir", str(config.vardir)], cwd=REPO, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), "GUESTPKG_LOGDIR": str(config.logdir)})
+    # Wait (generous deadline, polled) until mmdebstrap has started to fill the tree.
+    deadline = time.monotonic() + 120
+    while not list(top.glob(".tmp-killed.*/gen-*/var")):
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    # mmdebstrap outlives guestpkg for a moment and holds the root's lock meanwhile: a
+    # reaper must not pull the tree from under it.  Nothing looks like a root.
+    assert list_base_roots(config) == []
+    reap_buildroots(config)
+    assert list(top.glob(".tmp-killed.*"))
+    os.killpg(child.pid, signal.SIGKILL)
+    while not _lock_is_free(top / "killed.lock"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    reap_buildroots(config)
+    assert sorted(p.name for p in top.iterdir()) == ["killed.lock"]
+    assert Path("/proc/1/mountinfo").read_text() == mounts
