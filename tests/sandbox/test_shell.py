@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from .test_lifecycle import mountinfo, processes_with, wait_until
+
 
 @pytest.fixture
 def shell_env(base_root: Any, test_config: Any, repo: Path) -> dict[str, str]:
@@ -87,3 +89,46 @@ def test_interactive_shell_on_a_terminal(shell_env: dict[str, str]) -> None:
     os.close(master)
     assert b"answer=42" in output, output
     assert os.waitstatus_to_exitcode(status) == 5, output
+
+
+def tree_state(tree: Path) -> dict[str, tuple[int, int, int]]:
+    """Mode, size and mtime of every entry: cheap enough for a whole buildd root."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            state[os.path.join(dirpath, name)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return state
+
+
+def test_sigkill_mid_command_then_run_again(shell_env: dict[str, str], base_root: Any,
+                                            test_config: Any) -> None:
+    before_mounts, before_root = mountinfo(), tree_state(base_root.path)
+    forks = test_config.vardir / "forks"
+
+    def fork_dirs() -> set[Path]:
+        return {p for p in forks.iterdir() if p.is_dir()} if forks.exists() else set()
+
+    before_forks = fork_dirs()
+    token = f"{900 + os.getpid() % 97}.5"  # a unique sleep argument to find it by
+    guestpkg = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "guestpkg", "shell", "--as-root", "--", "sh", "-c",
+         f"echo junk > /etc/junk; touch /usr/bin/junk; exec sleep {token}"],
+        env=shell_env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: bool(processes_with(f"sleep{chr(0)}{token}")),
+                   "the command to start")
+        ours = fork_dirs() - before_forks  # (other test sessions may fork meanwhile)
+        assert ours, "the killed run's fork is not under the vardir"
+    finally:
+        guestpkg.kill()
+        guestpkg.wait()
+    wait_until(lambda: not processes_with(f"sleep{chr(0)}{token}"), "the command to die")
+    assert mountinfo() == before_mounts
+    # the next run reaps the dead run's fork
+    again = guestpkg_shell(shell_env, "--", "true")
+    assert again.returncode == 0, again.stderr
+    assert not ours & fork_dirs(), "the dead run's fork was not reaped"
+    assert mountinfo() == before_mounts
+    assert tree_state(base_root.path) == before_root
+    assert not (base_root.path / "etc" / "junk").exists()
