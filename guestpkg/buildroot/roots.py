@@ -248,6 +248,8 @@ def create_base_root(
         generation = new_generation_id()
         log_path = log_path or config.logdir / "buildroot" / f"create-{name}-{generation}.log"
         with fsutil.atomic_directory(directory) as tmp:
+            # mkdtemp(3) makes it 0700; like the trees inside, anyone may read it.
+            os.chmod(tmp, 0o755)  # noqa: S103
             tree = tmp / (GENERATION_PREFIX + generation)
             argv = _mmdebstrap_argv(suite, arch, tree, [s.line() for s in sources],
                                     config.user, packages)
@@ -269,10 +271,15 @@ def create_base_root(
 def list_base_roots(config: Config) -> list[BaseRoot]:
     """Every complete base root, by name; roots being created are not listed."""
     top = buildroots_dir(config)
-    if not top.is_dir():
+    try:
+        entries = sorted(top.iterdir())
+    except FileNotFoundError:
         return []
+    except PermissionError as e:
+        raise SystemStateError(f"cannot read {top}: {e.strerror}",
+                               hint="run guestpkg as root") from None
     roots = []
-    for directory in sorted(top.iterdir()):
+    for directory in entries:
         if directory.name.startswith(".") or not (directory / METADATA).is_file():
             continue
         try:
@@ -284,8 +291,11 @@ def list_base_roots(config: Config) -> list[BaseRoot]:
 
 def size_bytes(path: Path) -> int:
     """Disk usage of a tree (du(1) -s: hard links and reflinks counted once)."""
-    out = run(["du", "-s", "-x", "--block-size=1", str(path)], capture=True).stdout
-    return int(out.split()[0])
+    # Not checked: as a user du can't read some directories (exit 1) but still
+    # prints the total of what it could read, which is what a listing needs.
+    out = run(["du", "-s", "-x", "--block-size=1", str(path)], capture=True,
+              check=False).stdout
+    return int(out.split()[0]) if out.strip() else 0
 
 
 def generations(directory: Path) -> list[Path]:

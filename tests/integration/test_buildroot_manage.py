@@ -198,3 +198,20 @@ def test_killed_create_leaves_no_root_and_no_mount(config: Config) -> None:
     reap_buildroots(config)
     assert sorted(p.name for p in top.iterdir()) == ["killed.lock"]
     assert Path("/proc/1/mountinfo").read_text() == mounts
+
+
+def test_a_root_being_changed_is_not_changed_twice(config: Config, copy: BaseRoot) -> None:
+    from guestpkg.buildroot.roots import changing_root
+
+    with changing_root(config, "copy"):
+        for change in (update_base_root, remove_base_root):
+            with pytest.raises(SystemStateError, match="another guestpkg is changing"):
+                change(config, "copy")
+    assert open_base_root(config, "copy") == copy
+
+
+def test_unreadable_vardir_is_a_clear_error(config: Config, copy: BaseRoot) -> None:
+    # pytest's tmp_path lies in a 0700 directory: nobody can't read the roots there.
+    result = guestpkg(config, "list", user="nobody")
+    assert result.returncode == 5, result.stderr
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr
