@@ -252,6 +252,21 @@ static long run(char *spec) {
     if (!strcmp(name, "int80-keyctl")) return int80(288, 0x7fff, 0, 0);
     if (!strcmp(name, "int80-setns")) return int80(346, -1, 0, 0);
 #endif
+    if (!strcmp(name, "cat")) {
+        char line[512];
+        FILE *f = fopen(a1, "r");
+        if (!f)
+            return -1;
+        while (fgets(line, sizeof line, f))
+            printf("cat %s", line);
+        fclose(f);
+        return 0;
+    }
+    if (!strcmp(name, "umask")) {
+        mode_t old = umask(0);
+        printf("umask %03o\n", (unsigned) old);
+        return 0;
+    }
     if (!strcmp(name, "env")) {
         extern char **environ;
         for (char **e = environ; *e; e++)

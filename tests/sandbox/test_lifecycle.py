@@ -89,6 +89,22 @@ def test_environment_is_exactly_the_specs(sandbox: Callable[..., ProbeRun]) -> N
         ["env ONLY=this", "env PATH=/bin"], run.output
 
 
+def test_rlimits_and_umask(sandbox: Callable[..., ProbeRun]) -> None:
+    run = sandbox("cat:/proc/self/limits", "umask", rlimits={"NOFILE": 64, "CORE": 0},
+                  umask=0o027)
+    # proc(5): "%-25s %-20s %-20s %-10s" per line (after our "cat " prefix)
+    limits = {line[4:30].strip(): line[30:].split()[:2] for line in run.lines
+              if line.startswith("cat Max")}
+    assert limits["Max open files"] == ["64", "64"], run.output
+    assert limits["Max core file size"] == ["0", "0"], run.output
+    assert "umask 027" in run.lines
+
+
+def test_stdin_is_not_the_callers(sandbox: Callable[..., ProbeRun]) -> None:
+    run = sandbox("read:/dev/stdin")
+    assert run.results["read"] == "ENODATA", run.output  # /dev/null: empty
+
+
 def test_failure_raises_with_a_replay_hint(tiny_root: Path, probe: Path,
                                            tmp_path: Path, repo: Path) -> None:
     spec = SandboxSpec(argv=("/probe", "exit:7"), lowerdirs=(tiny_root,), uid=BUILD_UID,
