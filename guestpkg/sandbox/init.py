@@ -58,6 +58,7 @@ from guestpkg.sandbox.syscalls import (
 TIMEOUT_STATUS = 124
 SETUP_FAILED_STATUS = 125
 EXEC_FAILED_STATUS = 127
+MAX_FD = 2**31 - 1
 #: After SIGTERM at the wall-clock limit, how long until SIGKILL.
 KILL_GRACE_S = 10.0
 
@@ -109,11 +110,13 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter) -> Non
         for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM,
                     signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        # Every fd but stdio, before RLIMIT_NOFILE may hide high ones from
+        # SC_OPEN_MAX; Python closes the range with one close_range(2).
+        os.closerange(3, MAX_FD)
         caps.set_rlimits(spec.rlimits)
         os.umask(spec.umask)
         os.chdir(spec.cwd)
         caps.drop_privileges(spec.uid, spec.gid, spec.capabilities)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         seccomp_filter.load(seccomp_rules)
     except BaseException as e:  # report, never unwind into init's code
         _say(f"cannot drop privileges: {e}")

@@ -9,6 +9,7 @@
 // Usage: probe NAME[:ARG[:ARG]] ...
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -260,6 +261,16 @@ static long run(char *spec) {
         while (fgets(line, sizeof line, f))
             printf("cat %s", line);
         fclose(f);
+        return 0;
+    }
+    if (!strcmp(name, "fds")) {
+        DIR *d = opendir("/proc/self/fd");
+        if (!d)
+            return -1;
+        for (struct dirent *e; (e = readdir(d));)
+            if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+                printf("fd %s\n", e->d_name);
+        closedir(d);
         return 0;
     }
     if (!strcmp(name, "umask")) {

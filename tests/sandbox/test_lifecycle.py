@@ -100,6 +100,17 @@ def test_rlimits_and_umask(sandbox: Callable[..., ProbeRun]) -> None:
     assert "umask 027" in run.lines
 
 
+def test_only_stdio_is_open(sandbox: Callable[..., ProbeRun], tmp_path: Path) -> None:
+    leaky = os.open(tmp_path / "leaky", os.O_CREAT | os.O_RDWR)
+    os.set_inheritable(leaky, True)
+    try:
+        run = sandbox("fds")
+    finally:
+        os.close(leaky)
+    assert [line for line in run.lines if line.startswith("fd ")] == \
+        ["fd 0", "fd 1", "fd 2"], run.output
+
+
 def test_stdin_is_not_the_callers(sandbox: Callable[..., ProbeRun]) -> None:
     run = sandbox("read:/dev/stdin")
     assert run.results["read"] == "ENODATA", run.output  # /dev/null: empty
