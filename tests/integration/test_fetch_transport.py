@@ -17,7 +17,13 @@ import pytest
 
 from guestpkg.config import Config
 from guestpkg.errors import ChecksumMismatch, NetworkError
-from guestpkg.fetch.transport import cache_path, fetch_verified, get_page, sources_dir
+from guestpkg.fetch.transport import (
+    CHUNK_BYTES,
+    cache_path,
+    fetch_verified,
+    get_page,
+    sources_dir,
+)
 from tests.support.upstream_server import Upstream, serve
 
 DATA = os.urandom(300_000)
@@ -204,6 +210,7 @@ def test_killed_download_leaves_no_result(tmp_path: Path, upstream: Upstream,
     """SIGKILL a fetch in the middle of the body: only an .unverified-* file remains,
     the digest's path stays absent, and the next fetch replaces the leftover."""
     url = f"{upstream.url}/stall/foo-1.0.tar.gz"
+    upstream.slow_s = 20.0  # the stall outlasts the test: the child dies inside it
     code = ("import sys; from pathlib import Path; from guestpkg.config import Config; "
             "from guestpkg.fetch import fetch_verified; "
             f"fetch_verified(Config.defaults(cachedir=Path({str(config.cachedir)!r}), "
@@ -212,13 +219,14 @@ def test_killed_download_leaves_no_result(tmp_path: Path, upstream: Upstream,
     child = subprocess.Popen(["/usr/bin/python3", "-c", code], cwd=repo)
     directory = sources_dir(config)
     try:
-        for _ in range(200):  # until half the body is on disk
+        for _ in range(600):  # until part of the body is on disk
             partial = list(directory.glob(f".unverified-{SHA}-*")) if directory.exists() else []
-            if partial and partial[0].stat().st_size >= len(DATA) // 2:
+            if partial and partial[0].stat().st_size >= CHUNK_BYTES:
                 break
+            assert child.poll() is None, "the child exited before the stall"
             time.sleep(0.05)
         else:
-            pytest.fail("the child never wrote the first half")
+            pytest.fail("the child never wrote the first part of the body")
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,20 @@ def test_zip_is_refused_before_download(tmp_path: Path, config: Config) -> None:
         with pytest.raises(InputError, match="not a tar archive"):
             fetch_upstream(config, tree, tmp_path / "out", ["0" * 64])
         assert server.count("/rel/foo-1.0.zip") == 0
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """cli.main installs console handlers on the root logger; later tests must not
+    write to the closed capture streams they point at."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 def _cli(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
