@@ -12,7 +12,6 @@ nothing here decides policy; :mod:`guestpkg.sandbox.init` does.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # include/uapi/linux/sched.h
@@ -48,7 +47,9 @@ UMOUNT_NOFOLLOW = 8
 # arch/x86/entry/syscalls/syscall_64.tbl: glibc 2.36 has no pivot_root() wrapper.
 SYS_pivot_root = 155
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library is already loaded into python3: CDLL(None) finds its functions without
+# ctypes.util.find_library, which would run ldconfig(8) in a subprocess.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
