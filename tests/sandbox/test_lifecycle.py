@@ -111,6 +111,16 @@ def test_only_stdio_is_open(sandbox: Callable[..., ProbeRun], tmp_path: Path) ->
         ["fd 0", "fd 1", "fd 2"], run.output
 
 
+def test_tee_shows_and_logs(tiny_root: Path, probe: Path, tmp_path: Path,
+                            capfd: pytest.CaptureFixture[str]) -> None:
+    spec = SandboxSpec(argv=("/probe", "echo:teed"), lowerdirs=(tiny_root,), env=PROBE_ENV,
+                       binds=(Bind(probe, "/probe"),))
+    log = tmp_path / "log"
+    assert run_sandboxed(spec, log_path=log, tee=True) == 0
+    assert "echo teed" in capfd.readouterr().err
+    assert "echo teed" in log.read_text()
+
+
 def test_stdin_is_not_the_callers(sandbox: Callable[..., ProbeRun]) -> None:
     run = sandbox("read:/dev/stdin")
     assert run.results["read"] == "ENODATA", run.output  # /dev/null: empty

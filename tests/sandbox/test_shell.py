@@ -48,6 +48,18 @@ def test_command_runs_sandboxed_as_the_build_user(shell_env: dict[str, str],
     assert again.returncode == 1, again.stderr
 
 
+def test_bind_option(shell_env: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # writable for the build user: only the bind stops it
+    (shared / "hello.txt").write_text("from the host\n")
+    result = guestpkg_shell(shell_env, "--bind", f"{shared}:/srv/in", "--", "sh", "-c",
+                            "cat /srv/in/hello.txt; touch /srv/in/x")
+    assert result.stdout.splitlines() == ["from the host"], result.stderr
+    assert "Read-only file system" in result.stderr
+    assert not (shared / "x").exists()
+
+
 def test_network_only_when_asked(shell_env: dict[str, str]) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
