@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -248,3 +250,55 @@ def test_build_debs_builds_a_source_tree_inside(builder_sysroot: SystemRoot,
     listing = subprocess.run(["dpkg-deb", "-c", str(debs[0])], capture_output=True,
                              text=True, check=True).stdout
     assert "./usr/share/harness-bin/hello.txt" in listing
+
+
+def test_a_killed_test_process_leaves_nothing_behind(system_base: Path) -> None:
+    """SIGKILL the process that owns a SystemRoot: the kernel takes the root's
+    processes and mounts down with it, and the next new_workdir() reaps its copy."""
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from tests.support.sysroot import SystemRoot, new_workdir\n"
+        "root = SystemRoot(Path(sys.argv[1]), new_workdir())\n"
+        "root.start()\n"
+        "root.run(['sh', '-c', 'setsid sleep 600 </dev/null >/dev/null 2>&1 &'])\n"
+        "print(root.init_pid, root.workdir, flush=True)\n"
+        "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script, str(system_base)],
+                             cwd=Path(__file__).resolve().parents[2],
+                             stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    init_pid, workdir = owner.stdout.readline().split()
+    inside = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+              and _pid_namespace(p) == _pid_namespace(Path(f"/proc/{init_pid}"))]
+    assert len(inside) == 2  # the init and the detached sleep
+    owner.kill()
+    owner.wait()
+    for process in inside:
+        _wait_gone(process)
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert Path(workdir).exists()
+    new_workdir().rmdir()
+    assert not Path(workdir).exists()
+
+
+def _pid_namespace(process: Path) -> str:
+    try:
+        return os.readlink(process / "ns" / "pid")
+    except OSError:
+        return ""
+
+
+def _wait_gone(process: Path, timeout_s: float = 60) -> None:
+    """Wait until *process* has exited (gone, or a zombie waiting for its parent)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if (process / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()[0] \
+                    == "Z":
+                return
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        assert time.monotonic() < deadline, f"{process} still alive"
+        time.sleep(0.05)
