@@ -48,8 +48,8 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def tar_pack(tree: Path, out: Path) -> None:
-    subprocess.run(["tar", "--zstd", "-cf", str(out), "-C", str(tree.parent), tree.name],
-                   check=True)
+    subprocess.run(["tar", "--zstd", "-cf", str(out), "-C", str(tree), "."], check=True)
+    # tar doesn't fsync; dcfpkg does (atomic on disk), so tar's time includes one too.
     fd = os.open(out, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -68,6 +68,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    parser.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                        help="read the tree in place (it must not change during the run)")
     args = parser.parse_args()
     tree = args.tree.resolve()
     prefix = str(tree.relative_to("/"))
@@ -75,6 +77,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-dcfpkg.") as tmp:
         work = Path(tmp)
+        if args.snapshot:
+            # A live /usr changes under us (apt runs elsewhere); both tools read one copy.
+            print(f"copying {tree} ...", flush=True)
+            subprocess.run(["cp", "-a", str(tree), str(work / "snapshot")], check=True)
+            tree = work / "snapshot"
         package, archive = work / "tree.dcfpkg", work / "tree.tar.zst"
         print(f"tree {tree}, level {args.level}, {args.runs} runs, work in {work}")
         meta = write_dcfpkg(tree, META, package, level=args.level, prefix=prefix)  # warm-up
