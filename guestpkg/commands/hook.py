@@ -112,9 +112,22 @@ def postrm(config: Config, host: str, action: str) -> int:
     return 0
 
 
+def quiet_console() -> None:
+    """In apt's output, only our own lines and errors: the build's notes (sandbox
+    relaxations and the like) still go to the log file."""
+    def ours(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.startswith(
+            ("guestpkg.host", "guestpkg.commands"))
+
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.addFilter(ours)
+
+
 def post_invoke(config: Config) -> int:
     """Never fails: errors are shown in apt's output and recorded."""
     os.environ[GUARD] = "1"
+    quiet_console()
     try:
         outcomes = process_pending(config, Mode.POST_INVOKE)
     except GuestpkgError as e:
