@@ -151,11 +151,12 @@ def note_removed(config: Config, host: str) -> None:
 
 
 def note_purged(config: Config, host: str) -> None:
-    """The host was purged: its generated .debs, work space and state go."""
+    """The host was purged: its generated .debs, work space, log and state go."""
     paths = host_paths(config, host)
     with locked(lock_path(config)):
         remove_tree(paths.debs)
         remove_tree(paths.work)
+        paths.log.unlink(missing_ok=True)
         st.remove(config.vardir, host)
 
 
