@@ -24,6 +24,7 @@ import guestpkg
 from guestpkg.errors import CommandFailed
 from guestpkg.fsutil import atomic_write
 from guestpkg.run import DEFAULT_PATH, run
+from guestpkg.sandbox.idmap import get_mapping
 from guestpkg.sandbox.spec import SandboxSpec, to_json
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def run_sandboxed(
 
     With ``check``, a non-zero status raises CommandFailed with the output tail and a
     replay hint."""
+    get_mapping(spec.id_mapping).check()  # a clear error here rather than status 125
     log_relaxations(spec)
     fd = os.memfd_create("guestpkg-sandbox-spec", 0)
     try:

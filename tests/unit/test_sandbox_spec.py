@@ -151,3 +151,24 @@ def test_id_mappings() -> None:
     assert get_mapping("root").unshare_flags() == 0
     with pytest.raises(UsageError, match="unknown id mapping"):
         get_mapping("userns")
+
+
+def test_run_sandboxed_needs_root() -> None:
+    """As a user the sandbox refuses up front with a clear error (and a hint)."""
+    import subprocess
+    import sys
+
+    code = ("from pathlib import Path\n"
+            "from guestpkg.errors import SystemStateError\n"
+            "from guestpkg.sandbox import SandboxSpec, run_sandboxed\n"
+            "try:\n"
+            "    run_sandboxed(SandboxSpec(argv=('true',), lowerdirs=(Path('/'),)))\n"
+            "except SystemStateError as e:\n"
+            "    print('refused:', e, e.hint)\n")
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd="/",
+                            env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    assert "refused: the sandbox needs root" in result.stdout, result.stderr
