@@ -73,6 +73,7 @@ def make_cold(cfg: settings.Config, dsc: Path) -> bool:
 
 
 def unpack(dsc: Path, parent: Path) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dpkg-source", "--no-check", "-x", str(dsc), str(parent / "hello-2.10")],
                    check=True, stdout=subprocess.DEVNULL)
     return parent / "hello-2.10"
