@@ -302,3 +302,10 @@ def _wait_gone(process: Path, timeout_s: float = 60) -> None:
             return
         assert time.monotonic() < deadline, f"{process} still alive"
         time.sleep(0.05)
+
+
+def test_archive_packages_can_be_hidden(sysroot: SystemRoot) -> None:
+    assert "Candidate: 2.10" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
+    sysroot.hide_archive_packages("hello")
+    assert "Candidate: (none)" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
+    assert sysroot.apt_install("hello=2.10-3", check=False).returncode != 0

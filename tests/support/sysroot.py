@@ -489,6 +489,18 @@ class SystemRoot:
     def debconf_set_selections(self, selections: str) -> None:
         self.run(["debconf-set-selections"], input=selections.rstrip("\n") + "\n")
 
+    def hide_archive_packages(self, *packages: str) -> None:
+        """Pin *packages* of the Debian mirror away (Pin-Priority -1), so that this
+        system behaves as if the archive did not have them: a real guest is not in the
+        archive, but the example's hello is, and apt would otherwise replace a removed
+        host's ``hello 2.10-3~local`` with the archive's 2.10-3 instead of removing it."""
+        import urllib.parse
+
+        origin = urllib.parse.urlsplit(debsrc.host_mirror()).hostname
+        stanzas = [f"Package: {p}\nPin: origin {origin}\nPin-Priority: -1\n"
+                   for p in packages]
+        self.write_file("/etc/apt/preferences.d/guestpkg-tests-hidden", "\n".join(stanzas))
+
     def dpkg_status(self, package: str) -> str | None:
         """dpkg's Status of *package* (``install ok installed``, ``deinstall ok
         config-files``...), or None if dpkg does not know it."""
