@@ -7,8 +7,10 @@ prepare_source hook of the host lifecycle, --faketime, --preserve-build, and the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from guestpkg.build.deb import BuildOptions, build_package
 from guestpkg.build.layers import UnsatisfiableBuildDepends
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
+from guestpkg.debian.control import BuildMode
 from guestpkg.errors import BuildFailed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,3 +179,57 @@ def test_cli_build_and_cache_list(test_config: Config, base_root: BaseRoot,
     listing = guestpkg(test_config, "cache", "list")
     assert listing.returncode == 0, listing.stderr
     assert "KEY" in listing.stdout or "no build-dependency layers" in listing.stdout
+
+
+@pytest.mark.parametrize("mode", [BuildMode.SOURCE, BuildMode.FULL])
+def test_source_and_full_builds(test_config: Config, base_root: BaseRoot, tmp_path: Path,
+                                mode: BuildMode) -> None:
+    tree = make_tiny(tmp_path / "src")
+    result = build_package(test_config, tree, tmp_path / "out",
+                           BuildOptions(tee=False, mode=mode))
+    names = {p.name for p in result.artifacts}
+    assert {"tiny_1.0.dsc", "tiny_1.0.tar.xz"} <= names
+    assert ("tiny_1.0_all.deb" in names) == (mode is BuildMode.FULL)
+    assert result.changes is not None and result.changes.name == (
+        "tiny_1.0_source.changes" if mode is BuildMode.SOURCE else "tiny_1.0_amd64.changes")
+
+
+def _mounts_mentioning(path: Path) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if str(path) in line]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGKILL"])
+def test_interrupted_build_leaves_nothing(test_config: Config, base_root: BaseRoot,
+                                          tmp_path: Path, signame: str) -> None:
+    """Ctrl-C or SIGKILL in the middle of dpkg-buildpackage: nothing stays mounted,
+    OUTPUT_DIR gets nothing, and what SIGKILL left is reaped by the next build."""
+    marker = f"started-{tmp_path.name}"
+    tree = make_tiny(tmp_path / "src", build=f"touch /build/{marker}; sleep 120")
+    out = tmp_path / "out"
+    env = {**os.environ, "GUESTPKG_VARDIR": str(test_config.vardir),
+           "GUESTPKG_LOGDIR": str(test_config.logdir), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "guestpkg", "build", "--quiet-build",
+                             str(tree), str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    builds = test_config.vardir / "builds"
+    deadline = time.monotonic() + 120
+    while not list(builds.glob(f"*/build/{marker}")):
+        assert proc.poll() is None, "the build ended before it started"
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.2)
+    [work] = [p.parent.parent for p in builds.glob(f"*/build/{marker}")]
+    os.kill(proc.pid, getattr(signal, signame))
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    time.sleep(0.5)  # the sandbox's processes die with their parent (PR_SET_PDEATHSIG)
+    assert _mounts_mentioning(test_config.vardir) == []
+    assert not out.exists() or list(out.iterdir()) == []
+    assert not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout
+    if signame == "SIGINT":
+        assert not work.exists()  # cleaned up on the way out
+    else:
+        # The next build reaps the directory the killed one left (its lock is free).
+        build_package(test_config, make_tiny(tmp_path / "again"), tmp_path / "out2",
+                      BuildOptions(tee=False))
+        assert not work.exists()
