@@ -26,16 +26,17 @@ pytestmark = pytest.mark.integration
 
 
 def make_deb(directory: Path, name: str, version: str = "1.0",
-             with_question: bool = False) -> Path:
+             with_question: bool = False, depends: str = "debconf",
+             architecture: str = "all") -> Path:
     """A tiny architecture-independent .deb; with a debconf question whose answer its
     postinst writes to /var/lib/<name>.answer."""
     tree = directory / f"{name}-{version}"
     control = tree / "DEBIAN"
     control.mkdir(parents=True)
     (control / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        f"Package: {name}\nVersion: {version}\nArchitecture: {architecture}\n"
         "Maintainer: guestpkg tests <tests@localhost>\n"
-        f"Depends: debconf\nDescription: harness test package {name}\n")
+        f"Depends: {depends}\nDescription: harness test package {name}\n")
     (tree / "usr/share" / name).mkdir(parents=True)
     (tree / "usr/share" / name / "marker").write_text(f"{name} {version}\n")
     if with_question:
@@ -52,7 +53,7 @@ def make_deb(directory: Path, name: str, version: str = "1.0",
             "; then\n. /usr/share/debconf/confmodule\ndb_purge\nfi\n")
         for script_name in ("config", "postinst", "postrm"):
             (control / script_name).chmod(0o755)
-    deb = directory / f"{name}_{version}_all.deb"
+    deb = directory / f"{name}_{version}_{architecture}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
                    check=True, capture_output=True)
     return deb
@@ -304,8 +305,18 @@ def _wait_gone(process: Path, timeout_s: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_archive_packages_can_be_hidden(sysroot: SystemRoot) -> None:
-    assert "Candidate: 2.10" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
+def test_archive_packages_can_be_hidden(sysroot: SystemRoot, tmp_path: Path) -> None:
+    # A guest-like hello 2.10-3~local that depends on its host: removing the host
+    # would make apt upgrade hello to the archive's 2.10-3; hidden, hello goes too.
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    sysroot.add_debs([make_deb(tmp_path, "harness-host"),
+                      make_deb(tmp_path, "hello", "2.10-3~local", depends="harness-host",
+                               architecture=arch)])
+    assert "Candidate: 2.10-3\n" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
     sysroot.hide_archive_packages("hello")
-    assert "Candidate: (none)" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
-    assert sysroot.apt_install("hello=2.10-3", check=False).returncode != 0
+    assert "Candidate: 2.10-3~local" in sysroot.run(["apt-cache", "policy", "hello"]).stdout
+    sysroot.apt_install("hello")
+    assert sysroot.installed_version("hello") == "2.10-3~local"
+    sysroot.apt("remove", "harness-host")
+    assert sysroot.dpkg_status("hello") is None
