@@ -267,9 +267,11 @@ class SystemRoot:
 
         for d in (self.upper, self.workdir / "work", self.merged, self.repo):
             d.mkdir(parents=True, exist_ok=True)
-        # Held while we live: new_workdir() in a later run reaps only unlocked copies.
-        self._lock = open(self.workdir / ".lock", "a")  # noqa: SIM115
+        # Held while we live: new_workdir() reaps only copies whose lock is free.  It
+        # is locked before it gets its name, so nobody ever sees it unlocked.
+        self._lock = open(self.workdir / ".lock.new", "w")  # noqa: SIM115
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        os.rename(self.workdir / ".lock.new", self.workdir / ".lock")
         (self.repo / "Packages").touch()
         os.chmod(self.repo, 0o755)
         # setpriv --pdeathsig: unshare dies with us; --kill-child: the namespace's init
@@ -600,6 +602,10 @@ def link_buildroots(root: SystemRoot) -> None:
                f"ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers")
 
 
+#: A copy made by new_workdir() but never started is left alone this long.
+UNSTARTED_GRACE_S = 86400.0
+
+
 def new_workdir() -> Path:
     """A fresh directory for one SystemRoot under ``TEST_ROOT/sysroot-runs``; copies
     that a killed test run left behind (their lock is free) are removed first."""
@@ -608,11 +614,19 @@ def new_workdir() -> Path:
     runs = TEST_ROOT / "sysroot-runs"
     runs.mkdir(parents=True, exist_ok=True)
     for stale in runs.glob("root-*"):
-        with contextlib.suppress(OSError), open(stale / ".lock", "a") as lock:
+        try:
+            lock = open(stale / ".lock")  # noqa: SIM115
+        except FileNotFoundError:
+            # Not started yet (or killed before it started): only reaped when old.
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > UNSTARTED_GRACE_S:
+                    _remove(stale)
+            continue
+        with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                continue  # a live SystemRoot in another process
+                continue  # a live SystemRoot, maybe of another test session
             _remove(stale)
     return Path(tempfile.mkdtemp(prefix="root-", dir=runs))
 
