@@ -46,10 +46,15 @@ _POSIX_CLASSES = {
     "graph": r"\x21-\x7e", "punct": "".join("\\" + c for c in string.punctuation),
 }
 _INLINE_FLAGS = re.compile(r"\(\?([a-z]*)(?:-([a-z]*))?\)")
+# What Perl would evaluate inside an interpolated string or pattern: @{[ code ]},
+# ${ \ code }, @$ref, and the subscripts of $hash{..}, $array[..], $ref->..
+_CODE_IN_STRING = re.compile(r"@\{|@\$|\$\{(?!\d+\})|[$@][A-Za-z_]\w*(?:\[|\{|->)")
 
 
 def translate_regex(perl: str) -> str:
     """The Python spelling of the Perl regex *perl*; raises :class:`PerlSyntaxError`."""
+    if _CODE_IN_STRING.search(perl):
+        raise PerlSyntaxError(f"refusing interpolated code in {perl!r}")
     return _Translator(perl).run()
 
 
@@ -296,7 +301,7 @@ _Token = tuple[str, str]
 
 
 def _parse_replacement(text: str, sep: str, rule: str) -> list[_Token]:
-    if "@{[" in text or re.search(r"\$\{\s*\\", text):
+    if _CODE_IN_STRING.search(text):
         raise PerlSyntaxError(f"refusing interpolated code in the replacement: {rule!r}")
     tokens: list[_Token] = []
     i = 0
