@@ -185,6 +185,18 @@ class Supervisor:
         return SETUP_FAILED_STATUS if status is None else status
 
 
+def forbid_imports() -> None:
+    """No module may be imported after pivot_root: Python would look for it in the
+    sandbox's root, where an earlier command in the same fork (uid 0 installing build
+    dependencies, say) could have planted it, and init runs it as real root.  With the
+    finders gone, a missed lazy import fails with ImportError instead; modules already
+    in sys.modules keep working."""
+    sys.meta_path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
+    sys.path.clear()
+
+
 def _helper_alive(pipe_read: int) -> bool:
     """The helper holds the pipe's write end: EOF means it already died."""
     readable, _, _ = select.select([pipe_read], [], [], 0)
@@ -205,6 +217,7 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
         mounts.mount_proc(root)
         mounts.mount_dev(root)
         mounts.mount_sys(root)
+        forbid_imports()
         mounts.pivot_into(root)
         child = os.fork()
         if child == 0:

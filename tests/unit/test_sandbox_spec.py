@@ -172,3 +172,21 @@ def test_run_sandboxed_needs_root() -> None:
     result = subprocess.run(argv, capture_output=True, text=True, cwd="/",
                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert "refused: the sandbox needs root" in result.stdout, result.stderr
+
+
+def test_forbid_imports_stops_new_imports() -> None:
+    import subprocess
+
+    code = ("import json\n"  # loaded before: still usable
+            "from guestpkg.sandbox.init import forbid_imports\n"
+            "forbid_imports()\n"
+            "import json\n"
+            "try:\n"
+            "    import wave\n"
+            "except ImportError:\n"
+            "    print('refused')\n")
+    repo = Path(__file__).resolve().parents[2]
+    # Debian's python3: guestpkg.sandbox.init needs python3-prctl and python3-seccomp
+    result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
+                            text=True, env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    assert result.stdout == "refused\n", result.stderr
