@@ -302,20 +302,40 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
 
 
 def ensure_build_user(config: Config, f: Fork, blog: BuildLog) -> tuple[int, int]:
-    """The build user's uid and gid; created in the fork if the root lacks it, with
-    the base root's fixed uid (pbuilder's convention, 1234)."""
-    found = lookup_user([*f.layers, f.base.path], config.user)
+    """The build user's uid and gid; created in the fork if the root lacks it.
+
+    The new user gets the base root's fixed build uid (pbuilder's convention, 1234)
+    when that is free, else the first free one useradd(8) picks: the same in every
+    fork of the same root, so builds stay reproducible."""
+    trees = [*f.layers, f.base.path]
+    found = lookup_user(trees, config.user)
     if found is not None:
         return found
-    uid = f.base.build_uid
-    blog.note(f"creating build user {config.user} ({uid}) in the fork")
-    argv = ["sh", "-c", 'groupadd --gid "$1" "$2" && useradd --uid "$1" --gid "$1" '
-            f'--no-create-home --home-dir {BUILD_HOME} --shell /bin/sh "$2"',
-            "sh", str(uid), config.user]
-    sandboxed(f.spec(argv, env=base_env(), capabilities=USERADD_CAPABILITIES,
-                     hostname=HOSTNAME, timeout_s=config.timeout_s), blog,
-              "creating the build user failed")
-    return uid, uid
+    taken = uid_taken(trees, f.base.build_uid)
+    uid_option = "" if taken else f"--uid {f.base.build_uid} --gid {f.base.build_uid}"
+    group_option = "" if taken else f"--gid {f.base.build_uid}"
+    blog.note(f"creating build user {config.user} in the fork")
+    script = (f'groupadd {group_option} "$0" && useradd {uid_option} --gid "$0" '
+              f'--no-create-home --home-dir {BUILD_HOME} --shell /bin/sh "$0"')
+    sandboxed(f.spec(["sh", "-c", script, config.user], env=base_env(),
+                     capabilities=USERADD_CAPABILITIES, hostname=HOSTNAME,
+                     timeout_s=config.timeout_s), blog, "creating the build user failed")
+    # useradd rewrote /etc/passwd, so the fork's upper has the whole new file.
+    created = lookup_user([f.upperdir], config.user)
+    if created is None:
+        raise BuildFailed(f"useradd did not create {config.user}", blog.path)
+    blog.note(f"build user {config.user}: uid {created[0]}, gid {created[1]}")
+    return created
+
+
+def uid_taken(trees: Sequence[Path], uid: int) -> bool:
+    for tree in trees:
+        passwd = tree / "etc" / "passwd"
+        if passwd.is_file():
+            return any(len(fields) >= 3 and fields[2] == str(uid) for fields in
+                       (line.split(":") for line in
+                        passwd.read_text(encoding="utf-8", errors="replace").splitlines()))
+    return False
 
 
 def build_env(config: Config, extra: Mapping[str, str], *, user: str,

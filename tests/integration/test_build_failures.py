@@ -233,3 +233,31 @@ def test_interrupted_build_leaves_nothing(test_config: Config, base_root: BaseRo
         build_package(test_config, make_tiny(tmp_path / "again"), tmp_path / "out2",
                       BuildOptions(tee=False))
         assert not work.exists()
+
+
+def test_missing_build_user_is_created(test_config: Config, base_root: BaseRoot,
+                                       tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    result = build_package(test_config.replace(user="builder2"), tree, tmp_path / "out",
+                           BuildOptions(tee=False))
+    log = result.log_path.read_text()
+    assert "creating build user builder2 in the fork" in log
+    uid = extract(tmp_path / "out" / "tiny_1.0_all.deb", "usr/share/tiny/uid", tmp_path)
+    assert int(uid) >= 1000 and int(uid) != base_root.build_uid  # 1234 is "build"'s
+    assert f"build user builder2: uid {uid}" in log
+
+
+def test_external_resolver_network_and_timeout(test_config: Config, base_root: BaseRoot,
+                                               tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    resolver = "sh -c 'echo external resolver given $0; test -f $0'"
+    result = build_package(test_config.replace(satisfydepends_cmd=resolver, network=True),
+                           tree, tmp_path / "out", BuildOptions(tee=False))
+    log = result.log_path.read_text()
+    assert "external resolver given /build/tiny-1.0/debian/control" in log
+    assert "NETWORK ACCESS" in log
+    slow = make_tiny(tmp_path / "slow", build="sleep 60")
+    with pytest.raises(BuildFailed) as error:
+        build_package(test_config.replace(timeout=3.0), slow, tmp_path / "out-slow",
+                      BuildOptions(tee=False))
+    assert "timed out" in error.value.message
