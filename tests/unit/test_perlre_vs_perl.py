@@ -79,3 +79,52 @@ def test_corpus_rules_match_perl() -> None:
     print(f"\n{len(rules)} rules x {len(SAMPLES)} strings agree with perl: "
           f"{len(cases) - len(mismatches)}/{len(cases)}")
     assert mismatches == []
+
+
+HREFS = [
+    "foo-1.2.3.tar.gz", "/downloads/foo-1.2.3.tar.xz", "v1.2.3.tar.gz", "1.2.3.tar.gz",
+    "https://github.com/o/p/archive/refs/tags/v1.2.3.tar.gz",
+    "https://github.com/o/p/archive/v2.0.tar.gz", "/o/p/archive/refs/tags/1.0.tar.gz",
+    "https://registry.npmjs.org/foo/-/foo-1.2.3.tgz", "release-1.2/", "1.2/", "v3/",
+    "https://files.pythonhosted.org/packages/source/f/foo/foo-1.2.3.tar.gz",
+    "foo_1.2.orig.tar.bz2", "foo-1.2.3.zip", "foo-1.2.3.tar.gz.asc", "FOO-1.2.TAR.GZ",
+]
+MATCH_PERL = r"""
+use strict; use warnings; no warnings 'uninitialized'; use JSON::PP;
+local $/; my $cases = decode_json(<STDIN>); my @out;
+for my $case (@$cases) {
+    my ($pattern, $href) = @$case;
+    no re 'eval';
+    my @groups = eval { $href =~ /^(?:$pattern)$/ ? (1, map { $_ } @{^CAPTURE}) : (0) };
+    push @out, $@ ? undef : \@groups;
+}
+print JSON::PP->new->canonical->encode(\@out);
+"""
+
+
+def test_corpus_patterns_match_like_perl() -> None:
+    perl = shutil.which("perl")
+    if perl is None:
+        pytest.fail("perl is not installed")
+    from guestpkg.debian.perlre import compile_regex
+    patterns: list[str] = []
+    for path in sorted(CORPUS.glob("*.watch")):
+        for entry in read_watch(path, path.stem).entries:
+            parts = [p for p in entry.url.split("/") if "(" in p]
+            for pattern in [entry.pattern, *parts]:
+                if pattern not in patterns and entry.mode == "http":
+                    patterns.append(pattern)
+    cases = [(p, h) for p in patterns for h in HREFS]
+    result = subprocess.run([perl, "-e", MATCH_PERL], input=json.dumps(cases), text=True,
+                            capture_output=True, check=True, timeout=120)
+    expected = json.loads(result.stdout)
+    mismatches, matched = [], 0
+    for (pattern, href), want in zip(cases, expected, strict=True):
+        match = compile_regex(f"(?:{pattern})").fullmatch(href)
+        got = [1, *match.groups()] if match else [0]
+        matched += bool(match)
+        if want is not None and got != [None if g is None else g for g in want]:
+            mismatches.append(f"{pattern!r} on {href!r}: perl {want}, ours {got}")
+    print(f"\n{len(patterns)} patterns x {len(HREFS)} hrefs agree with perl "
+          f"({matched} matches): {len(cases) - len(mismatches)}/{len(cases)}")
+    assert mismatches == []
