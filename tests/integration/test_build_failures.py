@@ -261,3 +261,37 @@ def test_external_resolver_network_and_timeout(test_config: Config, base_root: B
         build_package(test_config.replace(timeout=3.0), slow, tmp_path / "out-slow",
                       BuildOptions(tee=False))
     assert "timed out" in error.value.message
+
+
+def test_concurrent_builds_share_one_new_layer(test_config: Config, base_root: BaseRoot,
+                                               tmp_path: Path) -> None:
+    """Two builds needing the same not-yet-cached layer at once: one makes it, the
+    other waits on its lock and stacks it."""
+    from guestpkg.build import layers
+    from guestpkg.debian.control import build_relations, parse_control
+
+    # Make this request cold: drop its cached resolution and its layer.
+    control = parse_control(CONTROL.format(build_depends="hello"))
+    request = build_relations(control, BuildMode.BINARY, base_root.arch).canonical()
+    actions = layers.cached_resolution(test_config, base_root.generation, request)
+    if actions:
+        layer = layers.read_layer(test_config, layers.layer_key(base_root.generation, actions))
+        if layer is not None:
+            assert layers.remove_layer(test_config, layer), "another build holds it"
+    key = layers.resolution_key(base_root.generation, request)
+    (layers.layers_dir(test_config) / "resolved" / f"{key}.json").unlink(missing_ok=True)
+    env = {**os.environ, "GUESTPKG_VARDIR": str(test_config.vardir),
+           "GUESTPKG_LOGDIR": str(test_config.logdir), "PYTHONPATH": str(REPO)}
+    procs = []
+    for name in ("one", "two"):
+        tree = make_tiny(tmp_path / name, build_depends="hello")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "guestpkg", "build", str(tree), str(tmp_path / f"out-{name}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    made = [out for out in outputs if "into new layer" in out]
+    assert len(made) == 1, outputs
+    [other] = [out for out in outputs if out is not made[0]]
+    assert ("made by a concurrent build" in other
+            or "using cached build-dependency layer" in other)
