@@ -233,3 +233,34 @@ def test_progress_line_on_a_terminal(tmp_path: Path, config: Config,
         fetch_verified(config, f"{server.url}/foo-1.0.tar.gz", sha256(data))
     assert "\rguestpkg: fetching foo-1.0.tar.gz: " in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\x1b[K")  # the line is cleared at the end
+
+
+def test_user_agent_option_is_sent(tmp_path: Path, config: Config) -> None:
+    data = tarball("foo-1.0.tar.gz")
+    root = tmp_path / "www"
+    (root / "rel").mkdir(parents=True)
+    (root / "rel" / "foo-1.0.tar.gz").write_bytes(data)
+    with serve(root) as server:
+        scenario = Scenario("ua", 'version=4\nopts="user-agent=Mozilla/5.0 (X11, Test)" '
+                            "{url}/rel/ foo-@ANY_VERSION@@ARCHIVE_EXT@\n", "1.0-1", {})
+        tree = scenario.write_source(tmp_path, server.url)
+        fetch_upstream(config, tree, tmp_path / "out", [sha256(data)])
+        assert server.user_agents["/rel/"] == "Mozilla/5.0 (X11, Test)"
+        assert server.user_agents["/rel/foo-1.0.tar.gz"] == "Mozilla/5.0 (X11, Test)"
+
+
+def test_proxy_from_the_environment(tmp_path: Path, config: Config,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """http_proxy is honoured: the request for a host that does not exist reaches the
+    proxy (a local server), never the network."""
+    data = tarball("foo-1.0.tar.gz")
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "foo-1.0.tar.gz").write_bytes(data)
+    with serve(root) as proxy:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        path = fetch_verified(config, "http://upstream.invalid/foo-1.0.tar.gz", sha256(data))
+        assert path.read_bytes() == data
+        assert proxy.count("proxied /foo-1.0.tar.gz") == 1

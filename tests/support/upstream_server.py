@@ -13,7 +13,9 @@ Routes besides the files under ``root``:
 - ``/flaky/<path>``: 503 for the first ``flaky_failures`` requests, then the file;
 - ``/stall/<path>``: half the body, a stall of ``slow_s`` seconds, then the rest.
 
-``hits`` counts requests per path, so tests can tell a cache hit from a download.
+``hits`` counts requests per path, so tests can tell a cache hit from a download;
+``user_agents`` keeps the last User-Agent per path.  The same handler also answers
+proxy requests (``GET http://host/path``): it serves ``/path`` from ``root``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Upstream:
     slow_s: float = 3.0
     flaky_failures: int = 1
     hits: collections.Counter[str] = field(default_factory=collections.Counter)
+    user_agents: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -58,9 +61,14 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            if self.path.startswith("http://"):  # a proxy request: serve it ourselves
+                self.path = "/" + self.path.split("/", 3)[3]
+                with upstream.lock:
+                    upstream.hits["proxied " + self.path] += 1
             with upstream.lock:
                 upstream.hits[self.path] += 1
                 hits = upstream.hits[self.path]
+                upstream.user_agents[self.path] = self.headers.get("User-Agent", "")
             parts = self.path.split("/", 2)
             route = parts[1] if len(parts) > 1 else ""
             if route == "redirect":
