@@ -137,9 +137,10 @@ def _first_content_line(text: str) -> str | None:
 
 # -- versions 1 to 4 ----------------------------------------------------------------------
 
-def _logical_lines(text: str, path: str) -> Iterator[tuple[int, str, bool]]:
-    """(first line number, joined text, is_version_4_or_more) as uscan reassembles them:
-    comments and blank lines are skipped only at the start of a logical line."""
+def _logical_lines(text: str, path: str) -> Iterator[tuple[int, str, int]]:
+    """(first line number, joined text, the version it declares or 0) as uscan
+    reassembles them: comments and blank lines are skipped only at the start of a
+    logical line, and continuations lose their indentation from version 4 on."""
     lines = text.splitlines()
     index, version = 0, 0
     while index < len(lines):
@@ -160,18 +161,18 @@ def _logical_lines(text: str, path: str) -> Iterator[tuple[int, str, bool]]:
             if not 2 <= version <= 4:
                 raise ParseError(f"unknown watch file version {version}", path, number,
                                  hint="versions 1 to 4 (line format) and 5 (deb822) exist")
-            yield number, current, True
+            yield number, current, version
             continue
         version = version or 1
-        yield number, current, False
+        yield number, current, 0
 
 
 def _parse_lines(text: str, path: str, package: str, strict: bool) -> WatchFile:
     version = 1
     entries: list[WatchEntry] = []
-    for number, line, is_version in _logical_lines(text, path):
-        if is_version:
-            version = int(re.match(r"version\s*=\s*(\d+)", line).group(1))  # type: ignore[union-attr]
+    for number, line, declared in _logical_lines(text, path):
+        if declared:
+            version = declared
             continue
         if version == 1:
             line = line.replace("\\\\", "\\")
@@ -235,7 +236,9 @@ def _add_option(options: dict[str, str | list[str]], name: str, value: str, path
         raise ParseError(f"unknown watch option {name!r}", path, number,
                          hint="see uscan(1), WATCH FILE OPTIONS")
     else:
-        options.setdefault("unknown", []).append(name)  # type: ignore[union-attr]
+        unknown = options.setdefault("unknown", [])
+        assert isinstance(unknown, list)
+        unknown.append(name)
 
 
 def _parse_line(line: str, path: str, number: int, version: int, strict: bool) -> WatchEntry:
@@ -391,7 +394,6 @@ def _paragraphs(text: str, path: str) -> Iterator[tuple[int, dict[str, str]]]:
             raise ParseError(f"duplicate field {name.strip()!r}", path, number)
         fields[key] = value.strip()
         start = start if len(fields) > 1 else number
-    return
 
 
 def _parse_v5(text: str, path: str, package: str, strict: bool) -> WatchFile:
