@@ -224,3 +224,20 @@ def test_ctype_nodejs_reads_the_component_version(tmp_path: Path) -> None:
                         "https://h/lib/": '<a href="lib-4.5.6.tgz"><a href="lib-5.0.0.tgz">'})
     _main, lib = plan(Config.defaults(), tree, download=True, pages=pages).tarballs
     assert lib.found.version == "4.5.6" and lib.name == "foo_1.2.3.orig-lib.tar.gz"
+
+
+@pytest.mark.parametrize("watch", sorted((Path(__file__).resolve().parents[1] / "data" /
+                                          "watch").glob("*.watch")), ids=lambda p: p.stem)
+def test_corpus_discovery_fails_cleanly_on_empty_pages(tmp_path: Path, watch: Path) -> None:
+    """Every real watch file runs through discovery; with upstream pages that list
+    nothing, each ends in a GuestpkgError that names the watch line, never a crash."""
+    from guestpkg.errors import GuestpkgError
+    tree = _tree(tmp_path, watch.read_text(errors="replace"), "1.0-1")
+    (tree / "debian" / "changelog").write_text((tree / "debian" / "changelog").read_text()
+                                               .replace("foo (", f"{watch.stem} ("))
+
+    def empty(url: str, user_agent: str | None) -> Page:
+        return Page(url, (), url, "<html><body>nothing</body></html>")
+    with pytest.raises(GuestpkgError) as caught:
+        plan(Config.defaults(), tree, download=True, pages=empty)
+    assert "debian/watch" in str(caught.value)
