@@ -191,18 +191,40 @@ def base_system(packages: Sequence[str] = BASE_PACKAGES, *,
     """The cached base tree for *packages*, made with mmdebstrap on first use.
 
     Concurrent callers wait on a lock; the tree appears at its final path only when
-    complete (it is built under a temporary name and renamed)."""
+    complete (it is built under a temporary name and renamed).  A base is made again
+    each ISO week, so its package lists never lag far behind the mirror (which drops
+    superseded .debs after a point release); older bases go once no SystemRoot uses
+    them (each holds a shared lock on ``<base>.lock``)."""
     import fcntl
 
     suite, mirror = debsrc.host_codename(), debsrc.host_mirror()
     top = TEST_ROOT / "sysroots"
-    path = top / f"base-{suite}-{base_key(packages, suite, mirror, variant)}"
+    week = time.strftime("%GW%V", time.gmtime())
+    path = top / f"base-{suite}-{base_key(packages, suite, mirror, variant)}-{week}"
     top.mkdir(parents=True, exist_ok=True)
     with open(top / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.is_dir():
             _make_base(path, packages, suite, mirror, variant)
+        _prune_bases(top, week)
     return path
+
+
+def _prune_bases(top: Path, week: str) -> None:
+    """Remove the bases of earlier weeks that no running SystemRoot uses."""
+    import fcntl
+
+    for old in top.glob("base-*"):
+        if not old.is_dir() or old.name.endswith(f"-{week}"):
+            continue
+        with open(old.with_name(old.name + ".lock"), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            _remove(old)
+            old.with_name(old.name + ".log").unlink(missing_ok=True)
+            old.with_name(old.name + ".lock").unlink()
 
 
 def _make_base(path: Path, packages: Sequence[str], suite: str, mirror: str,
@@ -251,6 +273,7 @@ class SystemRoot:
         self.repo = workdir / "repo"
         self._holder: subprocess.Popen[bytes] | None = None
         self._lock: IO[str] | None = None
+        self._base_lock: IO[str] | None = None
         self.init_pid = 0
 
     # lifecycle
@@ -272,6 +295,12 @@ class SystemRoot:
         self._lock = open(self.workdir / ".lock.new", "w")  # noqa: SIM115
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         os.rename(self.workdir / ".lock.new", self.workdir / ".lock")
+        # Keeps _prune_bases() from deleting our lower layer.
+        self._base_lock = open(self.base.with_name(self.base.name + ".lock"), "a")  # noqa: SIM115
+        fcntl.flock(self._base_lock, fcntl.LOCK_SH)
+        if not self.base.is_dir():
+            raise SystemRootError(f"the base {self.base} is gone (a newer week's base "
+                                  "replaced it): start the test session again")
         (self.repo / "Packages").touch()
         os.chmod(self.repo, 0o755)
         # setpriv --pdeathsig: unshare dies with us; --kill-child: the namespace's init
@@ -337,9 +366,10 @@ class SystemRoot:
             self._holder = None
         if self.workdir.exists():
             _remove(self.workdir)
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        for lock in (self._lock, self._base_lock):
+            if lock is not None:
+                lock.close()
+        self._lock = self._base_lock = None
 
     # running things inside
 
