@@ -29,7 +29,6 @@ import contextlib
 import datetime
 import logging
 import os
-import re
 import secrets
 import shlex
 import sys
@@ -51,6 +50,7 @@ from guestpkg.build.source import (
     dpkg_source_extract_argv,
     is_dsc,
     read_source,
+    refuse_symlinked_metadata,
     settle,
     stage_dsc_files,
     stage_tree,
@@ -436,10 +436,11 @@ def sandboxed(spec: SandboxSpec, blog: BuildLog, what: str) -> None:
 
 # --- the whole build ----------------------------------------------------------------
 
-def log_name(info: SourceInfo, arch: str) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def log_name(info: SourceInfo, arch: str, build_id: str) -> str:
+    """sbuild's ``<source>_<version>_<arch>-<time>.build``; the time is the build's
+    id, which has a random part, so concurrent builds never share a log."""
     return artifacts.build_log_name(info.source, info.version, arch).removesuffix(".build") \
-        + f"-{stamp}.build"
+        + f"-{build_id}.build"
 
 
 def build_package(config: Config, source: Path, output_dir: Path,
@@ -480,12 +481,13 @@ def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
     blog.note(f"base root {base.name} ({base.suite}, {base.arch}), generation "
               f"{base.generation}; mode {options.mode.name.lower().replace('_', '-')}")
     staged = stage_source(config, base, source, build_dir, *ids, blog)
+    refuse_symlinked_metadata(staged)
     if options.prepare_source is not None:
         blog.note("running the prepare_source hook on the staged tree")
         options.prepare_source(staged)
     info = read_source(staged)
     settle(staged, info)
-    final_log = config.logdir / "build" / log_name(info, base.arch)
+    final_log = config.logdir / "build" / log_name(info, base.arch, work.name)
     os.rename(blog.path, final_log)
     blog.path = final_log
     blog.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
@@ -532,10 +534,3 @@ def _keep_fork(f: Fork, work: Path, blog: BuildLog) -> None:
         blog.note(f"kept the fork's writes in {work / 'fork-upper'} and the build "
                   f"directory in {work / 'build'}")
 
-
-def parse_mode(name: str) -> BuildMode:
-    normalized = re.sub(r"[-_]", "_", name).upper()
-    try:
-        return BuildMode[normalized]
-    except KeyError:
-        raise UsageError(f"unknown build mode {name!r}") from None

@@ -124,6 +124,16 @@ def read_source(tree: Path) -> SourceInfo:
     return SourceInfo(changelog, control)
 
 
+def refuse_symlinked_metadata(tree: Path) -> None:
+    """The files guestpkg and a prepare_source hook read or write as root must be
+    what they seem: an unpacked .dsc is untrusted, and a symlinked debian/changelog
+    could point a root-run hook at a host file."""
+    for relative in ("debian", "debian/changelog", "debian/control"):
+        path = tree / relative
+        if path.is_symlink():
+            raise InputError(f"{relative} is a symbolic link in the source; refusing it")
+
+
 def settle(staged: Path, info: SourceInfo) -> Path:
     """Rename the staged tree to its fixed name ``<source>-<upstream>``."""
     final = staged.parent / info.directory_name

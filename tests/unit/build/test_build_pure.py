@@ -265,3 +265,14 @@ def test_cache_command_list_and_clean(tmp_path: Path, capsys: pytest.CaptureFixt
     assert [layer.key for layer in layers.list_layers(config)] == ["b" * 32]
     assert cache.run(config, argparse.Namespace(action="clean", all=True)) == 0
     assert layers.list_layers(config) == []
+
+
+def test_symlinked_debian_metadata_is_refused(tmp_path: Path) -> None:
+    from guestpkg.build.source import refuse_symlinked_metadata
+
+    (tmp_path / "debian").mkdir()
+    (tmp_path / "debian" / "control").write_text("Source: x\n")
+    refuse_symlinked_metadata(tmp_path)
+    os.symlink("/etc/passwd", tmp_path / "debian" / "changelog")
+    with pytest.raises(InputError):
+        refuse_symlinked_metadata(tmp_path)
