@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Time guestpkg build on hello against the floor and the peers.
 
-One run of:
+One run (``--runs N``: N of (b) and (c), alternating, medians compared) of:
 
   (a) a first build of hello with a cold cache (its layer and cached resolution are
       removed first, so apt resolves, downloads and installs);
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--install-host-deps", action="store_true",
                         help="apt-get install hello's build dependencies on the host for (c)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs of (b) and (c), alternating; the medians are compared")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root", file=sys.stderr)
@@ -133,46 +136,61 @@ def main() -> int:
               lambda: create_base_root(cfg))
     dsc = debsrc.dsc_path("hello")
     jobs = cfg.build_jobs
-    results: dict[str, float] = {}
+    runs = max(1, args.runs)
+    a = 0.0
+    b: list[float] = []
+    c: list[float] = []
+    print(f"bench: load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="guestpkg-bench.") as tmp:
         work = Path(tmp)
         tree = unpack(dsc, work / "src")
         if not make_cold(cfg, dsc):
             print("bench: hello's layer is in use by another build; (a) is not cold")
         quiet = BuildOptions(tee=False)
-        results["a"] = timed("(a) guestpkg build, cold cache",
-                             lambda: build_package(cfg, tree, work / "a", quiet))
-        results["b"] = timed("(b) guestpkg build, cached layer",
-                             lambda: build_package(cfg, tree, work / "b", quiet))
-        same = all((work / "a" / p.name).read_bytes() == p.read_bytes()
-                   for p in (work / "b").glob("*.deb"))
-        print(f"bench: (a) and (b) .debs identical: {same}")
+        a = timed("(a) guestpkg build, cold cache",
+                  lambda: build_package(cfg, tree, work / "a", quiet))
         if not host_deps_ok(tree) and args.install_host_deps:
             subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
                             "debhelper", "help2man", "texinfo"], check=True,
                            stdout=subprocess.DEVNULL)
-        if host_deps_ok(tree):
-            floor_tree = unpack(dsc, work / "floor")
-            epoch = subprocess.run(["dpkg-parsechangelog", "-STimestamp"], cwd=floor_tree,
-                                   check=True, capture_output=True, text=True).stdout.strip()
-            results["c"] = timed("(c) plain dpkg-buildpackage on the host (the floor)",
-                                 lambda: floor_build(floor_tree, jobs, epoch))
-        else:
+        floor = host_deps_ok(tree)
+        if not floor:
             print("bench: (c) skipped: hello's build dependencies are not installed on the "
                   "host (use --install-host-deps)")
+        # (b) and (c) alternate, so that a change of load on the machine hits both.
+        for run in range(runs):
+            out = work / f"b{run}"
+            b.append(timed(f"(b) guestpkg build, cached layer, run {run + 1}",
+                           lambda out=out: build_package(cfg, tree, out, quiet)))
+            same = all((work / "a" / p.name).read_bytes() == p.read_bytes()
+                       for p in out.glob("*.deb"))
+            print(f"bench: .debs identical to (a)'s: {same}")
+            if floor:
+                floor_tree = unpack(dsc, work / f"floor{run}")
+                epoch = subprocess.run(["dpkg-parsechangelog", "-STimestamp"],
+                                       cwd=floor_tree, check=True, capture_output=True,
+                                       text=True).stdout.strip()
+                c.append(timed(f"(c) plain dpkg-buildpackage on the host, run {run + 1}",
+                               lambda t=floor_tree, e=epoch: floor_build(t, jobs, e)))
         peers = peer_builds(dsc, work)
+    print(f"bench: load average at the end: {os.getloadavg()[0]:.2f}")
     print()
-    print(f"hello 2.10-3, {jobs} jobs, one run each (seconds):")
-    print(f"  (a) guestpkg build, cold cache        {results['a']:7.1f}")
-    print(f"  (b) guestpkg build, cached layer      {results['b']:7.1f}")
-    if "c" in results:
-        print(f"  (c) dpkg-buildpackage on the host     {results['c']:7.1f}")
-        print(f"  (b)/(c) = {results['b'] / results['c']:.2f}   (goal: <= 1.15)")
+    print(f"hello 2.10-3, {jobs} jobs; (b) and (c): median of {runs} run(s) (seconds)")
+    print(f"  (a) guestpkg build, cold cache        {a:7.1f}")
+    mb = statistics.median(b)
+    print(f"  (b) guestpkg build, cached layer      {mb:7.1f}   {fmt(b)}")
+    if c:
+        mc = statistics.median(c)
+        print(f"  (c) dpkg-buildpackage on the host     {mc:7.1f}   {fmt(c)}")
+        print(f"  (b)/(c) = {mb / mc:.2f}   (goal: <= 1.15)")
     for name, seconds in peers.items():
         print(f"  (d) {name:33} {seconds:7.1f}")
-        print(f"  (b)/(d {name}) = {results['b'] / seconds:.2f}")
+        print(f"  (b)/(d {name}) = {mb / seconds:.2f}")
     return 0
 
+
+def fmt(samples: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.1f}" for x in samples) + "]"
 
 if __name__ == "__main__":
     sys.exit(main())
