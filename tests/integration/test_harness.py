@@ -320,3 +320,16 @@ def test_archive_packages_can_be_hidden(sysroot: SystemRoot, tmp_path: Path) -> 
     assert sysroot.installed_version("hello") == "2.10-3~local"
     sysroot.apt("remove", "harness-host")
     assert sysroot.dpkg_status("hello") is None
+
+
+def test_guestpkg_inside_runs_its_sandbox_on_the_bound_buildroot(
+        make_sysroot: Callable[..., SystemRoot], guestpkg_deb: Path) -> None:
+    root = make_sysroot(buildroots=True)
+    root.add_debs([guestpkg_deb])
+    root.apt_install("guestpkg")
+    listed = root.run(["guestpkg", "buildroot", "list"]).stdout
+    assert "default" in listed
+    # The full sandbox (namespaces, overlay fork, pivot_root, seccomp) nested in the root.
+    inside = root.run(["guestpkg", "shell", "--", "sh", "-c",
+                       "id -u; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"]).stdout
+    assert inside.split() == ["1234", "NoNewPrivs:", "1", "Seccomp:", "2"], inside

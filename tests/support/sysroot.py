@@ -601,10 +601,11 @@ OUTER_VARDIR = "/srv/guestpkg-test-vardir"
 def buildroot_binds(buildroots: Path) -> list[Bind]:
     """Bind mounts that give guestpkg inside a system root the buildroots of a test
     vardir (``<vardir>/buildroots``, see :mod:`guestpkg.buildroot.roots`), under
-    :data:`OUTER_VARDIR`: ``buildroots`` read-only, with each generation's lock file
-    read-write on top (a fork takes a shared flock(2) on it; the lock works across the
-    bind, so the host's ``update`` does not collect a generation in use inside either),
-    and the ``layers`` cache read-write.
+    :data:`OUTER_VARDIR`: ``buildroots`` read-only, with its lock files (``<name>.lock``,
+    ``<name>/gen-<id>.lock``) read-write on top: a fork takes a shared flock(2) on its
+    generation's, guestpkg's reaper tries each name's; the locks work across the bind,
+    so the host's ``update`` does not collect a generation in use inside either.  The
+    ``layers`` cache is read-write.
 
     :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers}`` at
     them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
@@ -614,11 +615,12 @@ def buildroot_binds(buildroots: Path) -> list[Bind]:
     layers.mkdir(parents=True, exist_ok=True)
     inner = f"{OUTER_VARDIR}/buildroots"
     binds = [Bind(buildroots, inner, readonly=True)]
-    for generation in sorted(buildroots.glob("*/gen-*")):
-        if not generation.is_dir():
-            continue
-        lock = generation.with_name(generation.name + ".lock")
-        lock.touch()
+    for root in sorted(buildroots.glob("*/root.json")):
+        root.parent.with_name(root.parent.name + ".lock").touch()  # <name>.lock
+        for generation in root.parent.glob("gen-*"):
+            if generation.is_dir():
+                generation.with_name(generation.name + ".lock").touch()
+    for lock in sorted([*buildroots.glob("*.lock"), *buildroots.glob("*/*.lock")]):
         binds.append(Bind(lock, f"{inner}/{lock.relative_to(buildroots)}", readonly=False))
     binds.append(Bind(layers, f"{OUTER_VARDIR}/layers", readonly=False))
     return binds
