@@ -99,8 +99,10 @@ def postinst(config: Config, host: str, answer: str | None, no_job: bool) -> int
             job.spawn_job(config)
     elif decision.step is Step.WAIT:
         say(f"{host}: {decision.reason} (see guestpkg status)")
+    elif decision.reason.startswith("guest "):
+        log.info("%s: %s", host, decision.reason)  # installed: nothing worth saying
     else:
-        log.info("%s: %s", host, decision.reason)
+        say(f"{host}: {decision.reason}")  # why nothing happens, and how to change it
     return 0
 
 
