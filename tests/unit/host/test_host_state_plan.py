@@ -123,3 +123,18 @@ def test_bad_state_names_the_way_out(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": 99}))
     with pytest.raises(InputError, match="unknown state format"):
         st.load(tmp_path, "h")
+
+
+def test_status_words() -> None:
+    from guestpkg.commands.status import _state_word
+
+    assert _state_word(st.HostState("h"), None, False) == "no consent"
+    s = consented()
+    assert _state_word(s, None, True) == "pending"
+    assert _state_word(s, "2.10-3~local", False) == "installed"
+    s.record_failure("x", 0.0, 10 * DAY, DAY)
+    assert _state_word(s, None, True) == "waiting to retry"
+    s.failure.permanent = True
+    assert _state_word(s, None, True) == "failed permanently"
+    s.user_removed = True
+    assert _state_word(s, None, False) == "removed by user"
