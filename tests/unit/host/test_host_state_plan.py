@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import apt_pkg
@@ -132,7 +133,7 @@ def test_status_words() -> None:
     s = consented()
     assert _state_word(s, None, True) == "pending"
     assert _state_word(s, "2.10-3~local", False) == "installed"
-    s.record_failure("x", 0.0, 10 * DAY, DAY)
+    s.record_failure("x", time.time(), HOUR, DAY)
     assert _state_word(s, None, True) == "waiting to retry"
     s.failure.permanent = True
     assert _state_word(s, None, True) == "failed permanently"
