@@ -26,7 +26,7 @@ templates of uscan-templates(5) into plain fields.
 
 Options that a pinned SHA256 makes moot (``pgp*``, ``repack*``, ``compression``,
 ``decompress``) are accepted and listed in :attr:`WatchEntry.ignored`; options that
-need a VCS (``mode=git``) are listed in :attr:`WatchEntry.unsupported`.  Mangling
+need a VCS (``mode=git``, ``mode=svn``) are listed in :attr:`WatchEntry.unsupported`.  Mangling
 rules are compiled by :mod:`guestpkg.debian.perlre`, which refuses code.  Errors are
 :class:`~guestpkg.errors.ParseError` with ``file:line``.  Pure: no network, no process.
 """
@@ -313,7 +313,7 @@ def _text(options: dict[str, str | list[str]], name: str) -> str | None:
 def _unsupported(options: dict[str, str | list[str]], mode: str) -> tuple[str, ...]:
     names = [n for n in options if n in UNSUPPORTED]
     names += list(options.get("unknown", []))
-    if mode != "http":  # requests speaks http(s) only; uscan also lists FTP directories
+    if mode not in ("http", "ftp"):  # git and svn need a VCS, not a download
         names.append(f"mode={mode}")
     return tuple(names)
 

@@ -150,7 +150,8 @@ class Search:
                                    f"(found: {found})",
                                    hint="upstream may have removed the release")
             chosen = matching[0]
-        url = self.upstream_url(chosen.href, sites, basedirs, patterns, urlbase)
+        url = (base + chosen.href if entry.mode == "ftp" else  # uscan's ftp_upstream_url
+               self.upstream_url(chosen.href, sites, basedirs, patterns, urlbase))
         version, filename = self.newfile_base(chosen, url)
         return Found(entry, debian_version, mangled, version, url, filename, tuple(ordered))
 
@@ -171,9 +172,13 @@ class Search:
     def _newest_dir(self, site: str, directory: str, pattern: str, want: str | None) -> str:
         base = site + directory
         page = self.pages(base, self.entry.user_agent)
-        bases = [*page.redirects, base]
-        patterns = [p for _, _, p in _redirection_patterns(bases, pattern + "/?")]
-        _, found = self._html_search(page.text, base, patterns, "dirversionmangle")
+        if self.entry.mode == "ftp":
+            found = self._ftp_listing(page.text, pattern, pattern, "dirversionmangle",
+                                      skip=r"^-.*$")
+        else:
+            bases = [*page.redirects, base]
+            patterns = [p for _, _, p in _redirection_patterns(bases, pattern + "/?")]
+            _, found = self._html_search(page.text, base, patterns, "dirversionmangle")
         if not found:
             raise NetworkError(f"{self.entry.where}: no directory on {base} matches {pattern}")
         partial = partial_versions(want)
@@ -198,6 +203,9 @@ class Search:
         return sites, basedirs, patterns
 
     def search(self, page: Page, patterns: list[str]) -> tuple[str, list[Candidate]]:
+        if self.entry.mode == "ftp":
+            return page.url, self._ftp_listing(page.text, patterns[0], self.entry.pattern,
+                                               "uversionmangle", skip=r"^d.*$")
         if self.entry.searchmode == "plain":
             return page.url, self._plain_search(page.text, patterns)
         return self._html_search(page.text, page.url, patterns, "uversionmangle")
@@ -222,6 +230,32 @@ class Search:
                     if match:
                         found.append(self._candidate(canonical, match, mangle))
         return urlbase, found
+
+    def _ftp_listing(self, content: str, html_pattern: str, pattern: str, mangle: str,
+                     skip: str) -> list[Candidate]:
+        """uscan's ftp_search and ftp_newdir: an HTML listing (from a proxy) or ``LIST``
+        lines, whose last word is the name; *skip* drops directories or files."""
+        anchored = compile_regex(pattern)
+        names: list[str] = []
+        if re.search(r"<\s*a\s+[^>]*href", content, re.I):
+            links = compile_regex(rf'(?:<\s*a\s+[^>]*href\s*=\s*\")((?-i){html_pattern})\"',
+                                  re.I)
+            names = [m.group(1).replace("\n", "").strip() for m in links.finditer(content)]
+            anchored = compile_regex(html_pattern)
+        else:
+            for line in content.split("\n"):
+                line = re.sub(skip, "", line)
+                line = re.sub(r"\s+->\s+\S+$", "", line)
+                line = re.sub(r"^.*\s(\S+)$", r"\1", line)
+                if line and anchored.fullmatch(line):
+                    names.append(line)
+        found = []
+        for name in names:
+            match = anchored.fullmatch(name)
+            version = ".".join(g or "" for g in match.groups()) if match else ""
+            found.append(Candidate(apply_rules(self.entry.rules(mangle), version), name,
+                                   priority(name)))
+        return found
 
     def _plain_search(self, content: str, patterns: list[str]) -> list[Candidate]:
         found: list[Candidate] = []

@@ -43,6 +43,7 @@ import requests
 from guestpkg import __version__
 from guestpkg.config import Config
 from guestpkg.errors import ChecksumMismatch, InputError, NetworkError
+from guestpkg.fetch import ftp
 from guestpkg.fsutil import fsync_dir, locked
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,17 @@ def session(user_agent: str | None = None) -> requests.Session:
 
 
 def get_page(config: Config, url: str, *, user_agent: str | None = None) -> Page:
-    """GET a listing page (HTML, JSON, plain text) as text, with retries."""
+    """GET a listing page (HTML, JSON, plain text; an FTP directory's LIST) as text,
+    with retries."""
+    limit = min(config.max_download_size, MAX_PAGE_BYTES)
+    if _is_ftp(url):
+        return _retrying(config, url,
+                         lambda: Page(url, (), url, ftp.list_directory(config, url, limit)))
+
     def attempt() -> Page:
         with session(user_agent) as s:
             response, redirects = _open(s, config, url, headers={"Accept": "*/*"})
             with response:
-                limit = min(config.max_download_size, MAX_PAGE_BYTES)
                 body = b"".join(_stream(response, url, limit, decode=True))
                 # requests assumes ISO-8859-1 for text/* without a charset; pages
                 # today are UTF-8 unless they say otherwise
@@ -118,9 +124,9 @@ def fetch_verified(config: Config, url: str, sha256: str, *, user_agent: str | N
     if final.is_file():
         log.info("cached: %s (sha256:%s)", url, sha256)
         return final
-    if urlsplit(url).scheme == "http":
-        log.warning("fetching %s over plain http: accepted only because its SHA256 is "
-                    "pinned", url)
+    if urlsplit(url).scheme in ("http", "ftp"):
+        log.warning("fetching %s over plain %s: accepted only because its SHA256 is "
+                    "pinned", url, urlsplit(url).scheme)
     directory = sources_dir(config)
     directory.mkdir(parents=True, exist_ok=True)
     with locked(directory / f".lock-{sha256}"):
@@ -144,12 +150,8 @@ def _download(config: Config, url: str, sha256: str, final: Path, user_agent: st
     fd, temp_name = tempfile.mkstemp(prefix=f".unverified-{sha256}-", dir=final.parent)
     temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as out, session(user_agent) as s:
-            # identity: the digest is of the bytes upstream published, not a decoding
-            response, _ = _open(s, config, url, headers={"Accept-Encoding": "identity"})
-            with response:
-                digest = _copy(response, out, url, config.max_download_size,
-                               label or url.rsplit("/", 1)[-1])
+        with os.fdopen(fd, "wb") as out, _body(config, url, user_agent) as (total, chunks):
+            digest = _copy(chunks, total, out, label or url.rsplit("/", 1)[-1])
             out.flush()
             os.fsync(out.fileno())
         if digest != sha256:
@@ -162,14 +164,32 @@ def _download(config: Config, url: str, sha256: str, final: Path, user_agent: st
         temp.unlink(missing_ok=True)
 
 
-def _copy(response: requests.Response, out: IO[bytes], url: str, limit: int,
-          label: str) -> str:
-    """Stream the body into *out*, hashing as it goes; returns the hex digest."""
+@contextlib.contextmanager
+def _body(config: Config, url: str,
+          user_agent: str | None) -> Iterator[tuple[int | None, Iterator[bytes]]]:
+    """(announced size, the bytes) of *url* over http(s) or ftp."""
+    if _is_ftp(url):
+        with ftp.open_file(config, url, config.max_download_size) as body:
+            yield body
+        return
+    with session(user_agent) as s:
+        # identity: the digest is of the bytes upstream published, not a decoding
+        response, _ = _open(s, config, url, headers={"Accept-Encoding": "identity"})
+        with response:
+            yield (_content_length(response),
+                   _stream(response, url, config.max_download_size, decode=False))
+
+
+def _is_ftp(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "ftp"
+
+
+def _copy(chunks: Iterator[bytes], total: int | None, out: IO[bytes], label: str) -> str:
+    """Stream *chunks* into *out*, hashing as they come; returns the hex digest."""
     digest = hashlib.sha256()
-    total = _content_length(response)
     done = 0
     with _progress(label, total) as show:
-        for chunk in _stream(response, url, limit, decode=False):
+        for chunk in chunks:
             digest.update(chunk)
             out.write(chunk)
             done += len(chunk)
@@ -252,7 +272,7 @@ def _retrying(config: Config, url: str, attempt: Callable[[], T]) -> T:
     for number in range(retries + 1):
         try:
             return attempt()
-        except _Transient as e:
+        except (_Transient, ftp.Transient) as e:
             if number == retries:
                 raise NetworkError(str(e), hint=f"gave up after {retries + 1} attempts; "
                                    "is the network or the upstream server down?") from e
