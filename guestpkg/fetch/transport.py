@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """HTTP(S) for upstream discovery and verified, content-addressed downloads.
 
-Everything guestpkg downloads goes through here, with python3-requests:
+Everything guestpkg downloads goes through here, with python3-requests (and
+:mod:`guestpkg.fetch.ftp` for the ``ftp://`` upstreams some watch files still name):
 
 - certificates are checked (requests' default, with Debian's CA bundle), proxies come
   from the environment (``http_proxy``, ``https_proxy``, ``no_proxy``), every socket
@@ -18,8 +19,8 @@ matching file is renamed to ``<cachedir>/sources/sha256:<hex>``.  A mismatch rai
 :class:`~guestpkg.errors.ChecksumMismatch` and leaves nothing behind; an interrupted
 download leaves at most an ``.unverified-*`` file, which no lookup ever mistakes for a
 result and which the next fetch of the same digest removes.  Concurrent fetches of the
-same digest serialise on a flock of ``.lock-<hex>``.  Plain http is accepted only
-because the digest is pinned, and the log says so.
+same digest serialise on a flock of ``.lock-<hex>``.  Plain http and ftp are accepted
+only because the digest is pinned, and the log says so.
 """
 
 from __future__ import annotations
