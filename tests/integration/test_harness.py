@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.sysroot import SystemRoot, SystemRootError, compare_trees, new_workdir
+from tests.support.sysroot import (
+    LOCAL_REPO,
+    OUTER_VARDIR,
+    SNAPSHOT_EXCLUDED,
+    SystemRoot,
+    SystemRootError,
+    compare_trees,
+    new_workdir,
+)
 from tests.support.upstream import Behaviour, LocalUpstream
 
 pytestmark = pytest.mark.integration
@@ -202,6 +210,10 @@ def test_snapshots_show_changes(sysroot: SystemRoot) -> None:
     assert (diff.added, diff.removed, diff.modified) == (["/etc/added"], ["/etc/hostname"],
                                                          ["/etc/issue"])
     assert not compare_trees(before, before)
+
+
+def test_snapshots_leave_out_the_test_mounts() -> None:
+    assert {LOCAL_REPO, OUTER_VARDIR, "/etc/resolv.conf"} <= set(SNAPSHOT_EXCLUDED)
 
 
 def test_failures_inside_raise_with_output(sysroot: SystemRoot) -> None:

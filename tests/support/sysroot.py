@@ -34,11 +34,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from tests.support import debsrc
+from tests.support.snapshot import SNAPSHOT_EXCLUDED as SNAPSHOT_EXCLUDED
+from tests.support.snapshot import SNAPSHOT_SCRIPT, Snapshot
+from tests.support.snapshot import TreeDiff as TreeDiff
+from tests.support.snapshot import compare_trees as compare_trees
 
 TEST_ROOT = Path(os.environ.get("GUESTPKG_TEST_ROOT", "/var/tmp/guestpkg-tests"))
 
@@ -88,48 +92,6 @@ while True:
         sys.exit(0)
 """
 
-# Run inside the root by tree_snapshot(): one JSON object per path, never follows links.
-_SNAPSHOT = r"""
-import hashlib, json, os, stat, sys
-excluded = set(json.loads(sys.argv[1])); contents = sys.argv[2] == "1"
-def entry(path, st):
-    e = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
-    if stat.S_ISREG(st.st_mode):
-        e["size"] = st.st_size
-        if contents:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            e["sha256"] = h.hexdigest()
-    elif stat.S_ISLNK(st.st_mode):
-        e["target"] = os.readlink(path)
-    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        e["rdev"] = st.st_rdev
-    return e
-out = {}
-for top, dirs, files in os.walk("/", onerror=lambda e: None):
-    dirs[:] = sorted(d for d in dirs if os.path.join(top, d) not in excluded)
-    for name in [*dirs, *sorted(files)]:
-        path = os.path.join(top, name)
-        if path in excluded:
-            continue
-        try:
-            out[path] = entry(path, os.lstat(path))
-        except OSError:
-            pass
-json.dump(out, sys.stdout)
-"""
-
-#: Paths tree_snapshot() never descends into: kernel file systems, per-boot tmpfs, the
-#: test's bind mounts, apt's caches.
-SNAPSHOT_EXCLUDED: tuple[str, ...] = (
-    "/proc", "/sys", "/dev", "/run", "/tmp", LOCAL_REPO, "/var/cache/apt/archives",
-    "/var/lib/apt/lists", "/var/lib/guestpkg/buildroots", "/var/lib/guestpkg/layers",
-    "/etc/resolv.conf",
-)
-
-
 class SystemRootError(RuntimeError):
     """A command inside a SystemRoot failed, or the root could not be set up."""
 
@@ -141,42 +103,6 @@ class Bind:
     source: Path
     target: str
     readonly: bool = True
-
-
-@dataclass(frozen=True)
-class TreeDiff:
-    """What changed between two :meth:`SystemRoot.tree_snapshot` results."""
-
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    modified: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.modified)
-
-    def describe(self) -> str:
-        lines = [f"+ {p}" for p in self.added] + [f"- {p}" for p in self.removed]
-        return "\n".join(lines + [f"~ {p}" for p in self.modified])
-
-
-Snapshot = dict[str, dict[str, object]]
-
-
-def compare_trees(before: Snapshot, after: Snapshot, ignore: Sequence[str] = ()) -> TreeDiff:
-    """Paths added, removed and modified (type, mode, owner, size, link target, content
-    if snapshotted), leaving out those for which a regex in *ignore* matches."""
-    import re
-
-    patterns = [re.compile(p) for p in ignore]
-
-    def kept(path: str) -> bool:
-        return not any(p.match(path) for p in patterns)
-
-    added = sorted(p for p in after.keys() - before.keys() if kept(p))
-    removed = sorted(p for p in before.keys() - after.keys() if kept(p))
-    modified = sorted(p for p in before.keys() & after.keys()
-                      if before[p] != after[p] and kept(p))
-    return TreeDiff(added, removed, modified)
 
 
 # --- the cached base ----------------------------------------------------------------
@@ -582,7 +508,7 @@ class SystemRoot:
                       excluded: Sequence[str] = SNAPSHOT_EXCLUDED) -> Snapshot:
         """Every path in the root (not following links, leaving out *excluded*) with
         its type and mode, owner, size or link target, and SHA256 if *contents*."""
-        result = self.run(["python3", "-c", _SNAPSHOT, json.dumps(list(excluded)),
+        result = self.run(["python3", "-c", SNAPSHOT_SCRIPT, json.dumps(list(excluded)),
                            "1" if contents else "0"])
         snapshot: Snapshot = json.loads(result.stdout)
         return snapshot
