@@ -212,6 +212,9 @@ class SystemRoot:
         self.close()
 
     def start(self) -> None:
+        """Mount the copy and start the root's init.  The root dies with the *thread*
+        that calls this (parent-death signals follow the creating thread): call it from
+        a thread that outlives the root, as pytest's fixtures do."""
         import fcntl
 
         for d in (self.upper, self.workdir / "work", self.merged, self.repo):
