@@ -43,7 +43,7 @@ import requests
 
 from guestpkg import __version__
 from guestpkg.config import Config
-from guestpkg.errors import ChecksumMismatch, InputError, NetworkError
+from guestpkg.errors import ChecksumMismatch, InputError, NetworkError, SystemStateError
 from guestpkg.fetch import ftp
 from guestpkg.fsutil import fsync_dir, locked
 
@@ -129,7 +129,13 @@ def fetch_verified(config: Config, url: str, sha256: str, *, user_agent: str | N
         log.warning("fetching %s over plain %s: accepted only because its SHA256 is "
                     "pinned", url, urlsplit(url).scheme)
     directory = sources_dir(config)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(directory / f".lock-{sha256}", os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as e:
+        raise SystemStateError(f"cannot write the download cache {directory}: {e.strerror}",
+                               hint="run as root, or give --cachedir a writable "
+                               "directory") from e
     with locked(directory / f".lock-{sha256}"):
         if final.is_file():  # another process fetched it while we waited
             return final

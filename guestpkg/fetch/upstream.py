@@ -28,7 +28,7 @@ from guestpkg.config import Config
 from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.perlre import apply_rules
 from guestpkg.debian.watch import WatchEntry, WatchFile, read_watch
-from guestpkg.errors import InputError, UsageError
+from guestpkg.errors import InputError, SystemStateError, UsageError
 from guestpkg.fetch.discover import Found, PageSource, Search, orig_name
 from guestpkg.fetch.transport import SHA256_HEX, Page, fetch_verified, get_page
 from guestpkg.fsutil import atomic_file
@@ -227,8 +227,12 @@ def place(cached: Path, target: Path, sha256: str) -> Path:
     if target.is_file() and _sha256_of(target) == sha256:
         log.info("already in place: %s", target)
         return target
-    with cached.open("rb") as source, atomic_file(target) as out:
-        shutil.copyfileobj(source, out, 1 << 20)
+    try:
+        with cached.open("rb") as source, atomic_file(target) as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    except OSError as e:
+        raise SystemStateError(f"cannot place {target}: {e.strerror}",
+                               hint="choose a writable directory with --destdir") from e
     log.info("placed %s", target)
     return target
 

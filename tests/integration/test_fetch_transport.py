@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from guestpkg.config import Config
-from guestpkg.errors import ChecksumMismatch, NetworkError
+from guestpkg.errors import ChecksumMismatch, NetworkError, SystemStateError
 from guestpkg.fetch.transport import (
     CHUNK_BYTES,
     cache_path,
@@ -235,3 +235,12 @@ def test_killed_download_leaves_no_result(tmp_path: Path, upstream: Upstream,
             if not p.name.startswith(".lock-")] == [True]
     assert fetch_verified(config, f"{upstream.url}/foo-1.0.tar.gz", SHA).read_bytes() == DATA
     assert leftovers(config) == [f"sha256:{SHA}"]
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path: Path, upstream: Upstream) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = Config.defaults(cachedir=blocker / "cache")
+    with pytest.raises(SystemStateError, match="cannot write the download cache") as caught:
+        fetch_verified(config, f"{upstream.url}/foo-1.0.tar.gz", SHA)
+    assert "--cachedir" in (caught.value.hint or "")
