@@ -3,8 +3,8 @@
 
 The expensive part, a base tree made with mmdebstrap that already holds debconf, python3
 and guestpkg's runtime dependencies (but not guestpkg), is made once and cached under
-``/var/tmp/guestpkg-tests/sysroots/`` keyed by its package list, suite and mirror
-(override the top directory with ``GUESTPKG_TEST_ROOT``).  The base is never written to:
+``/var/tmp/guestpkg-tests/sysroots/`` keyed by its package list, suite, mirror and the
+ISO week (override the top directory with ``GUESTPKG_TEST_ROOT``).  The base is never written to:
 each :class:`SystemRoot` is an overlayfs copy whose upper layer is thrown away.
 
 A running SystemRoot is a small container: a holder process (``unshare --mount
@@ -23,7 +23,9 @@ namespaces and overlays.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -31,8 +33,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +96,7 @@ while True:
         sys.exit(0)
 """
 
+
 class SystemRootError(RuntimeError):
     """A command inside a SystemRoot failed, or the root could not be set up."""
 
@@ -121,8 +126,6 @@ def base_system(packages: Sequence[str] = BASE_PACKAGES, *,
     each ISO week, so its package lists never lag far behind the mirror (which drops
     superseded .debs after a point release); older bases go once no SystemRoot uses
     them (each holds a shared lock on ``<base>.lock``)."""
-    import fcntl
-
     suite, mirror = debsrc.host_codename(), debsrc.host_mirror()
     top = TEST_ROOT / "sysroots"
     week = time.strftime("%GW%V", time.gmtime())
@@ -138,8 +141,6 @@ def base_system(packages: Sequence[str] = BASE_PACKAGES, *,
 
 def _prune_bases(top: Path, week: str) -> None:
     """Remove the bases of earlier weeks that no running SystemRoot uses."""
-    import fcntl
-
     for old in top.glob("base-*"):
         if not old.is_dir() or old.name.endswith(f"-{week}"):
             continue
@@ -215,8 +216,6 @@ class SystemRoot:
         """Mount the copy and start the root's init.  The root dies with the *thread*
         that calls this (parent-death signals follow the creating thread): call it from
         a thread that outlives the root, as pytest's fixtures do."""
-        import fcntl
-
         for d in (self.upper, self.workdir / "work", self.merged, self.repo):
             d.mkdir(parents=True, exist_ok=True)
         # Held while we live: new_workdir() reaps only copies whose lock is free.  It
@@ -387,9 +386,6 @@ class SystemRoot:
 
     def copy_in(self, source: Path, target_dir: str) -> str:
         """Copy a host file or directory into *target_dir* inside; returns its path."""
-        import io
-        import tarfile
-
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(source, arcname=source.name)
@@ -399,9 +395,6 @@ class SystemRoot:
 
     def copy_out(self, paths: Sequence[str], target_dir: Path) -> list[Path]:
         """Copy files or directories from inside into *target_dir* on the host."""
-        import io
-        import tarfile
-
         argv = self.enter_argv(["tar", "-c", "-f", "-", "--", *paths], cwd="/")
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                 env={"PATH": DEFAULT_ENV["PATH"]})
@@ -455,8 +448,6 @@ class SystemRoot:
         system behaves as if the archive did not have them: a real guest is not in the
         archive, but the example's hello is, and apt would otherwise replace a removed
         host's ``hello 2.10-3~local`` with the archive's 2.10-3 instead of removing it."""
-        import urllib.parse
-
         origin = urllib.parse.urlsplit(debsrc.host_mirror()).hostname
         stanzas = [f"Package: {p}\nPin: origin {origin}\nPin-Priority: -1\n"
                    for p in packages]
@@ -570,8 +561,6 @@ UNSTARTED_GRACE_S = 86400.0
 def new_workdir() -> Path:
     """A fresh directory for one SystemRoot under ``TEST_ROOT/sysroot-runs``; copies
     that a killed test run left behind (their lock is free) are removed first."""
-    import fcntl
-
     runs = TEST_ROOT / "sysroot-runs"
     runs.mkdir(parents=True, exist_ok=True)
     for stale in runs.glob("root-*"):
