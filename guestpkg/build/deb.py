@@ -258,7 +258,15 @@ def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelat
             spec = f.spec(argv, env=apt_env(), uid=0, gid=0, capabilities=APT_CAPABILITIES,
                           network=True, allow_setuid=True, hostname=HOSTNAME,
                           timeout_s=config.timeout_s)
-            sandboxed(spec, blog, "installing the build dependencies failed")
+            try:
+                sandboxed(spec, blog, "installing the build dependencies failed")
+            except BuildFailed as e:
+                # The root's package lists are frozen in its generation; once the
+                # mirror drops a version they name, downloads fail with 404.
+                e.hint = (f"{e.hint}; if apt could not download packages, the buildroot's "
+                          f"package lists are older than the mirror: run guestpkg "
+                          f"buildroot update {base.name}")
+                raise
             f.keep_upper(tmp / "tree")
         layers.write_layer_metadata(tmp, {
             "key": key, "format": layers.LAYER_FORMAT, "base": base.name,
