@@ -295,3 +295,17 @@ def test_concurrent_builds_share_one_new_layer(test_config: Config, base_root: B
     [other] = [out for out in outputs if out is not made[0]]
     assert ("made by a concurrent build" in other
             or "using cached build-dependency layer" in other)
+
+
+def test_preserve_always_keeps_the_fork_writes(test_config: Config, base_root: BaseRoot,
+                                               tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src", build="mkdir -p /tmp/kept-by-fork && touch "
+                     f"/tmp/kept-by-fork/{tmp_path.name}")
+    result = build_package(test_config, tree, tmp_path / "out",
+                           BuildOptions(tee=False, preserve="always"))
+    assert (tmp_path / "out" / "tiny_1.0_all.deb") in result.artifacts
+    kept = [p for p in (test_config.vardir / "builds").iterdir()
+            if (p / "fork-upper" / "tmp" / "kept-by-fork" / tmp_path.name).exists()]
+    assert len(kept) == 1 and (kept[0] / ".preserved").exists()
+    assert (kept[0] / "build" / "tiny-1.0" / "debian" / "rules").exists()
+    subprocess.run(["rm", "-rf", str(kept[0]), f"{kept[0]}.lock"], check=True)
