@@ -25,7 +25,9 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_lintian_reports_no_errors_or_warnings(deb: Path) -> None:
-    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)],
+    debs = sorted(str(p) for p in deb.parent.glob("*.deb"))
+    assert len(debs) == 2, debs  # guestpkg and dh-guestpkg
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", *debs],
                             capture_output=True, text=True, env=ENV)
     tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert result.returncode == 0 and not tags, result.stdout + result.stderr
@@ -46,7 +48,23 @@ def test_package_ships_command_man_pages_and_library(deb: Path) -> None:
                              check=True).stdout
     for path in ("./usr/bin/guestpkg", "./usr/share/man/man1/guestpkg.1.gz",
                  "./usr/share/man/man5/guestpkg.conf.5.gz",
-                 "./usr/lib/python3/dist-packages/guestpkg/cli.py"):
+                 "./usr/lib/python3/dist-packages/guestpkg/cli.py",
+                 "./etc/apt/apt.conf.d/90guestpkg", "./usr/lib/guestpkg/apt-post-invoke",
+                 "./lib/systemd/system/guestpkg-retry.timer", "./etc/cron.daily/guestpkg"):
         assert path in listing, path
     for line in listing.splitlines():
         assert "/tests/" not in line and "__pycache__" not in line, line
+
+
+def test_debhelper_addon_package(deb: Path) -> None:
+    addon = next(deb.parent.glob("dh-guestpkg_*_all.deb"))
+    fields = subprocess.run(["dpkg-deb", "-f", str(addon), "Provides", "Depends"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "dh-sequence-guestpkg" in fields and "debhelper" in fields
+    listing = subprocess.run(["dpkg-deb", "-c", str(addon)], capture_output=True, text=True,
+                             check=True).stdout
+    for path in ("./usr/bin/dh_guestpkg",
+                 "./usr/share/perl5/Debian/Debhelper/Sequence/guestpkg.pm",
+                 "./usr/share/debhelper/autoscripts/postinst-guestpkg",
+                 "./usr/share/man/man1/dh_guestpkg.1.gz"):
+        assert path in listing, path
