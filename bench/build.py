@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from guestpkg import config as settings  # noqa: E402
 from guestpkg.build import layers  # noqa: E402
-from guestpkg.build.deb import BuildOptions, build_package  # noqa: E402
+from guestpkg.build.deb import BuildOptions, build_package, extra_build_packages  # noqa: E402
+from guestpkg.build.source import read_source  # noqa: E402
 from guestpkg.buildroot import create_base_root, open_base_root  # noqa: E402
-from guestpkg.debian.control import BuildMode, build_relations, read_dsc  # noqa: E402
+from guestpkg.debian.control import BuildMode, build_relations  # noqa: E402
 from guestpkg.errors import SystemStateError  # noqa: E402
 from tests.support import debsrc  # noqa: E402
 
@@ -55,12 +56,15 @@ def timed(what: str, func: object) -> float:
     return elapsed
 
 
-def make_cold(cfg: settings.Config, dsc: Path) -> bool:
-    """Remove hello's layer and cached resolution; False if a build is using it."""
+def make_cold(cfg: settings.Config, tree: Path) -> bool:
+    """Remove hello's layer and cached resolution; False if a build is using it.
+
+    The request is computed from the unpacked tree as guestpkg build does: a .dsc
+    does not carry Rules-Requires-Root (dsc(5))."""
     base = open_base_root(cfg)
-    control = read_dsc(dsc).control
-    extra = ["fakeroot"] if control.needs_root_command else []
-    relations = build_relations(control, BuildMode.BINARY, base.arch, (), extra)
+    info = read_source(tree)
+    relations = build_relations(info.control, BuildMode.BINARY, base.arch, (),
+                                extra_build_packages(info, cfg))
     request = relations.canonical()
     actions = layers.cached_resolution(cfg, base.generation, request)
     resolved = layers.layers_dir(cfg) / "resolved" / \
@@ -144,7 +148,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="guestpkg-bench.") as tmp:
         work = Path(tmp)
         tree = unpack(dsc, work / "src")
-        if not make_cold(cfg, dsc):
+        if not make_cold(cfg, tree):
             print("bench: hello's layer is in use by another build; (a) is not cold")
         quiet = BuildOptions(tee=False)
         a = timed("(a) guestpkg build, cold cache",
