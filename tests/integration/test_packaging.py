@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
 
-RUNTIME_IMPORTS = ["apt", "debian", "requests", "pyroute2", "prctl", "cryptography",
+RUNTIME_IMPORTS = ["apt", "debian", "requests", "prctl", "cryptography",
                    "zstandard", "debconf", "seccomp"]
 
 
