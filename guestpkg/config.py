@@ -88,6 +88,7 @@ class Setting:
     help: str
     commands: tuple[str, ...] = ()  # subcommands offering it as an option; () = none
     metavar: str | None = None
+    shown_default: str | None = None  # how --help and the man page show the default
 
     @property
     def option(self) -> str:
@@ -133,9 +134,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("network", parse_bool, False,
             "allow network in the build phase (a logged relaxation)", BUILD, None),
     Setting("timeout", parse_seconds, 4 * 3600.0,
-            "wall-clock limit of one sandboxed command (s, m, h; 0: none)", BUILD, "TIME"),
+            "wall-clock limit of one sandboxed command (s, m, h; 0: none)", BUILD, "TIME",
+            shown_default="4h"),
     Setting("jobs", parse_int, 0, "parallel jobs of a build (0: the number of CPUs)", BUILD,
-            "N"),
+            "N", shown_default="0, the number of CPUs"),
     Setting("preserve_build", parse_choice("never", "on-error", "always"), "never",
             "keep the fork after a build", ("build",), "WHEN"),
     Setting("satisfydepends_cmd", str, "",
@@ -150,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("download_retries", parse_int, 3, "retries of a failed download",
             ("fetch", "upstream-check"), "N"),
     Setting("max_download_size", parse_size, 4 << 30, "largest download accepted",
-            ("fetch",), "SIZE"),
+            ("fetch",), "SIZE", shown_default="4G"),
     # trust
     Setting("trustdir", Path, Path("/etc/guestpkg/trust.d"),
             "keys and signature archives", ("trust", "dcfpkg"), "DIR"),
@@ -312,7 +314,7 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     for s in SETTINGS:
         if command not in s.commands:
             continue
-        help_text = f"{s.help} (default: {_show_default(s)}; env {s.env_var})"
+        help_text = f"{s.help} (default: {show_default(s)}; env {s.env_var})"
         if s.parse is parse_bool:
             parser.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
@@ -321,14 +323,13 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
                                 metavar=s.metavar, help=help_text)
 
 
-def _show_default(s: Setting) -> str:
+def show_default(s: Setting) -> str:
+    """The default as a user reads it, in --help and in guestpkg.conf(5)."""
+    if s.shown_default is not None:
+        return s.shown_default
     if s.parse is parse_bool:
         return "yes" if s.default else "no"
-    if s.name == "jobs":
-        return "number of CPUs"
-    if s.name == "timeout":
-        return f"{int(s.default) // 3600}h"
-    return str(s.default) if s.default not in ("", None) else "see above"
+    return str(s.default) if s.default not in ("", None) else "none"
 
 
 def _argparse_type(s: Setting) -> Callable[[str], Any]:
