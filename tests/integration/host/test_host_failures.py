@@ -133,9 +133,12 @@ def test_an_interrupted_build_starts_again(root: SystemRoot) -> None:
     previous = root.run(["sh", "-c", f"ls -i {SRC}/*.deb"]).stdout
     root.run(["sh", "-c", "setsid guestpkg rebuild hello-installer > /tmp/rebuild.log 2>&1 "
               "< /dev/null & echo $! > /tmp/rebuild.pid"])
-    # Wait until the guest's build is really under way (its configure runs), then kill.
-    root.run(["sh", "-c", "for i in $(seq 600); do ps -eo args | grep -q '[c]onfigure' "
-              "&& exit 0; sleep 0.5; done; cat /tmp/rebuild.log; exit 1"], timeout_s=400)
+    # Wait until the guest's build is really under way (dh_auto_configure runs, in the
+    # sandbox's pid namespace, which the root's /proc shows), then kill.  The brackets
+    # keep this loop's own command line from matching.
+    root.run(["sh", "-c", "for i in $(seq 600); do grep -qsa 'dh_auto_[c]onfigure' "
+              "/proc/[0-9]*/cmdline && exit 0; sleep 0.5; done; cat /tmp/rebuild.log; "
+              "exit 1"], timeout_s=400)
     root.run(["sh", "-c", "kill -KILL $(cat /tmp/rebuild.pid)"])
     root.wait_idle()
     assert state(root)["in_progress"] == "building"
