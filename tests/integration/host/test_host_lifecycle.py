@@ -182,7 +182,7 @@ def test_purging_the_host_deletes_its_debs_state_and_answer(
     # test_piuparts_guestpkg.py), the system is as before.
     guestpkg_files = root.run(["dpkg-query", "-L", "guestpkg"]).stdout.split("\n")
     ignore = [*PACKAGE_MANAGER_STATE, GUESTPKG_OWN_FILES,
-              r"^/var/lib/dpkg/info/guestpkg\.[a-z]+$",
+              r"^/var/lib/dpkg/info/guestpkg\.[a-z0-9]+$",
               r"^/usr/lib/python3/dist-packages/guestpkg/(.*/)?__pycache__(/.*)?$",
               r"/srv/guestpkg-test-vardir(/.*)?$",
               r"/etc/apt/apt\.conf\.d/90guestpkg$", r"/usr/lib/guestpkg(/.*)?$",
