@@ -67,8 +67,8 @@ class Outcome:
     deferred: bool = False
 
 
-#: Builds the guest: (config, paths, manifest, log) -> the .debs it made.  The real one
-#: is :func:`guestpkg.host.build.build_guest`; tests of the rules pass a fake builder.
+#: Builds the guest: (config, paths, manifest, output dir) -> the files to keep.  The
+#: real one, the default, is :func:`guestpkg.host.build.build_guest`.
 Builder = Callable[[Config, HostPaths, Manifest, Path], list[Path]]
 
 
@@ -168,7 +168,13 @@ def process_pending(config: Config, mode: Mode, builder: Builder | None = None,
     failure (it is recorded, shown and retried later)."""
     outcomes = []
     for host in hosts if hosts is not None else st.pending_hosts(config.vardir):
-        outcomes.append(process_host(config, host, mode, builder))
+        try:
+            outcomes.append(process_host(config, host, mode, builder))
+        except GuestpkgError as e:
+            # A broken manifest or state file of one host must not stop the others.
+            log.debug("%s failed", host, exc_info=True)
+            outcomes.append(Outcome(host, Decision(Step.WAIT, "error"), f"{host}: {e.message}"
+                                    + (f" ({e.hint})" if e.hint else "")))
     return outcomes
 
 
