@@ -162,7 +162,7 @@ class Entry:
     sha256: str | None = None
     target: bytes | None = None
     # Where the writer reads a regular file from; never written to the manifest.
-    source: str | None = field(default=None, compare=False)
+    source: bytes | None = field(default=None, compare=False)
 
     def to_line(self) -> bytes:
         return b" ".join((

@@ -27,7 +27,7 @@ from typing import IO
 
 import zstandard
 
-from guestpkg.dcfpkg.format import DIRECTORY, HARDLINK, REGULAR, SYMLINK, Entry, Metadata, sort_key
+from guestpkg.dcfpkg.format import DIRECTORY, HARDLINK, REGULAR, SYMLINK, Entry, Metadata
 from guestpkg.errors import InputError
 from guestpkg.fsutil import atomic_file
 
@@ -51,37 +51,48 @@ def scan_tree(root: Path, *, keep_owners: bool = False, prefix: str = "") -> lis
         parts = lead.split(b"/")
         entries += [Entry(b"/".join(parts[:i]), DIRECTORY, 0o755) for i in range(1, len(parts))]
         entries.append(Entry(lead, DIRECTORY, stat.S_IMODE(os.stat(root).st_mode)))
-    for path, st in sorted(_walk(os.fsencode(root), b""), key=lambda item: sort_key(item[0])):
-        owner = (st.st_uid, st.st_gid) if keep_owners else (0, 0)
+    for path, full, st in _walk(os.fsencode(root), lead):
+        uid, gid = (st.st_uid, st.st_gid) if keep_owners else (0, 0)
         mode = stat.S_IMODE(st.st_mode)
-        full = os.path.join(os.fsencode(root), path)
-        path = os.path.join(lead, path) if lead else path
         if stat.S_ISDIR(st.st_mode):
-            entries.append(Entry(path, DIRECTORY, mode, *owner))
+            entries.append(Entry(path, DIRECTORY, mode, uid, gid))
         elif stat.S_ISLNK(st.st_mode):
-            entries.append(Entry(path, SYMLINK, 0o777, *owner, target=os.readlink(full)))
+            entries.append(Entry(path, SYMLINK, 0o777, uid, gid, target=os.readlink(full)))
         elif stat.S_ISREG(st.st_mode):
             inode = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and inode in first_path:
-                entries.append(Entry(path, HARDLINK, mode, *owner, target=first_path[inode]))
+                entries.append(Entry(path, HARDLINK, mode, uid, gid, target=first_path[inode]))
                 continue
             first_path[inode] = path
-            entries.append(Entry(path, REGULAR, mode, *owner, size=st.st_size,
-                                 source=os.fsdecode(full)))
+            entries.append(Entry(path, REGULAR, mode, uid, gid, st.st_size, source=full))
         else:
             raise InputError(f"{os.fsdecode(full)}: a package can't hold device nodes, "
                              "FIFOs or sockets", hint="remove it from the tree")
     return entries
 
 
-def _walk(root: bytes, relative: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-    with os.scandir(os.path.join(root, relative) if relative else root) as it:
-        for item in it:
-            path = os.path.join(relative, item.name) if relative else item.name
-            st = item.stat(follow_symlinks=False)
-            yield path, st
-            if stat.S_ISDIR(st.st_mode):
-                yield from _walk(root, path)
+def _sorted_children(directory: bytes) -> Iterator[os.DirEntry[bytes]]:
+    with os.scandir(directory) as it:
+        return iter(sorted(it, key=lambda item: item.name))
+
+
+def _walk(root: bytes, lead: bytes) -> Iterator[tuple[bytes, bytes, os.stat_result]]:
+    """(package path, file system path, lstat) in manifest order.  A depth-first walk
+    taking each directory's names in byte order *is* the order of :func:`sort_key`, so
+    nothing needs sorting as a whole; the stack of iterators avoids one generator
+    frame per level of depth."""
+    stack = [(_sorted_children(root), lead)]
+    while stack:
+        children, relative = stack[-1]
+        item = next(children, None)
+        if item is None:
+            stack.pop()
+            continue
+        path = relative + b"/" + item.name if relative else item.name
+        st = item.stat(follow_symlinks=False)
+        yield path, item.path, st
+        if stat.S_ISDIR(st.st_mode):
+            stack.append((_sorted_children(item.path), path))
 
 
 class _HashingSink:
@@ -113,15 +124,13 @@ def _read_exactly(entry: Entry) -> Iterator[bytes]:
     assert entry.source is not None
     fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-            raise InputError(f"{entry.source}: changed while the package was written",
-                             hint="don't modify the tree while packing it")
         if entry.size < CHUNK_BYTES:
             # One read of size + 1 bytes gets a small file and proves it didn't grow.
             data = os.read(fd, entry.size + 1)
             if len(data) != entry.size:
-                raise InputError(f"{entry.source}: changed size while the package was written")
+                raise InputError(f"{os.fsdecode(entry.source)}: changed size while the "
+                                 "package was written",
+                                 hint="don't modify the tree while packing it")
             yield data
             return
         left = entry.size
@@ -132,15 +141,21 @@ def _read_exactly(entry: Entry) -> Iterator[bytes]:
             left -= len(chunk)
             yield chunk
         if left != 0 or os.read(fd, 1):
-            raise InputError(f"{entry.source}: changed size while the package was written")
+            raise InputError(f"{os.fsdecode(entry.source)}: changed size while the package "
+                             "was written", hint="don't modify the tree while packing it")
     finally:
         os.close(fd)
 
 
 def _compress_contents(entries: list[Entry], out: IO[bytes], level: int) -> list[Entry]:
-    """Hash and compress every regular file into *out*; return entries with digests."""
+    """Hash and compress every regular file into *out*; return entries with digests.
+
+    Small files are joined into about a megabyte before they go to zstd: one call per
+    file would cost more than compressing a small file does."""
     total = sum(e.size for e in entries if e.kind == REGULAR)
     done: list[Entry] = []
+    pending: list[bytes] = []
+    pending_bytes = 0
     with _compressor(level).stream_writer(out, size=total, closefd=False) as writer:
         for entry in entries:
             if entry.kind != REGULAR:
@@ -149,10 +164,16 @@ def _compress_contents(entries: list[Entry], out: IO[bytes], level: int) -> list
             digest = hashlib.sha256()
             for chunk in _read_exactly(entry):
                 digest.update(chunk)
-                writer.write(chunk)
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes >= CHUNK_BYTES:
+                    writer.write(b"".join(pending))
+                    pending.clear()
+                    pending_bytes = 0
             # The constructor, not dataclasses.replace: this runs once per file.
             done.append(Entry(entry.path, REGULAR, entry.mode, entry.uid, entry.gid,
                               entry.size, digest.hexdigest()))
+        writer.write(b"".join(pending))
     return done
 
 

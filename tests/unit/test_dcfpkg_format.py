@@ -170,3 +170,18 @@ def test_invalid_identity_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="Package"):
         write_dcfpkg(tmp_path, replace(META, package="Bad/Name"), tmp_path / "a.dcfpkg")
+
+
+def test_walk_order_is_the_manifest_order(tmp_path: Path) -> None:
+    """The writer walks depth first with names in byte order; the reader demands order
+    by path components: they must agree on names that sort around "/"."""
+    tree = tmp_path / "tree"
+    for name in (b"a/b/c", b"a-b/x", b"a.b/y", b"a b/z", b"a\xff/w", b"A/v", b"a0/u"):
+        path = os.path.join(os.fsencode(tree), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(name)
+    write_dcfpkg(tree, META, tmp_path / "a.dcfpkg")
+    _, entries = read_manifest(tmp_path / "a.dcfpkg")
+    paths = [e.path for e in entries]
+    assert paths == sorted(paths, key=sort_key) and len(paths) == 15
