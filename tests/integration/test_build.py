@@ -3,9 +3,9 @@
 base root, their .debs inspected, built twice for reproducibility, and the layer
 cache's second build asserted to run no apt.
 
-Build systems: hello (autotools, from its .dsc), cjson (cmake, from its .dsc) and a
-small pybuild package made here (from a source tree: the test mirror does not carry
-the sources of bookworm's Python packages).  Each package is built twice in a module
+Build systems: hello (autotools, from its .dsc), cjson (cmake, from its .dsc) and
+readlike (pybuild, from an unpacked source tree; one of the few Python sources the test
+mirror carries).  Each package is built twice in a module
 fixture and the tests share the results.
 """
 
@@ -124,67 +124,27 @@ def test_cjson_cmake_build(cjson: tuple[BuildResult, BuildResult]) -> None:
     assert built == debs(second)
 
 
-# --- a pybuild package, from a source tree ----------------------------------------
-
-PYDEMO_CHANGELOG = """\
-guestpkg-pydemo (1.0) unstable; urgency=medium
-
-  * Test package of guestpkg's build tests.
-
- -- guestpkg developers <guestpkg@localhost>  Mon, 01 Jan 2024 12:00:00 +0000
-"""
-
-PYDEMO_CONTROL = """\
-Source: guestpkg-pydemo
-Section: python
-Priority: optional
-Maintainer: guestpkg developers <guestpkg@localhost>
-Build-Depends: debhelper-compat (= 13), dh-python, python3-all, python3-setuptools
-Standards-Version: 4.6.2
-Rules-Requires-Root: no
-
-Package: python3-guestpkg-pydemo
-Architecture: all
-Depends: ${python3:Depends}, ${misc:Depends}
-Description: guestpkg test module
- A module that only exists to be built by guestpkg's tests.
-"""
-
-
-def make_pydemo(parent: Path) -> Path:
-    tree = parent / "guestpkg-pydemo"
-    (tree / "debian" / "source").mkdir(parents=True)
-    (tree / "guestpkg_pydemo").mkdir()
-    (tree / "guestpkg_pydemo" / "__init__.py").write_text("VALUE = 42\n")
-    (tree / "setup.py").write_text(
-        "from setuptools import setup\n"
-        "setup(name='guestpkg-pydemo', version='1.0', packages=['guestpkg_pydemo'])\n")
-    (tree / "debian" / "changelog").write_text(PYDEMO_CHANGELOG)
-    (tree / "debian" / "control").write_text(PYDEMO_CONTROL)
-    (tree / "debian" / "rules").write_text(
-        "#!/usr/bin/make -f\n%:\n\tdh $@ --with python3 --buildsystem=pybuild\n")
-    (tree / "debian" / "rules").chmod(0o755)
-    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
-    return tree
-
+# --- readlike: pybuild, from an unpacked source tree -------------------------------
 
 @pytest.fixture(scope="module")
-def pydemo(test_config: Config, base_root: BaseRoot,
-           tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, Path]:
-    top = tmp_path_factory.mktemp("pydemo")
-    tree = make_pydemo(top / "src")
+def readlike(test_config: Config, base_root: BaseRoot,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, Path]:
+    top = tmp_path_factory.mktemp("readlike")
+    (top / "src").mkdir()
+    tree = debsrc.unpacked_source("readlike", top / "src")
     first, second = build_twice(test_config, tree, top)
     return first, second, tree
 
 
-def test_pybuild_build_from_a_tree(pydemo: tuple[BuildResult, BuildResult, Path]) -> None:
-    first, second, tree = pydemo
+def test_pybuild_build_from_a_tree(readlike: tuple[BuildResult, BuildResult, Path]) -> None:
+    first, second, tree = readlike
     [name] = debs(first)
-    assert name == "python3-guestpkg-pydemo_1.0_all.deb"
+    assert name.startswith("python3-readlike_") and name.endswith("_all.deb")
     deb = first.changes.parent / name if first.changes else Path()
-    assert "/usr/lib/python3/dist-packages/guestpkg_pydemo/__init__.py" in deb_contents(deb)
+    assert "/usr/lib/python3/dist-packages/readlike.py" in deb_contents(deb)
     assert "python3:any" in deb_field(deb, "Depends")
     assert "pybuild" in first.log_path.read_text()
     assert debs(first) == debs(second)
     # The caller's tree is left as it was: the build ran on a copy.
-    assert sorted(p.name for p in tree.iterdir()) == ["debian", "guestpkg_pydemo", "setup.py"]
+    assert not (tree / "debian" / "files").exists()
+    assert not (tree / ".pybuild").exists()
