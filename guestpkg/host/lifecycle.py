@@ -104,18 +104,15 @@ def guest_main_package(state: st.HostState, paths: HostPaths) -> str | None:
     return packages[0] if packages else None
 
 
-def _installed(state: st.HostState, paths: HostPaths) -> str | None:
-    from guestpkg.host.system import installed_version
+def _decide(config: Config, state: st.HostState, paths: HostPaths) -> Decision:
+    from guestpkg.host.system import package_state, version_compare
 
     package = guest_main_package(state, paths)
-    return installed_version(package) if package else None
-
-
-def _decide(config: Config, state: st.HostState, paths: HostPaths) -> Decision:
-    from guestpkg.host.system import version_compare
-
-    installed = _installed(state, paths)
-    observe(state, installed)
+    current, version = package_state(package) if package else (None, None)
+    # Gone from dpkg: maybe removed by the user.  Left half-way (an install that was
+    # interrupted): not removed, and not installed either, so it is installed again.
+    observe(state, version)
+    installed = version if current == "i" else None
     return decide(state, installed, bool(built_debs(paths)), time.time(), version_compare)
 
 

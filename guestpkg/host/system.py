@@ -34,19 +34,26 @@ def admindir() -> Path:
     return Path(os.environ.get("DPKG_ADMINDIR", DPKG_ADMINDIR))
 
 
-def installed_version(package: str) -> str | None:
-    """The version of *package* if dpkg has it installed (or half-configured), else None."""
+def package_state(package: str) -> tuple[str | None, str | None]:
+    """dpkg's current state letter of *package* and its version: ``("i", "1.0-1")``
+    when installed, ``("U", ...)``, ``("F", ...)``, ``("H", ...)`` and so on when dpkg
+    left it half-way, ``(None, None)`` when dpkg does not know it or keeps only its
+    conffiles (dpkg-query(1), ``db:Status-Abbrev``: want, current, error)."""
     result = run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "--", package],
                  capture=True, check=False)
     text = result.stdout.decode("utf-8", "replace")
     if result.returncode != 0 or len(text) < 3:
-        return None
-    status, version = text[:3], text[3:].strip()
-    # "ii ", "iF ", "iU ", "iH "...: the first letter is the wanted state, the second the
-    # current one; only an unpacked-or-better package counts (dpkg-query(1)).
-    if status[1] in ("n", "c") or not version:
-        return None
-    return version
+        return None, None
+    current, version = text[1], text[3:].strip()
+    if current in ("n", "c") or not version:
+        return None, None
+    return current, version
+
+
+def installed_version(package: str) -> str | None:
+    """The version of *package* if dpkg has it completely installed, else None."""
+    current, version = package_state(package)
+    return version if current == "i" else None
 
 
 def _apt_pkg() -> Any:
