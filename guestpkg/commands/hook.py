@@ -77,9 +77,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _host_version(host: str) -> str | None:
-    from guestpkg.host.system import installed_version
+    from guestpkg.host.system import package_state
 
-    return installed_version(host)
+    # While its postinst runs, the host is half-configured: take the version anyway.
+    return package_state(host)[1]
 
 
 def postinst(config: Config, host: str, answer: str | None, no_job: bool) -> int:
