@@ -181,8 +181,12 @@ def test_purging_the_host_deletes_its_debs_state_and_answer(
     # piuparts-like: besides guestpkg itself (installed in the same apt run as the host
     # and still there: its own install/purge is test_piuparts_guestpkg.py), the system
     # is as before.  guestpkg's files (its code, hook, timer, state, dpkg's records of
-    # it) all have "guestpkg" in their path; nothing of the host's may be left.
-    ignore = [*PACKAGE_MANAGER_STATE, GUESTPKG_OWN_FILES, rf"^(?!.*{HOST}).*guestpkg.*$"]
+    # it) have "guestpkg" in their path or are listed by dpkg; nothing of the host's
+    # may be left.
+    import re
+    listed = root.run(["dpkg-query", "-L", "guestpkg", "dh-guestpkg"], check=False).stdout
+    ignore = [*PACKAGE_MANAGER_STATE, GUESTPKG_OWN_FILES, rf"^(?!.*{HOST}).*guestpkg.*$",
+              *[f"^{re.escape(p.strip())}$" for p in listed.splitlines() if p.strip()]]
     left = compare_trees(before, root.tree_snapshot(contents=True), ignore)
     assert not left, "the host and its guest left traces:\n" + left.describe()
 
