@@ -71,6 +71,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         case "post-invoke":
             return post_invoke(config)
         case "job":
+            if args.lock_fd is None:
+                job.hold_job_lock(config)
             job.run_job(config)
             return 0
     raise UsageError(f"unknown entry point {args.entry}")

@@ -82,6 +82,15 @@ def wait_for_jobs(config: Config) -> None:
         os.close(fd)
 
 
+def hold_job_lock(config: Config) -> None:
+    """For a job started without an inherited lock (the daily retry, by hand): take the
+    shared job lock for the rest of this process's life, so status --wait sees it."""
+    path = job_lock_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # released when the process exits
+
+
 def run_job(config: Config) -> list[Outcome]:
     """The job's body: wait for apt to be done, then process what is pending."""
     from guestpkg.host.system import wait_for_frontend_lock
