@@ -124,15 +124,7 @@ def example_host_debs(workdir: Path, upstream_url: str) -> dict[str, Path]:
 
 
 def ensure_hook_installed(root: Any) -> None:
-    """guestpkg's .deb ships the APT hook; until its packaging does, put the checkout's
-    files where the .deb will, and say so loudly.  *root* is a SystemRoot."""
-    import warnings
-
-    if root.exists("/usr/lib/guestpkg/apt-post-invoke"):
-        return
-    warnings.warn("guestpkg's .deb has no /usr/lib/guestpkg/apt-post-invoke: installed "
-                  "the checkout's apt-hooks/ by hand", stacklevel=2)
-    root.write_file("/usr/lib/guestpkg/apt-post-invoke",
-                    (REPO / "apt-hooks" / "apt-post-invoke").read_text(), 0o755)
-    root.write_file("/etc/apt/apt.conf.d/90guestpkg",
-                    (REPO / "apt-hooks" / "90guestpkg").read_text())
+    """guestpkg's .deb, installed in *root* (a SystemRoot), ships the APT hook."""
+    hooks = root.run(["apt-config", "dump", "DPkg::Post-Invoke"]).stdout
+    assert "/usr/lib/guestpkg/apt-post-invoke" in hooks, hooks
+    assert root.exists("/usr/lib/guestpkg/apt-post-invoke")
