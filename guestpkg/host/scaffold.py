@@ -16,8 +16,9 @@ them), this writes ``foo-installer-1.2-3/``::
     guest/manifest          guest source, version, and each upstream file's size and
                             SHA256, computed from the local tarballs
 
-The host name is ``<guest>-installer`` unless given.  Nothing is downloaded: the pinned
-SHA256 is what the maintainer has in hand, checked by them.
+The host name is ``<guest>-installer`` unless given.  The pinned SHA256 is that of the
+tarball the maintainer has in hand; with ``--fetch``, a missing tarball is first
+downloaded with uscan(1), which checks upstream's signature when the guest says how.
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ def find_upstream_files(guest: Guest) -> list[UpstreamFile]:
     return found
 
 
+def fetch_with_uscan(guest: Guest) -> None:
+    """Download the guest's orig tarball(s) next to its tree with uscan(1)
+    (``--download-current-version``): on the maintainer's machine, where uscan also
+    checks upstream's OpenPGP signature when the guest's watch file and
+    ``debian/upstream/signing-key.asc`` ask for it.  The maintainer pins what it got."""
+    from guestpkg.run import base_env, run
+
+    # inherit: uscan downloads from upstream, so the environment's proxies apply.
+    run(["uscan", "--download-current-version", "--rename",
+         "--destdir", str(guest.tree.resolve().parent)], cwd=guest.tree,
+        env=base_env(inherit=True),
+        hint="check the guest's debian/watch, or put the orig tarball next to the tree")
+
+
 def _maintainer() -> str | None:
     name, mail = os.environ.get("DEBFULLNAME"), os.environ.get("DEBEMAIL")
     return f"{name} <{mail}>" if name and mail else None
@@ -124,13 +139,21 @@ def render_changelog(host: str, guest: Guest, maintainer: str) -> str:
             f"new-host.\n\n -- {maintainer}  {date}\n")
 
 
-def scaffold(guest_tree: Path, output: Path, host: str | None = None) -> Path:
-    """Write the host source package for *guest_tree* into *output* (must not exist)."""
+def scaffold(guest_tree: Path, output: Path, host: str | None = None,
+             fetch: bool = False) -> Path:
+    """Write the host source package for *guest_tree* into *output* (must not exist);
+    with *fetch*, get missing orig tarballs with uscan first."""
     guest = read_guest(guest_tree)
     host = host or f"{guest.source}-installer"
     if output.exists():
         raise UsageError(f"{output} exists", hint="choose another --output or remove it")
-    files = find_upstream_files(guest)
+    try:
+        files = find_upstream_files(guest)
+    except InputError:
+        if not fetch:
+            raise
+        fetch_with_uscan(guest)
+        files = find_upstream_files(guest)
     manifest = Manifest(host, guest.source, guest.version, tuple(files))
     maintainer = _maintainer() or guest.maintainer
     debian_in = guest_tree / "debian"

@@ -116,3 +116,25 @@ def test_the_committed_example_host_builds_and_pins_debians_tarball(tmp_path: Pa
     manifest = read_manifest(tree / "guest" / "manifest")
     orig = debsrc.source_files("hello") / manifest.main_file.name
     assert manifest.main_file.sha256 == hashlib.sha256(orig.read_bytes()).hexdigest()
+
+
+def test_new_host_fetch_gets_the_tarball_with_uscan(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support import debsrc
+    from tests.support.upstream import LocalUpstream
+
+    (tmp_path / "upstream").mkdir()
+    with LocalUpstream(tmp_path / "upstream") as upstream:
+        orig = debsrc.source_files("hello") / "hello_2.10.orig.tar.gz"
+        upstream.add_file(orig, "hello-2.10.tar.gz")
+        watch = f"version=4\n{upstream.url} hello-@ANY_VERSION@@ARCHIVE_EXT@\n"
+        guest = hosts.guest_tree(tmp_path / "src", watch=watch)
+        (tmp_path / "src" / "hello_2.10.orig.tar.gz").unlink()
+        result = subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "new-host", "--fetch",
+                                 str(guest), "-o", str(tmp_path / "out")],
+                                env=hosts.BUILD_ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(tmp_path / "out" / "guest" / "manifest")
+    import hashlib
+    assert manifest.main_file.sha256 == hashlib.sha256(orig.read_bytes()).hexdigest()
