@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg trust`` through the real command line (in process), on a tmp trust store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from guestpkg import cli
+from guestpkg.dcfpkg import Metadata, write_dcfpkg
+from guestpkg.dcfpkg.keys import LevelLog, load_keys
+
+
+@pytest.fixture
+def guestpkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    monkeypatch.setenv("GUESTPKG_TRUSTDIR", str(tmp_path / "trust"))
+    monkeypatch.setenv("GUESTPKG_LOGDIR", str(tmp_path / "log"))
+    monkeypatch.setenv("GUESTPKG_CONFDIR", str(tmp_path / "etc"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str) -> int:
+        return cli.main(list(argv))
+    return run
+
+
+def _key_id(path: Path) -> str:
+    return next(line.split()[1] for line in path.read_text().splitlines()
+                if line.startswith("Key-Id:"))
+
+
+def test_promote_and_demote(tmp_path: Path, guestpkg: Callable[..., int],
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert guestpkg("trust", "keygen", "k") == 0
+    kid = _key_id(tmp_path / "k.pub")
+    assert guestpkg("trust", "add-key", "k.pub", "junior") == 0
+    assert guestpkg("trust", "add-key", "k.pub", "senior") == 2      # already there
+    assert guestpkg("trust", "demote", kid, "senior") == 2           # that is up
+    assert guestpkg("trust", "promote", kid, "senior", "--package", "hello") == 0
+    assert guestpkg("trust", "promote", kid, "trusted") == 0
+    [key] = load_keys(tmp_path / "trust").values()
+    assert key.level == "trusted"
+    assert guestpkg("trust", "demote", kid, "untrusted") == 0
+    assert guestpkg("trust", "promote", kid, "junior") == 2          # stays untrusted
+    actions = [(e.action, e.level, e.package) for e in LevelLog(tmp_path / "trust").read()]
+    assert actions == [("add", "junior", "*"), ("promote", "senior", "hello"),
+                       ("promote", "trusted", "*"), ("demote", "untrusted", "*")]
+    assert "untrusted" in capsys.readouterr().err
+
+
+def test_sign_refuses_a_hostile_package_and_bad_dates(tmp_path: Path,
+                                                      guestpkg: Callable[..., int]) -> None:
+    (tmp_path / "tree/usr").mkdir(parents=True)
+    (tmp_path / "tree/usr/su").write_text("x")
+    (tmp_path / "tree/usr/su").chmod(0o4755)
+    write_dcfpkg(tmp_path / "tree", Metadata(package="su", version="1", release="1",
+                                             architecture="all", build_date=0),
+                 tmp_path / "su.dcfpkg")
+    assert guestpkg("trust", "keygen", "k") == 0
+    sign = ("trust", "sign", "su.dcfpkg", "--key", "k.key", "--repository", "main",
+            "--archive-version", "1")
+    assert guestpkg(*sign, "--expires", "2099-01-01") == 3           # setuid: refused
+    assert guestpkg(*sign, "--expires", "2001-01-01") == 2           # in the past
+    assert guestpkg(*sign, "--expires", "soon") == 2
