@@ -42,6 +42,7 @@ from guestpkg.dcfpkg.format import (
     parse_line,
     sort_key,
 )
+from guestpkg.dcfpkg.fswriter import OrderedWriter
 from guestpkg.dcfpkg.stanza import parse_stanzas
 from guestpkg.errors import ParseError, UnsafeArchive
 from guestpkg.fsutil import atomic_directory
@@ -331,34 +332,21 @@ def extract(path: Path, destination: Path, policy: ReaderPolicy | None = None) -
 
 
 def _extract_into(reader: DcfpkgReader, root: Path, policy: ReaderPolicy) -> None:
-    owners = policy.apply_owners if policy.apply_owners is not None else os.geteuid() == 0
-    # A file we create is ours already, unless a setgid directory above hands it its
-    # group: then chown each file; otherwise skip the call (one syscall per file).
-    ours = None if os.stat(root).st_mode & stat.S_ISGID else (os.geteuid(), os.getegid())
-    mtime = reader.metadata.build_date
-    base = os.fsencode(root)
-    directories: list[Entry] = []
-    for entry in reader.entries:
-        target = os.path.join(base, entry.path)
-        if entry.kind == DIRECTORY:
-            os.mkdir(target, 0o700)
-            directories.append(entry)
-        elif entry.kind == REGULAR:
-            _write_file(reader, entry, target, owners and (entry.uid, entry.gid) != ours, mtime)
-        elif entry.kind == SYMLINK:
-            assert entry.target is not None
-            os.symlink(entry.target, target)
-            if owners:
-                os.lchown(target, entry.uid, entry.gid)
-            os.utime(target, (mtime, mtime), follow_symlinks=False)
-        else:
-            assert entry.target is not None
-            os.link(os.path.join(base, entry.target), target, follow_symlinks=False)
-    reader.finish()
+    """Decompress and check here, create files on an :class:`OrderedWriter` thread."""
+    writer = OrderedWriter()
+    try:
+        directories = _create_entries(reader, root, policy, writer)
+        reader.finish()
+    except BaseException:
+        writer.close(raise_error=False)  # the thread is done before the tree is removed
+        raise
+    writer.close()
     # Directories last and deepest first: a read-only directory must not stop its
     # children from being created, and creating a child changes the parent's mtime.
+    owners = policy.apply_owners if policy.apply_owners is not None else os.geteuid() == 0
+    mtime = reader.metadata.build_date
     for entry in reversed(directories):
-        target = os.path.join(base, entry.path)
+        target = os.path.join(os.fsencode(root), entry.path)
         if owners:
             os.lchown(target, entry.uid, entry.gid)
         os.chmod(target, entry.mode, follow_symlinks=False)
@@ -367,19 +355,42 @@ def _extract_into(reader: DcfpkgReader, root: Path, policy: ReaderPolicy) -> Non
     os.utime(root, (mtime, mtime))
 
 
-def _write_file(reader: DcfpkgReader, entry: Entry, target: bytes, chown: bool,
-                mtime: int) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        for chunk in reader.contents(entry):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-        if chown:
-            os.fchown(fd, entry.uid, entry.gid)
-        # chmod after chown: chown clears the setuid and setgid bits (chown(2)).
-        os.fchmod(fd, entry.mode)
-        os.utime(fd, (mtime, mtime))
-    finally:
-        os.close(fd)
+def _create_entries(reader: DcfpkgReader, root: Path, policy: ReaderPolicy,
+                    writer: OrderedWriter) -> list[Entry]:
+    owners = policy.apply_owners if policy.apply_owners is not None else os.geteuid() == 0
+    # A file we create is ours already, unless a setgid directory above hands it its
+    # group: then chown each file; otherwise skip the call (one syscall per file).
+    ours = None if os.stat(root).st_mode & stat.S_ISGID else (os.geteuid(), os.getegid())
+    mtime = reader.metadata.build_date
+    base = os.fsencode(root)
+    directories: list[Entry] = []
+    for key, entry in enumerate(reader.entries):
+        target = os.path.join(base, entry.path)
+        if entry.kind == DIRECTORY:
+            writer.submit(os.mkdir, target, 0o700)
+            directories.append(entry)
+        elif entry.kind == REGULAR:
+            writer.open(key, target)
+            for chunk in reader.contents(entry):
+                writer.write(key, chunk)
+            owner = (entry.uid, entry.gid)
+            writer.finish_file(key, owner if owners and owner != ours else None,
+                               entry.mode, mtime)
+        elif entry.kind == SYMLINK:
+            writer.submit(_symlink, entry, target, owners, mtime)
+        else:
+            assert entry.target is not None
+            writer.submit(_hardlink, os.path.join(base, entry.target), target)
+    return directories
+
+
+def _symlink(entry: Entry, target: bytes, owners: bool, mtime: int) -> None:
+    assert entry.target is not None
+    os.symlink(entry.target, target)
+    if owners:
+        os.lchown(target, entry.uid, entry.gid)
+    os.utime(target, (mtime, mtime), follow_symlinks=False)
+
+
+def _hardlink(existing: bytes, target: bytes) -> None:
+    os.link(existing, target, follow_symlinks=False)
