@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 # Whatever a test runs (library calls or `python3 -m guestpkg` subprocesses), it never
 # reads the machine's /etc/guestpkg or writes its /var/lib, /var/cache or /var/log
 # guestpkg directories: the defaults point into a test area unless a test says otherwise.
-TEST_AREA = Path(os.environ.get("GUESTPKG_TEST_AREA", "/var/tmp/guestpkg-tests"))
+from tests.support.paths import TEST_AREA  # noqa: E402
+
 for _name, _sub in (("GUESTPKG_CONFDIR", "etc"), ("GUESTPKG_LOGDIR", "log"),
                     ("GUESTPKG_CACHEDIR", "cache"), ("GUESTPKG_VARDIR", "vardir")):
     os.environ.setdefault(_name, str(TEST_AREA / _sub))

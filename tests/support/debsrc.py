@@ -11,12 +11,13 @@ touches the host's own apt state.  Downloads are cached across test runs under
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import subprocess
 from pathlib import Path
 
-CACHE = Path(os.environ.get("GUESTPKG_TEST_CACHE", "/var/cache/guestpkg-tests"))
+from tests.support.paths import TEST_CACHE
+
+CACHE = TEST_CACHE  # the sources and apt lists below
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
 

@@ -4,7 +4,7 @@
 The expensive part, a base tree made with mmdebstrap that already holds debconf, python3
 and guestpkg's runtime dependencies (but not guestpkg), is made once and cached under
 ``/var/tmp/guestpkg-tests/sysroots/`` keyed by its package list, suite, mirror and the
-ISO week (override the top directory with ``GUESTPKG_TEST_ROOT``).  The base is never written to:
+ISO week (override the top directory with ``GUESTPKG_TEST_AREA``).  The base is never written to:
 each :class:`SystemRoot` is an overlayfs copy whose upper layer is thrown away.
 
 A running SystemRoot is a small container: a holder process (``unshare --mount
@@ -43,12 +43,13 @@ from pathlib import Path
 from typing import IO
 
 from tests.support import debsrc
+from tests.support.paths import TEST_AREA
 from tests.support.snapshot import SNAPSHOT_EXCLUDED as SNAPSHOT_EXCLUDED
 from tests.support.snapshot import SNAPSHOT_SCRIPT, Snapshot
 from tests.support.snapshot import TreeDiff as TreeDiff
 from tests.support.snapshot import compare_trees as compare_trees
 
-TEST_ROOT = Path(os.environ.get("GUESTPKG_TEST_ROOT", "/var/tmp/guestpkg-tests"))
+TEST_ROOT = TEST_AREA
 
 #: What the base has besides mmdebstrap's minbase variant (Essential and Priority
 #: required: apt, mount, debconf...): python3 and guestpkg's runtime dependencies and
