@@ -47,7 +47,9 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _read_tail(path: Path, lines: int = TAIL_LINES) -> str:
+def read_log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last *lines* lines of the log at *path* (read from its last 64 KiB), or ""
+    if it cannot be read: the tail a CommandFailed shows."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -132,7 +134,7 @@ def _run_logged(
         else:
             returncode = _tee(args, env, cwd, logfile, timeout_s, stdin, pass_fds)
     if check and returncode != 0:
-        raise CommandFailed(args, returncode, _read_tail(log_path), log_path, hint)
+        raise CommandFailed(args, returncode, read_log_tail(log_path), log_path, hint)
     return subprocess.CompletedProcess(args, returncode)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import guestpkg
 from guestpkg.errors import CommandFailed
 from guestpkg.fsutil import atomic_write
-from guestpkg.run import DEFAULT_PATH, run
+from guestpkg.run import DEFAULT_PATH, read_log_tail, run
 from guestpkg.sandbox.idmap import get_mapping
 from guestpkg.sandbox.spec import SandboxSpec, to_json
 
@@ -117,10 +117,7 @@ def run_sandboxed(
     status = result.returncode
     if status != 0 and check:
         kept = save_spec(spec, log_path)
-        tail = ""
-        if log_path is not None:
-            from guestpkg.run import _read_tail
-            tail = _read_tail(log_path)
+        tail = read_log_tail(log_path) if log_path is not None else ""
         raise CommandFailed(list(spec.argv), status, tail, log_path,
                             hint=f"the sandbox spec is {kept}; replay: {replay_command(kept)}")
     return status
