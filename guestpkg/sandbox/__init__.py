@@ -16,9 +16,30 @@ Modules: :mod:`.spec` (the data), :mod:`.runner` (the caller's side), :mod:`.ini
 :mod:`.network`, :mod:`.idmap` (the uid-mapping seam), :mod:`.syscalls` (ctypes).
 """
 
-from guestpkg.sandbox.mounts import enter_private_mount_namespace, mount_tmpfs
-from guestpkg.sandbox.runner import run_sandboxed
-from guestpkg.sandbox.spec import APT_CAPABILITIES, Bind, SandboxSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guestpkg.sandbox.mounts import enter_private_mount_namespace, mount_tmpfs
+    from guestpkg.sandbox.runner import run_sandboxed
+    from guestpkg.sandbox.spec import APT_CAPABILITIES, Bind, SandboxSpec
 
 __all__ = ["APT_CAPABILITIES", "Bind", "SandboxSpec", "enter_private_mount_namespace",
            "mount_tmpfs", "run_sandboxed"]
+
+#: Where each public name lives.  They are imported on first use (PEP 562), because
+#: ``python3 -m guestpkg.sandbox`` imports this package before :mod:`.init` runs, and
+#: the inside of a sandbox needs none of the caller's side (runner: subprocess,
+#: logging, tempfile), which would otherwise be loaded on every sandbox start.
+_HOMES = {"APT_CAPABILITIES": "spec", "Bind": "spec", "SandboxSpec": "spec",
+          "enter_private_mount_namespace": "mounts", "mount_tmpfs": "mounts",
+          "run_sandboxed": "runner"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
