@@ -142,21 +142,6 @@ def _satisfied(cache: Any, apt_pkg: Any, name: str, version: str, op: str,
     return False
 
 
-def frontend_locked() -> bool:
-    """Whether someone (apt, dpkg, another frontend) holds dpkg's frontend lock now."""
-    try:
-        fd = os.open(admindir() / "lock-frontend", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    except OSError:
-        return False
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def wait_for_frontend_lock(timeout_s: float | None = None, poll_s: float = 0.5) -> None:
     """Wait until dpkg's frontend lock is free: the apt run that started us has exited.
 

@@ -89,11 +89,3 @@ def drop_privileges(uid: int, gid: int, keep_names: Iterable[str]) -> None:
     os.setresuid(uid, uid, uid)
     set_capability_sets(keep if uid == 0 else set())
     prctl.set_no_new_privs(1)
-
-
-def status_fields() -> dict[str, str]:
-    """The capability and seccomp lines of /proc/self/status, for logs and tests."""
-    wanted = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
-    with open("/proc/self/status") as f:
-        pairs = (line.split(":", 1) for line in f if ":" in line)
-        return {k: v.strip() for k, v in pairs if k in wanted}
