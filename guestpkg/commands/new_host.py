@@ -10,9 +10,9 @@ import argparse
 from pathlib import Path
 
 from guestpkg.config import Config
+from guestpkg.debian.version import without_epoch
 from guestpkg.host.layout import check_host_name
 from guestpkg.host.scaffold import read_guest, scaffold
-from guestpkg.host.versions import strip_epoch
 
 HELP = "scaffold a host package from a guest source tree"
 DESCRIPTION = """\
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     guest = read_guest(args.guest)
     host = check_host_name(args.host or f"{guest.source}-installer")
-    output = args.output or Path(f"{host}-{strip_epoch(guest.version)}")
+    output = args.output or Path(f"{host}-{without_epoch(guest.version)}")
     scaffold(args.guest, output, host, fetch=args.fetch)
     print(f"wrote {output}: build it with (cd {output} && dpkg-buildpackage -b)")
     return 0

@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 from guestpkg.config import Config
+from guestpkg.debian.version import without_epoch
 from guestpkg.errors import InputError
 from guestpkg.host.layout import HostPaths
 from guestpkg.host.manifest import Manifest
 from guestpkg.host.source import make_dsc
-from guestpkg.host.versions import local_version, strip_epoch, upstream_part
+from guestpkg.host.versions import local_version, upstream_part
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],
     """A dcfpkg whose payload is the build result, under ``usr/src/<host>/``."""
     from guestpkg.dcfpkg import Metadata, write_dcfpkg
 
-    bare = strip_epoch(local_version(manifest.guest_version))
+    bare = without_epoch(local_version(manifest.guest_version))
     version, release = upstream_part(bare), bare.rsplit("-", 1)[1]
     tree = output_dir / "dcfpkg-tree"
     shutil.rmtree(tree, ignore_errors=True)

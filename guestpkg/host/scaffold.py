@@ -31,11 +31,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from guestpkg.debian.version import without_epoch
 from guestpkg.errors import InputError, UsageError
 from guestpkg.fsutil import atomic_directory
 from guestpkg.host.manifest import Manifest, UpstreamFile, render_manifest
 from guestpkg.host.source import check_source_format
-from guestpkg.host.versions import changelog_head, strip_epoch, upstream_part
+from guestpkg.host.versions import changelog_head, upstream_part
 
 ORIG = re.compile(r"^(?P<stem>.+)\.orig(?:-(?P<component>[A-Za-z0-9][A-Za-z0-9-]*))?"
                   r"\.tar\.(?:gz|xz|bz2|lzma|zst)$")
@@ -59,7 +60,7 @@ def read_guest(tree: Path) -> Guest:
     check_source_format(debian)
     source, version = changelog_head((debian / "changelog").read_text(encoding="utf-8"),
                                      str(debian / "changelog"))
-    if "-" not in strip_epoch(version):
+    if "-" not in without_epoch(version):
         raise InputError(f"{source} {version} is a native package: it has no upstream "
                          "tarball for a host to pin")
     control = (debian / "control").read_text(encoding="utf-8")
@@ -134,7 +135,7 @@ Description: builds and installs {guest.source} from its upstream source
 
 def render_changelog(host: str, guest: Guest, maintainer: str) -> str:
     date = email.utils.formatdate(localtime=True)
-    return (f"{host} ({strip_epoch(guest.version)}-1) UNRELEASED; urgency=medium\n\n"
+    return (f"{host} ({without_epoch(guest.version)}-1) UNRELEASED; urgency=medium\n\n"
             f"  * Host package for {guest.source} {guest.version}, made by guestpkg "
             f"new-host.\n\n -- {maintainer}  {date}\n")
 

@@ -22,10 +22,10 @@ import os
 import tarfile
 from pathlib import Path
 
+from guestpkg.debian.version import without_epoch
 from guestpkg.errors import InputError
 from guestpkg.fsutil import atomic_write
 from guestpkg.host.manifest import Manifest
-from guestpkg.host.versions import strip_epoch
 
 SUPPORTED_FORMAT = "3.0 (quilt)"
 SOURCE_FIELDS = ("Maintainer", "Uploaders", "Homepage", "Standards-Version",
@@ -100,7 +100,7 @@ def make_dsc(manifest: Manifest, debian: Path, upstream_dir: Path, outdir: Path)
     """Write ``<source>_<version>.dsc`` and the debian tarball into *outdir*, beside the
     verified upstream files (copied from *upstream_dir* unless it is *outdir*)."""
     check_source_format(debian)
-    version = strip_epoch(manifest.guest_version)
+    version = without_epoch(manifest.guest_version)
     stem = f"{manifest.guest_source}_{version}"
     outdir.mkdir(parents=True, exist_ok=True)
     debian_tar = outdir / f"{stem}.debian.tar.xz"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from guestpkg.debian.version import without_epoch
 from guestpkg.errors import InputError
 
 LOCAL_SUFFIX = "~local"
@@ -31,13 +32,9 @@ CHANGELOG_HEAD = re.compile(
     r"^(?P<source>[a-z0-9][a-z0-9+.-]+) \((?P<version>[^ ()]+)\)(?P<rest>.*)$")
 
 
-def strip_epoch(version: str) -> str:
-    return version.split(":", 1)[1] if ":" in version else version
-
-
 def upstream_part(version: str) -> str:
     """The version without its epoch and its last ``-revision`` (deb-version(7))."""
-    bare = strip_epoch(version)
+    bare = without_epoch(version)
     return bare.rsplit("-", 1)[0] if "-" in bare else bare
 
 
@@ -53,7 +50,7 @@ def carried_guest_version(host_version: str) -> str:
 
 def check_host_version(host_version: str, guest_version: str) -> None:
     """Raise unless *host_version* carries exactly *guest_version*."""
-    want = strip_epoch(guest_version)
+    want = without_epoch(guest_version)
     got = carried_guest_version(host_version)
     if got != want:
         raise InputError(
