@@ -2,10 +2,11 @@
 """The ``guestpkg`` command: argument parsing from tables, and the one place where
 errors become messages and exit codes.
 
-Each subcommand lives in ``guestpkg/commands/<module>.py`` and provides ``HELP`` (one
-line), ``DESCRIPTION`` (the --help text), ``add_arguments(parser)`` and
-``run(config, args) -> int``.  Modules are imported only when their command runs, so
-``guestpkg`` starts fast (the APT hook depends on that).
+Each subcommand lives in ``guestpkg/commands/<module>.py`` and provides
+``DESCRIPTION`` (the --help text), ``add_arguments(parser)`` and
+``run(config, args) -> int``; its one-line help is in :data:`COMMANDS`.  Modules are
+imported only when their command runs, so ``guestpkg`` starts fast (the APT hook
+depends on that).
 """
 
 from __future__ import annotations

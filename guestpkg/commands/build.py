@@ -12,7 +12,6 @@ from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
 from guestpkg.errors import UsageError
 
-HELP = "build a Debian source package in a throwaway sandboxed fork"
 DESCRIPTION = """\
 Build a Debian source package (an unpacked tree, default the current directory, or a
 .dsc) the way pbuilder and deckdebuild do, faster and safer:

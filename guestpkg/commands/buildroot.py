@@ -19,7 +19,6 @@ from guestpkg.buildroot import (
 from guestpkg.buildroot.roots import size_bytes
 from guestpkg.config import Config
 
-HELP = "create, update, list and remove base buildroots"
 DESCRIPTION = """\
 Manage the base buildroots that builds fork from.
 

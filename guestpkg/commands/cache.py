@@ -10,7 +10,6 @@ from guestpkg.build import layers
 from guestpkg.buildroot import list_base_roots
 from guestpkg.config import Config
 
-HELP = "list and prune cached build-dependency layers"
 DESCRIPTION = """\
 guestpkg build keeps the build dependencies it installed as overlay layers under
 VARDIR/layers, keyed by the base buildroot's generation and the exact set of packages

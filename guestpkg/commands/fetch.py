@@ -15,7 +15,6 @@ from guestpkg.config import Config
 from guestpkg.errors import UsageError
 from guestpkg.fetch import fetch_upstream
 
-HELP = "download and verify the upstream tarballs of a source tree"
 DESCRIPTION = """\
 Find the upstream tarball(s) of the version in SOURCE_DIR/debian/changelog through
 SOURCE_DIR/debian/watch (as uscan --download-current-version does), download them into

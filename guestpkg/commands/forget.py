@@ -17,7 +17,6 @@ from guestpkg.host import state as st
 from guestpkg.host.layout import check_host_name, host_paths
 from guestpkg.host.lifecycle import lock_path
 
-HELP = "drop guestpkg's state for a host package"
 DESCRIPTION = """\
 Forget what guestpkg knows about HOST: consent seen, versions, failures and the
 user-removed flag (its state file and pending marker).  With --debs also delete the

@@ -14,7 +14,6 @@ from guestpkg.debian.version import without_epoch
 from guestpkg.host.layout import check_host_name
 from guestpkg.host.scaffold import read_guest, scaffold
 
-HELP = "scaffold a host package from a guest source tree"
 DESCRIPTION = """\
 Make a complete host source package for the guest whose unpacked source tree is
 GUEST_SOURCE_DIR.  Its orig tarball(s) must lie next to it (apt-get source

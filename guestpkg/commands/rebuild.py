@@ -21,7 +21,6 @@ from guestpkg.host.layout import check_host_name, host_paths
 from guestpkg.host.lifecycle import Mode, lock_path, process_host, say
 from guestpkg.host.plan import Step
 
-HELP = "build and install the guest of a host package now"
 DESCRIPTION = """\
 Build the guest of the host package HOST and install it, now and in the foreground.
 Clears a failure record (also a permanent failure) and the flag that keeps a guest the

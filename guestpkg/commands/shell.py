@@ -15,7 +15,6 @@ from guestpkg.sandbox import Bind, run_sandboxed
 
 log = logging.getLogger(__name__)
 
-HELP = "run a shell or command in a throwaway sandboxed fork"
 DESCRIPTION = """\
 Run a shell, or the command after "--", in a fresh copy-on-write fork of a base
 buildroot, inside the sandbox that builds run in: no network (unless --network), the

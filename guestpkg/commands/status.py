@@ -22,7 +22,6 @@ from guestpkg.host.layout import check_host_name, host_paths, installed_hosts
 from guestpkg.host.lifecycle import format_time, guest_main_package
 from guestpkg.host.plan import observe
 
-HELP = "show each host package's consent, versions and state"
 DESCRIPTION = """\
 Show, for each host package (or the HOSTs named), whether the user consented to
 building its guest, the guest version the host carries, the version built and kept in

@@ -14,7 +14,6 @@ from pathlib import Path
 from guestpkg.config import Config
 from guestpkg.fetch import plan
 
-HELP = "report the newest upstream version"
 DESCRIPTION = """\
 Read SOURCE_DIR/debian/watch, find the newest upstream release of every tarball it
 names, and report it against the upstream version in SOURCE_DIR/debian/changelog (as
