@@ -37,6 +37,11 @@ class GuestpkgError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def message_and_hint(self) -> str:
+        """``message (hint)``: the error on one line, for apt's output and the state."""
+        return self.message + (f" ({self.hint})" if self.hint else "")
+
 
 class UsageError(GuestpkgError):
     """The command line or a configuration file is wrong."""

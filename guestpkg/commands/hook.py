@@ -30,7 +30,6 @@ from guestpkg.host.plan import Step
 
 log = logging.getLogger(__name__)
 
-HELP = "entry points for APT and maintainer scripts (internal)"
 DESCRIPTION = """\
 Entry points for APT's DPkg::Post-Invoke hook and for the maintainer scripts that
 dh_guestpkg generates for host packages.  Not for interactive use; see guestpkg-host(7).
@@ -136,7 +135,7 @@ def post_invoke(config: Config) -> int:
     try:
         outcomes = process_pending(config, Mode.POST_INVOKE)
     except GuestpkgError as e:
-        say(f"error: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+        say(f"error: {e.message_and_hint}")
         return 0
     except Exception:  # a bug must not fail the user's apt run either
         log.exception("the APT hook failed")

@@ -170,8 +170,8 @@ def process_pending(config: Config, mode: Mode, builder: Builder | None = None,
         except GuestpkgError as e:
             # A broken manifest or state file of one host must not stop the others.
             log.debug("%s failed", host, exc_info=True)
-            outcomes.append(Outcome(host, Decision(Step.WAIT, "error"), f"{host}: {e.message}"
-                                    + (f" ({e.hint})" if e.hint else "")))
+            outcomes.append(Outcome(host, Decision(Step.WAIT, "error"),
+                                    f"{host}: {e.message_and_hint}"))
     return outcomes
 
 
@@ -220,7 +220,7 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
 
 def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Decision,
             error: GuestpkgError) -> Outcome:
-    text = error.message + (f" ({error.hint})" if error.hint else "")
+    text = error.message_and_hint
     state.in_progress = None
     state.record_failure(text, time.time(), config.retry_delay,
                          config.permanent_failure_after)
