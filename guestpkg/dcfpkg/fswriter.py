@@ -83,6 +83,17 @@ class OrderedWriter:
         finally:
             os.close(fd)
 
+    def write_file(self, path: bytes, data: bytes, owner: tuple[int, int] | None, mode: int,
+                   mtime: int) -> None:
+        """A whole small file in one operation."""
+        self.submit(self._write_file, path, data, owner, mode, mtime)
+
+    def _write_file(self, path: bytes, data: bytes, owner: tuple[int, int] | None, mode: int,
+                    mtime: int) -> None:
+        self._open(-1, path)
+        self._write(-1, data)
+        self._finish_file(-1, owner, mode, mtime)
+
     def close(self, *, raise_error: bool = True) -> None:
         """Wait for every queued operation; re-raise the first error (unless the caller
         is already handling one of its own)."""

@@ -371,12 +371,17 @@ def _create_entries(reader: DcfpkgReader, root: Path, policy: ReaderPolicy,
             writer.submit(os.mkdir, target, 0o700)
             directories.append(entry)
         elif entry.kind == REGULAR:
+            owner = (entry.uid, entry.gid)
+            chown = owner if owners and owner != ours else None
+            if entry.size <= CHUNK_BYTES:
+                # Most files are small: one hand-over each, not three.
+                data = b"".join(reader.contents(entry))
+                writer.write_file(target, data, chown, entry.mode, mtime)
+                continue
             writer.open(key, target)
             for chunk in reader.contents(entry):
                 writer.write(key, chunk)
-            owner = (entry.uid, entry.gid)
-            writer.finish_file(key, owner if owners and owner != ours else None,
-                               entry.mode, mtime)
+            writer.finish_file(key, chown, entry.mode, mtime)
         elif entry.kind == SYMLINK:
             writer.submit(_symlink, entry, target, owners, mtime)
         else:

@@ -43,3 +43,11 @@ def test_close_without_raising_when_the_caller_has_its_own_error(tmp_path: Path)
     writer = OrderedWriter()
     writer.submit(os.mkdir, os.fsencode(tmp_path / "missing" / "x"), 0o700)
     writer.close(raise_error=False)
+
+
+def test_whole_small_file_in_one_operation(tmp_path: Path) -> None:
+    writer = OrderedWriter()
+    writer.write_file(os.fsencode(tmp_path / "small"), b"data", None, 0o600, 1700000000)
+    writer.close()
+    assert (tmp_path / "small").read_bytes() == b"data"
+    assert (tmp_path / "small").stat().st_mode & 0o7777 == 0o600
