@@ -38,6 +38,7 @@ from guestpkg import fsutil
 from guestpkg.buildroot.roots import BaseRoot, release_generation, require_root
 from guestpkg.config import Config
 from guestpkg.errors import SystemStateError, UsageError
+from guestpkg.run import run
 
 if TYPE_CHECKING:
     from guestpkg.sandbox import SandboxSpec
@@ -101,8 +102,6 @@ class Fork:
         if not self.on_tmpfs and os.stat(dest.parent).st_dev == os.stat(self.upperdir).st_dev:
             os.rename(self.upperdir, dest)
         else:
-            from guestpkg.run import run
-
             with fsutil.atomic_directory(dest) as tmp:
                 run(["cp", "-a", "--reflink=auto", "--no-target-directory",
                      str(self.upperdir), str(tmp)])
