@@ -56,14 +56,24 @@ def job_environment() -> dict[str, str]:
     return base_env(extra)
 
 
-def spawn_job(config: Config) -> int:
-    """Start a detached job; returns its pid."""
+def _take_job_lock(config: Config) -> int:
+    """Open the job lock and hold it shared; returns the descriptor, which holds it."""
     path = job_lock_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        # Taken here and inherited: the job "exists" for status --wait from now on.
         fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def spawn_job(config: Config) -> int:
+    """Start a detached job; returns its pid."""
+    # Taken here and inherited: the job "exists" for status --wait from now on.
+    fd = _take_job_lock(config)
+    try:
         argv = [sys.executable, "-m", "guestpkg", "hook", "job", "--lock-fd", str(fd)]
         return spawn_detached(argv, env=job_environment(), pass_fds=[fd])
     finally:
@@ -85,10 +95,7 @@ def wait_for_jobs(config: Config) -> None:
 def hold_job_lock(config: Config) -> None:
     """For a job started without an inherited lock (the daily retry, by hand): take the
     shared job lock for the rest of this process's life, so status --wait sees it."""
-    path = job_lock_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_SH)  # released when the process exits
+    _take_job_lock(config)  # released when the process exits
 
 
 def run_job(config: Config) -> list[Outcome]:
