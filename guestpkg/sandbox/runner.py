@@ -29,7 +29,7 @@ from guestpkg.sandbox.spec import SandboxSpec, to_json
 
 log = logging.getLogger(__name__)
 
-#: Debian's Python: the one with python3-seccomp, python3-prctl and python3-pyroute2.
+#: Debian's Python: the one with python3-seccomp and python3-prctl.
 SANDBOX_PYTHON = "/usr/bin/python3"
 
 #: Where the guestpkg package is imported from (works from a checkout, too).
