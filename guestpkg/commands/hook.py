@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, UsageError
@@ -40,10 +39,6 @@ dh_guestpkg generates for host packages.  Not for interactive use; see guestpkg-
   post-invoke         build and install pending guests (from apt; always exits 0)
   job                 the detached job: wait for apt to exit, then build and install
 """
-
-#: Set for everything guestpkg runs from the hook; apt-hooks/apt-post-invoke returns at
-#: once when it is set, so a nested apt-get or dpkg does not re-enter us.
-GUARD = "GUESTPKG_HOOK_ACTIVE"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +125,6 @@ def quiet_console() -> None:
 
 def post_invoke(config: Config) -> int:
     """Never fails: errors are shown in apt's output and recorded."""
-    os.environ[GUARD] = "1"
     quiet_console()
     try:
         outcomes = process_pending(config, Mode.POST_INVOKE)

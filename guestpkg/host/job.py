@@ -33,6 +33,7 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.host.lifecycle import Mode, Outcome, process_pending
+from guestpkg.host.system import HOOK_GUARD
 from guestpkg.run import base_env, spawn_detached
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def job_environment() -> dict[str, str]:
     """The job's environment: a clean one, plus the settings we run with (GUESTPKG_*)
     and the Python path, so the job sees the same directories as its parent."""
     extra = {k: v for k, v in os.environ.items()
-             if k.startswith("GUESTPKG_") and k != "GUESTPKG_HOOK_ACTIVE"}
+             if k.startswith("GUESTPKG_") and k != HOOK_GUARD}
     if "PYTHONPATH" in os.environ:
         extra["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return base_env(extra)

@@ -166,6 +166,11 @@ def wait_for_frontend_lock(timeout_s: float | None = None, poll_s: float = 0.5) 
         os.close(fd)
 
 
+#: Set for everything guestpkg installs from the hook; apt-hooks/apt-post-invoke returns
+#: at once when it is set, so a nested apt-get or dpkg does not re-enter us.
+HOOK_GUARD = "GUESTPKG_HOOK_ACTIVE"
+
+
 def install_env() -> dict[str, str]:
     """Environment of the dpkg and apt-get runs that install a guest: no questions (no
     terminal may be there), and the recursion guard the APT hook checks first.
@@ -173,7 +178,7 @@ def install_env() -> dict[str, str]:
     Inside apt's Post-Invoke, apt holds the frontend lock and says so with
     ``DPKG_FRONTEND_LOCKED``; dpkg -i must see it, or it waits for the lock apt holds
     and fails (dpkg(1), ENVIRONMENT; REFERENCE.md)."""
-    extra = {"DEBIAN_FRONTEND": "noninteractive", "GUESTPKG_HOOK_ACTIVE": "1"}
+    extra = {"DEBIAN_FRONTEND": "noninteractive", HOOK_GUARD: "1"}
     if "DPKG_FRONTEND_LOCKED" in os.environ:
         extra["DPKG_FRONTEND_LOCKED"] = os.environ["DPKG_FRONTEND_LOCKED"]
     return base_env(extra)
