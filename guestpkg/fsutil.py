@@ -89,7 +89,7 @@ def remove_tree(path: Path) -> None:
 def locked(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
     """Hold a flock on *path* (created if missing).  Yields False if *blocking* is off
     and someone else holds it.  For guestpkg's own locks; dpkg's use fcntl (see
-    :mod:`guestpkg.host`)."""
+    :mod:`guestpkg.host.system`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
