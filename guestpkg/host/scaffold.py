@@ -78,10 +78,8 @@ def find_upstream_files(guest: Guest) -> list[UpstreamFile]:
         m = ORIG.match(path.name)
         if m is None or m.group("stem") != stem or not path.is_file():
             continue
-        digest = hashlib.sha256()
         with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+            digest = hashlib.file_digest(f, "sha256")
         found.append(UpstreamFile(path.name, path.stat().st_size, digest.hexdigest(),
                                   m.group("component")))
     if not any(f.component is None for f in found):
