@@ -25,7 +25,9 @@ CHUNK_BYTES = 1 << 16
 
 
 class Transient(Exception):
-    """An FTP failure worth retrying (4xx reply, connection lost, truncated file)."""
+    """A download failure worth retrying, over FTP (4xx reply, connection lost,
+    truncated file) or http (network hiccup, 5xx, truncated body): the one class
+    :mod:`guestpkg.fetch.transport`'s retry loop catches."""
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ from guestpkg import __version__
 from guestpkg.config import Config
 from guestpkg.errors import ChecksumMismatch, InputError, NetworkError, SystemStateError
 from guestpkg.fetch import ftp
+from guestpkg.fetch.ftp import Transient
 from guestpkg.fsutil import fsync_dir, locked
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ DEFAULT_USER_AGENT = f"guestpkg/{__version__} (uscan compatible; +debian/watch)"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 T = TypeVar("T")
-
-
-class _Transient(Exception):
-    """A failure worth retrying (network hiccup, 5xx, truncated body)."""
 
 
 @dataclass(frozen=True)
@@ -224,13 +221,13 @@ def _stream(response: requests.Response, url: str, limit: int,
                                    hint="raise max_download_size if this is expected")
             yield chunk
     except (requests.RequestException, OSError) as e:
-        raise _Transient(f"{url}: the transfer broke off: {e}") from e
+        raise Transient(f"{url}: the transfer broke off: {e}") from e
     except Exception as e:  # urllib3's ProtocolError and friends
         if type(e).__module__.startswith("urllib3"):
-            raise _Transient(f"{url}: the transfer broke off: {e}") from e
+            raise Transient(f"{url}: the transfer broke off: {e}") from e
         raise
     if expected is not None and not decode and received != expected:
-        raise _Transient(f"{url}: truncated: {received} of {expected} bytes")
+        raise Transient(f"{url}: truncated: {received} of {expected} bytes")
 
 
 def _open(s: requests.Session, config: Config, url: str,
@@ -247,7 +244,7 @@ def _open(s: requests.Session, config: Config, url: str,
             raise NetworkError(f"{current}: TLS certificate check failed: {e}",
                                hint="guestpkg never skips certificate checks") from e
         except requests.RequestException as e:
-            raise _Transient(f"{current}: {e}") from e
+            raise Transient(f"{current}: {e}") from e
         if response.is_redirect:
             target = urljoin(current, response.headers["Location"])
             response.close()
@@ -257,7 +254,7 @@ def _open(s: requests.Session, config: Config, url: str,
             continue
         if response.status_code == 429 or response.status_code >= 500:
             response.close()
-            raise _Transient(f"{current}: HTTP {response.status_code} {response.reason}")
+            raise Transient(f"{current}: HTTP {response.status_code} {response.reason}")
         if response.status_code >= 400:
             response.close()
             raise NetworkError(f"{current}: HTTP {response.status_code} {response.reason}",
@@ -279,7 +276,7 @@ def _retrying(config: Config, url: str, attempt: Callable[[], T]) -> T:
     for number in range(retries + 1):
         try:
             return attempt()
-        except (_Transient, ftp.Transient) as e:
+        except Transient as e:
             if number == retries:
                 raise NetworkError(str(e), hint=f"gave up after {retries + 1} attempts; "
                                    "is the network or the upstream server down?") from e
