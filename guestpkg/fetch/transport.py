@@ -90,7 +90,7 @@ def get_page(config: Config, url: str, *, user_agent: str | None = None) -> Page
     with retries."""
     limit = min(config.max_download_size, MAX_PAGE_BYTES)
     if _is_ftp(url):
-        return _retrying(config, url,
+        return _retrying(config,
                          lambda: Page(url, (), url, ftp.list_directory(config, url, limit)))
 
     def attempt() -> Page:
@@ -107,7 +107,7 @@ def get_page(config: Config, url: str, *, user_agent: str | None = None) -> Page
                 except LookupError:  # a charset Python does not know
                     text = body.decode("utf-8", errors="replace")
                 return Page(url, tuple(redirects), response.url, text)
-    return _retrying(config, url, attempt)
+    return _retrying(config, attempt)
 
 
 def fetch_verified(config: Config, url: str, sha256: str, *, user_agent: str | None = None,
@@ -137,7 +137,7 @@ def fetch_verified(config: Config, url: str, sha256: str, *, user_agent: str | N
         if final.is_file():  # another process fetched it while we waited
             return final
         _reap_unverified(directory, sha256)
-        _retrying(config, url,
+        _retrying(config,
                   lambda: _download(config, url, sha256, final, user_agent, label))
     return final
 
@@ -271,7 +271,7 @@ def _check_scheme(current: str, original: str) -> None:
                            hint="guestpkg downloads over http and https only")
 
 
-def _retrying(config: Config, url: str, attempt: Callable[[], T]) -> T:
+def _retrying(config: Config, attempt: Callable[[], T]) -> T:
     retries = max(0, config.download_retries)
     for number in range(retries + 1):
         try:
