@@ -104,7 +104,7 @@ def guest_main_package(state: st.HostState, paths: HostPaths) -> str | None:
     return packages[0] if packages else None
 
 
-def _decide(config: Config, state: st.HostState, paths: HostPaths) -> Decision:
+def _decide(state: st.HostState, paths: HostPaths) -> Decision:
     from guestpkg.host.system import package_state, version_compare
 
     package = guest_main_package(state, paths)
@@ -133,7 +133,7 @@ def note_configured(config: Config, host: str, consent: bool, host_version: str 
         state.consent = consent
         state.host_version = host_version
         state.bundled_version = manifest.guest_version
-        decision = _decide(config, state, paths)
+        decision = _decide(state, paths)
         st.save(config.vardir, state, pending=decision.pending)
     return decision
 
@@ -199,7 +199,7 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
         log.warning("%s: an earlier %s was interrupted; starting again", paths.host,
                     state.in_progress)
         state.in_progress = None
-    decision = _decide(config, state, paths)
+    decision = _decide(state, paths)
     if force_build and decision.step in (Step.INSTALL, Step.NOTHING, Step.WAIT) \
             and state.consent and not state.user_removed:
         decision = Decision(Step.BUILD, "rebuild requested")
