@@ -285,7 +285,7 @@ def _substitution(rule: str, pattern: str, replacement: str, flags: str,
         raise PerlSyntaxError(f"\\G is not supported: {rule!r}")
     re_flags = (re.IGNORECASE if "i" in flags else 0) | (re.VERBOSE if "x" in flags else 0)
     regex = compile_regex(pattern, re_flags)
-    template = _parse_replacement(replacement, sep, rule)
+    template = _parse_replacement(replacement, rule)
     count = 0 if "g" in flags else 1
 
     def expand(match: re.Match[str]) -> str:
@@ -300,7 +300,7 @@ def _substitution(rule: str, pattern: str, replacement: str, flags: str,
 _Token = tuple[str, str]
 
 
-def _parse_replacement(text: str, sep: str, rule: str) -> list[_Token]:
+def _parse_replacement(text: str, rule: str) -> list[_Token]:
     if _CODE_IN_STRING.search(text):
         raise PerlSyntaxError(f"refusing interpolated code in the replacement: {rule!r}")
     tokens: list[_Token] = []
