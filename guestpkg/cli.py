@@ -111,10 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def report(error: GuestpkgError) -> int:
     log.debug("error: %s", error, exc_info=True)
     print(f"guestpkg: error: {error.message}", file=sys.stderr)
-    tail = getattr(error, "output_tail", "")
-    if tail:
+    if error.output_tail:
         print("guestpkg: last lines of output:", file=sys.stderr)
-        print(tail, file=sys.stderr)
+        print(error.output_tail, file=sys.stderr)
     if error.hint:
         print(f"guestpkg: hint: {error.hint}", file=sys.stderr)
     return error.exit_code

@@ -28,6 +28,8 @@ class GuestpkgError(Exception):
     """An error with a one-line message for the user and an optional hint."""
 
     exit_code = 1
+    #: the last lines of a failed command's output, shown before the hint
+    output_tail = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
