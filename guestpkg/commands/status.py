@@ -19,8 +19,7 @@ from guestpkg.config import Config
 from guestpkg.host import state as st
 from guestpkg.host.job import wait_for_jobs
 from guestpkg.host.layout import check_host_name, host_paths, installed_hosts
-from guestpkg.host.lifecycle import format_time, guest_main_package
-from guestpkg.host.plan import observe
+from guestpkg.host.lifecycle import format_time, guest_main_package, observe_guest
 
 DESCRIPTION = """\
 Show, for each host package (or the HOSTs named), whether the user consented to
@@ -40,13 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(config: Config, host: str) -> dict[str, Any]:
-    from guestpkg.host.system import installed_version
-
     paths = host_paths(config, host)
     state = st.load(config.vardir, host)
     package = guest_main_package(state, paths)
-    installed = installed_version(package) if package else None
-    observe(state, installed)
+    installed = observe_guest(state, paths)
     pending = st.pending_path(config.vardir, host).exists()
     return {
         "host": host,

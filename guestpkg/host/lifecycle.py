@@ -104,15 +104,23 @@ def guest_main_package(state: st.HostState, paths: HostPaths) -> str | None:
     return packages[0] if packages else None
 
 
-def _decide(state: st.HostState, paths: HostPaths) -> Decision:
-    from guestpkg.host.system import package_state, version_compare
+def observe_guest(state: st.HostState, paths: HostPaths) -> str | None:
+    """Update *state* with what dpkg says of the guest now; its installed version.
+
+    Gone from dpkg: maybe removed by the user.  Left half-way (an install that was
+    interrupted): not removed, and not installed either, so it is installed again."""
+    from guestpkg.host.system import package_state
 
     package = guest_main_package(state, paths)
     current, version = package_state(package) if package else (None, None)
-    # Gone from dpkg: maybe removed by the user.  Left half-way (an install that was
-    # interrupted): not removed, and not installed either, so it is installed again.
     observe(state, version)
-    installed = version if current == "i" else None
+    return version if current == "i" else None
+
+
+def _decide(state: st.HostState, paths: HostPaths) -> Decision:
+    from guestpkg.host.system import version_compare
+
+    installed = observe_guest(state, paths)
     return decide(state, installed, bool(built_debs(paths)), time.time(), version_compare)
 
 
