@@ -17,6 +17,7 @@ and :meth:`OrderedWriter.close` re-raises it; fds left open by an error are clos
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import threading
@@ -33,6 +34,7 @@ class OrderedWriter:
             queue.Queue(maxsize=QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._fds: dict[int, int] = {}
+        self._digests: dict[int, Any] = {}
         self._thread = threading.Thread(target=self._run, name="dcfpkg-writer", daemon=True)
         self._thread.start()
 
@@ -56,6 +58,7 @@ class OrderedWriter:
         self.submit(self._open, key, path)
 
     def _open(self, key: int, path: bytes) -> None:
+        self._digests[key] = hashlib.sha256()
         self._fds[key] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                  | os.O_CLOEXEC, 0o600)
 
@@ -63,18 +66,22 @@ class OrderedWriter:
         self.submit(self._write, key, data)
 
     def _write(self, key: int, data: bytes | memoryview) -> None:
+        self._digests[key].update(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fds[key], view):]
 
     def finish_file(self, key: int, owner: tuple[int, int] | None, mode: int,
-                    mtime: int) -> None:
-        self.submit(self._finish_file, key, owner, mode, mtime)
+                    mtime: int, check: Callable[[str], None]) -> None:
+        """Close file *key*; *check* gets the SHA256 of what was written and raises if
+        it is wrong, before the file gets its mode."""
+        self.submit(self._finish_file, key, owner, mode, mtime, check)
 
     def _finish_file(self, key: int, owner: tuple[int, int] | None, mode: int,
-                     mtime: int) -> None:
+                     mtime: int, check: Callable[[str], None]) -> None:
         fd = self._fds.pop(key)
         try:
+            check(self._digests.pop(key).hexdigest())
             if owner is not None:
                 os.fchown(fd, *owner)
             # chmod after chown: chown clears the setuid and setgid bits (chown(2)).
@@ -84,15 +91,15 @@ class OrderedWriter:
             os.close(fd)
 
     def write_file(self, path: bytes, data: bytes, owner: tuple[int, int] | None, mode: int,
-                   mtime: int) -> None:
+                   mtime: int, check: Callable[[str], None]) -> None:
         """A whole small file in one operation."""
-        self.submit(self._write_file, path, data, owner, mode, mtime)
+        self.submit(self._write_file, path, data, owner, mode, mtime, check)
 
     def _write_file(self, path: bytes, data: bytes, owner: tuple[int, int] | None, mode: int,
-                    mtime: int) -> None:
+                    mtime: int, check: Callable[[str], None]) -> None:
         self._open(-1, path)
         self._write(-1, data)
-        self._finish_file(-1, owner, mode, mtime)
+        self._finish_file(-1, owner, mode, mtime, check)
 
     def close(self, *, raise_error: bool = True) -> None:
         """Wait for every queued operation; re-raise the first error (unless the caller

@@ -27,6 +27,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, cast
 
@@ -271,13 +272,22 @@ class DcfpkgReader:
 
     def contents(self, entry: Entry) -> Iterator[bytes]:
         """The next regular file's contents, in chunks; checks its SHA256 at the end."""
-        digest, left = hashlib.sha256(), entry.size
+        digest = hashlib.sha256()
+        for chunk in self.unchecked_contents(entry):
+            digest.update(chunk)
+            yield chunk
+        self.check_digest(entry, digest.hexdigest())
+
+    def unchecked_contents(self, entry: Entry) -> Iterator[bytes]:
+        """The next regular file's contents; the caller must :meth:`check_digest`."""
+        left = entry.size
         while left:
             chunk = self._read(min(left, CHUNK_BYTES))
             left -= len(chunk)
-            digest.update(chunk)
             yield chunk
-        if digest.hexdigest() != entry.sha256:
+
+    def check_digest(self, entry: Entry, sha256: str) -> None:
+        if sha256 != entry.sha256:
             raise UnsafeArchive(f"{self.where}: {entry.path!r}: SHA256 mismatch")
 
     def finish(self) -> None:
@@ -373,15 +383,19 @@ def _create_entries(reader: DcfpkgReader, root: Path, policy: ReaderPolicy,
         elif entry.kind == REGULAR:
             owner = (entry.uid, entry.gid)
             chown = owner if owners and owner != ours else None
+            # The writer thread hashes what it writes and checks the digest
+            # (reader.check_digest) before it sets the mode: SHA256 releases the GIL,
+            # so hashing there overlaps with decompressing here.
             if entry.size <= CHUNK_BYTES:
                 # Most files are small: one hand-over each, not three.
-                data = b"".join(reader.contents(entry))
-                writer.write_file(target, data, chown, entry.mode, mtime)
+                data = b"".join(reader.unchecked_contents(entry))
+                writer.write_file(target, data, chown, entry.mode, mtime,
+                                  partial(reader.check_digest, entry))
                 continue
             writer.open(key, target)
-            for chunk in reader.contents(entry):
+            for chunk in reader.unchecked_contents(entry):
                 writer.write(key, chunk)
-            writer.finish_file(key, chown, entry.mode, mtime)
+            writer.finish_file(key, chown, entry.mode, mtime, partial(reader.check_digest, entry))
         elif entry.kind == SYMLINK:
             writer.submit(_symlink, entry, target, owners, mtime)
         else:

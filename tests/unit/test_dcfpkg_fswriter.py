@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_operations_run_in_order(tmp_path: Path) -> None:
     writer.open(1, target)
     for i in range(QUEUE_DEPTH * 3):   # more than the queue holds
         writer.write(1, b"%d\n" % i)
-    writer.finish_file(1, None, 0o640, 1700000000)
+    writer.finish_file(1, None, 0o640, 1700000000, lambda digest: None)
     writer.close()
     assert (tmp_path / "d/f").read_bytes() == b"".join(b"%d\n" % i for i in range(192))
     st = (tmp_path / "d/f").stat()
@@ -47,7 +48,10 @@ def test_close_without_raising_when_the_caller_has_its_own_error(tmp_path: Path)
 
 def test_whole_small_file_in_one_operation(tmp_path: Path) -> None:
     writer = OrderedWriter()
-    writer.write_file(os.fsencode(tmp_path / "small"), b"data", None, 0o600, 1700000000)
+    seen: list[str] = []
+    writer.write_file(os.fsencode(tmp_path / "small"), b"data", None, 0o600, 1700000000,
+                      seen.append)
     writer.close()
     assert (tmp_path / "small").read_bytes() == b"data"
     assert (tmp_path / "small").stat().st_mode & 0o7777 == 0o600
+    assert seen == [hashlib.sha256(b"data").hexdigest()]
