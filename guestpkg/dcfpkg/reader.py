@@ -17,7 +17,8 @@ anyway, so every rule is enforced here (docs/dcfpkg.md sections 3, 4 and 6):
 Extraction writes into a fresh temporary directory next to the destination, never
 follows a link, and renames the directory into place only after step 4; any failure
 removes it.  The file system operations run on a writer thread, in manifest order
-(:mod:`guestpkg.dcfpkg.fswriter`), while this thread decompresses and hashes.
+(:mod:`guestpkg.dcfpkg.fswriter`), which hashes what it writes and checks each digest,
+while this thread decompresses.
 """
 
 from __future__ import annotations
