@@ -2,17 +2,18 @@
 """The file system side of an extraction, on a thread of its own.
 
 Creating a file costs the kernel tens of microseconds (ext4 journals every create);
-decompressing and hashing cost the CPU.  The reader does the second on the calling
-thread and hands every file system operation, *in manifest order*, to one
-:class:`OrderedWriter` thread, so both run at once on two cores: ``tar -x | zstd -d``
-gets the same overlap from being two processes.  One thread, FIFO: a directory is
-made before what is in it, a hard link after its target, exactly as if it were
-sequential.  Both sides release the GIL in their slow parts (system calls, zstd,
-SHA256 of large buffers).
+decompressing and hashing cost the CPU.  The reader decompresses on the calling thread
+and hands every file system operation, *in manifest order*, to one
+:class:`OrderedWriter` thread, which also hashes what it writes, so the work runs on
+two cores at once: ``zstd -d | tar -x`` gets the same overlap from being two
+processes.  One thread, FIFO: a directory is made before what is in it, a hard link
+after its target, exactly as if it were sequential.  Both sides release the GIL in
+their slow parts (system calls, zstd, SHA256 of large buffers).
 
-The writer never decides anything: what it is given was checked by the reader.  After
-an error it skips every later operation (so the reader never blocks on a full queue)
-and :meth:`OrderedWriter.close` re-raises it; fds left open by an error are closed.
+The writer decides nothing: what it is given was checked by the reader, and each
+file's digest is checked by a callback of the reader before the file gets its mode.
+After an error it skips every later operation (so the reader never blocks on a full
+queue) and :meth:`OrderedWriter.close` re-raises it; fds left open are closed.
 """
 
 from __future__ import annotations
