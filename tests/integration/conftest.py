@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.fetch_fixtures import scenario, upstream  # noqa: F401 (the fetch tests' fixtures)
 from tests.support import debsrc, selfdeb
 from tests.support.sysroot import (
     BUILDER_PACKAGES,
@@ -84,8 +85,8 @@ def builder_sysroot(make_sysroot: Callable[..., SystemRoot]) -> SystemRoot:
 def local_upstream(tmp_path: Path) -> Iterator[LocalUpstream]:
     directory = tmp_path / "upstream"
     directory.mkdir()
-    with LocalUpstream(directory) as upstream:
-        yield upstream
+    with LocalUpstream(directory) as server:
+        yield server
 
 
 @pytest.fixture

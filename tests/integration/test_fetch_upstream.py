@@ -43,20 +43,6 @@ def config(tmp_path: Path) -> Config:
                            download_timeout=5.0, download_retries=0)
 
 
-@pytest.fixture(params=SCENARIOS, ids=[s.name for s in SCENARIOS])
-def scenario(request: pytest.FixtureRequest) -> Scenario:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, scenario: Scenario) -> Iterator[Upstream]:
-    root = tmp_path / "www"
-    root.mkdir()
-    with serve(root) as server:
-        scenario.write_web(root, server.url)
-        yield server
-
-
 def pins(scenario: Scenario) -> list[str]:
     return [sha256(scenario.files[path]) for path in EXPECTED[scenario.name].values()]
 

@@ -10,15 +10,14 @@ import hashlib
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from guestpkg.config import Config
 from guestpkg.fetch import fetch_upstream, plan
-from tests.support.upstream_server import Upstream, serve
-from tests.support.upstreams import SCENARIOS, Scenario
+from tests.support.upstream_server import Upstream
+from tests.support.upstreams import Scenario
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +26,6 @@ def uscan() -> str:
     if path is None:
         pytest.fail("uscan is not installed: install devscripts (tools/test-depends)")
     return path
-
-
-@pytest.fixture(params=SCENARIOS, ids=[s.name for s in SCENARIOS])
-def scenario(request: pytest.FixtureRequest) -> Scenario:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, scenario: Scenario) -> Iterator[Upstream]:
-    root = tmp_path / "www"
-    root.mkdir()
-    with serve(root) as server:
-        scenario.write_web(root, server.url)
-        yield server
 
 
 def run_uscan(uscan: str, tree: Path, *args: str) -> str:
