@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from guestpkg.debian import deb822
 from guestpkg.errors import ConfigError
 
 APT_ETC = Path("/etc/apt")
@@ -78,35 +79,19 @@ def parse_one_line(text: str) -> list[AptSource]:
     return entries
 
 
-def _stanzas(text: str) -> Iterable[dict[str, str]]:
-    stanza: dict[str, str] = {}
-    key = ""
-    for raw in [*text.splitlines(), ""]:
-        if raw.startswith("#"):
-            continue
-        if not raw.strip():
-            if stanza:
-                yield stanza
-            stanza, key = {}, ""
-        elif raw[0] in " \t" and key:
-            stanza[key] += " " + raw.strip()
-        elif ":" in raw:
-            key, _, value = raw.partition(":")
-            key = key.strip().lower()
-            stanza[key] = value.strip()
-
-
-def parse_deb822(text: str) -> list[AptSource]:
+def parse_deb822(text: str, path: Path | str = "<sources>") -> list[AptSource]:
     """The ``deb`` entries of a deb822 style ``.sources`` file."""
     entries = []
-    for stanza in _stanzas(text):
-        if stanza.get("enabled", "yes").lower() == "no":
+    # APT_SOURCES reads as tolerantly as APT: a host's hand-edited file must not stop
+    # a root from being made because of a line that apt itself skips.
+    for stanza in deb822.parse(text, path, deb822.APT_SOURCES):
+        if (stanza.get("enabled") or "yes").lower() == "no":
             continue
-        if "deb" not in stanza.get("types", "").split():
+        if "deb" not in (stanza.get("types") or "").split():
             continue
-        components = tuple(stanza.get("components", "").split())
-        for uri in stanza.get("uris", "").split():
-            for suite in stanza.get("suites", "").split():
+        components = tuple((stanza.get("components") or "").split())
+        for uri in (stanza.get("uris") or "").split():
+            for suite in (stanza.get("suites") or "").split():
                 entries.append(AptSource(uri.rstrip("/"), suite, components))
     return entries
 
@@ -123,7 +108,7 @@ def read_host_sources(etc: Path = APT_ETC) -> list[AptSource]:
             if path.name.endswith(".list"):
                 entries += parse_one_line(path.read_text(errors="replace"))
             elif path.name.endswith(".sources"):
-                entries += parse_deb822(path.read_text(errors="replace"))
+                entries += parse_deb822(path.read_text(errors="replace"), path)
     return entries
 
 

@@ -25,9 +25,11 @@ round-trips and no name can split a line or a column.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from guestpkg.dcfpkg.stanza import Stanza, format_stanza
+from guestpkg.debian.deb822 import is_package_name, is_sha256, is_version
 from guestpkg.errors import ParseError
 
 MAGIC = b"dcfpkg 1\n"
@@ -36,11 +38,8 @@ COMPRESSION = "zstd"
 DIRECTORY, REGULAR, SYMLINK, HARDLINK = "d", "f", "l", "h"
 TYPES = (DIRECTORY, REGULAR, SYMLINK, HARDLINK)
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
-_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:]*$")
 _RELEASE = re.compile(r"^[A-Za-z0-9.+~]+$")
 _ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NUMBER = re.compile(r"^(0|[1-9][0-9]{0,18})$")
 
 #: Fields in the order the writer emits them, and whether they are required.
@@ -83,10 +82,14 @@ class Metadata:
 
     def check_identity(self) -> None:
         """Refuse names and versions that could not be a file name or a version."""
-        checks = (("Package", self.package, _NAME), ("Version", self.version, _VERSION),
-                  ("Release", self.release, _RELEASE), ("Architecture", self.architecture, _ARCH))
-        for name, value, pattern in checks:
-            if not pattern.match(value):
+        checks: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+            ("Package", self.package, is_package_name),
+            # the version without the revision: full_version appends the Release
+            ("Version", self.version, lambda v: is_version(v) and "-" not in v),
+            ("Release", self.release, _RELEASE.match),
+            ("Architecture", self.architecture, _ARCH.match))
+        for name, value, valid in checks:
+            if not valid(value):
                 raise ValueError(f"{name}: {value!r} is not a valid value")
         for name, _ in self.extra:
             if not name.startswith("X-"):
@@ -125,7 +128,7 @@ class Metadata:
             return int(f[name])
 
         def digest(name: str) -> str:
-            if not _SHA256.match(f[name]):
+            if not is_sha256(f[name]):
                 raise ParseError(f"{name}: not a SHA256: {f[name]!r}", path, stanza.lines[name])
             return f[name]
 
@@ -226,7 +229,7 @@ def parse_line(line: bytes, where: str, lineno: int) -> Entry:
     owner_match = _OWNER.match(owner)
     if not _MODE.match(mode) or owner_match is None or not _LINE_NUMBER.match(size):
         raise ParseError("bad mode, owner or size column", where, lineno)
-    if digest != b"-" and not _SHA256.match(digest.decode("ascii", "replace")):
+    if digest != b"-" and not is_sha256(digest.decode("ascii", "replace")):
         raise ParseError(f"bad SHA256 {digest[:70]!r}", where, lineno)
     return Entry(
         path=unescape(path, where, lineno), kind=kind.decode(), mode=int(mode, 8),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from cryptography.exceptions import InvalidSignature
@@ -37,13 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from guestpkg.dcfpkg.format import Metadata
 from guestpkg.dcfpkg.keys import SecretKey, b64decode, b64encode
 from guestpkg.dcfpkg.stanza import Stanza, format_stanza, parse_stanzas
+from guestpkg.debian.deb822 import is_package_name, is_sha256, is_version
 from guestpkg.errors import ParseError
 
 FORMAT = "dcfpkg-signatures 1"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
-_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
 _ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COUNT = re.compile(r"^(0|[1-9][0-9]{0,18})$")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -63,7 +62,7 @@ def parse_time(text: str) -> int:
 
 
 def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
+    return is_package_name(name)
 
 
 @dataclass(frozen=True)
@@ -165,10 +164,11 @@ def _expect_fields(stanza: Stanza, names: tuple[str, ...], where: str) -> None:
 def _parse_signature(stanza: Stanza, where: str) -> Signature:
     _expect_fields(stanza, SIGNATURE_FIELDS, where)
     f = stanza.fields
-    checks = ((_NAME, "Package"), (_VERSION, "Version"), (_ARCH, "Architecture"),
-              (_COUNT, "Size"), (_SHA256, "SHA256"), (_SHA256, "Payload-SHA256"))
-    for pattern, name in checks:
-        if not pattern.match(f[name]):
+    checks: tuple[tuple[Callable[[str], object], str], ...] = (
+        (is_package_name, "Package"), (is_version, "Version"), (_ARCH.match, "Architecture"),
+        (_COUNT.match, "Size"), (is_sha256, "SHA256"), (is_sha256, "Payload-SHA256"))
+    for valid, name in checks:
+        if not valid(f[name]):
             raise ParseError(f"bad {name}: {f[name][:80]!r}", where, stanza.lines[name])
     try:
         return Signature(f["Package"], f["Version"], f["Architecture"], int(f["Size"]),

@@ -14,28 +14,18 @@ the epoch (dpkg-genchanges(1), dpkg-name(1)): :func:`without_epoch` gives that f
 
 from __future__ import annotations
 
-import re
-
 from debian.debian_support import Version
 
+from guestpkg.debian.deb822 import is_version
 from guestpkg.errors import InputError
 
 __all__ = ["Version", "compare", "parse", "upstream_version", "with_suffix", "without_epoch"]
-
-# deb-version(7): the upstream version starts with a digit and holds only
-# alphanumerics and . + - ~ (a hyphen only with a revision, a colon only with an epoch).
-_VERSION = re.compile(
-    r"^(?:(?P<epoch>[0-9]+):)?"
-    r"(?P<upstream>[0-9][A-Za-z0-9.+~:-]*?)"
-    r"(?:-(?P<revision>[A-Za-z0-9.+~]+))?$"
-)
 
 
 def parse(text: str) -> Version:
     """Parse *text* strictly: python-debian accepts some strings dpkg refuses."""
     text = text.strip()
-    match = _VERSION.match(text)
-    if not match or (":" in match.group("upstream") and match.group("epoch") is None):
+    if not is_version(text):
         raise InputError(f"not a valid Debian version: {text!r}",
                          hint="see deb-version(7) for the format")
     return Version(text)

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guestpkg.debian import deb822
 from guestpkg.debian.perlre import PerlSyntaxError, Rule, compile_regex, parse_rule
 from guestpkg.errors import ParseError
 
@@ -370,30 +371,12 @@ TEMPLATE_FIELDS = ("template", "owner", "project", "dist", "releaseonly", "versi
 
 
 def _paragraphs(text: str, path: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """deb822 paragraphs as (first line, {normalised key: value}); '#' lines dropped."""
-    fields: dict[str, str] = {}
-    start, key = 0, ""
-    for number, raw in enumerate([*text.splitlines(), ""], 1):
-        if raw.startswith("#"):
-            continue
-        if not raw.strip():
-            if fields:
-                yield start, fields
-            fields, key = {}, ""
-            continue
-        if raw[0].isspace():
-            if not key:
-                raise ParseError("a continuation line outside a field", path, number)
-            fields[key] += "\n" + raw.strip()
-            continue
-        name, sep, value = raw.partition(":")
-        if not sep:
-            raise ParseError(f"expected 'Field: value', got {raw.strip()!r}", path, number)
-        key = name.strip().lower().replace("-", "").replace("_", "")
-        if key in fields:
-            raise ParseError(f"duplicate field {name.strip()!r}", path, number)
-        fields[key] = value.strip()
-        start = start if len(fields) > 1 else number
+    """deb822 paragraphs as (first line, {normalised key: value}); '#' lines dropped.
+    Each line of a multi-line value is stripped: indentation means nothing here."""
+    for stanza in deb822.parse(text, path, deb822.WATCH):
+        yield stanza.first_line, {
+            key: "\n".join(part.strip() for part in value.split("\n"))
+            for key, value in stanza.fields.items()}
 
 
 def _parse_v5(text: str, path: str, package: str, strict: bool) -> WatchFile:

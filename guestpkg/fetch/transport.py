@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import requests
 
 from guestpkg import __version__
 from guestpkg.config import Config
+from guestpkg.debian.deb822 import is_sha256
 from guestpkg.errors import ChecksumMismatch, InputError, NetworkError, SystemStateError
 from guestpkg.fetch import ftp
 from guestpkg.fetch.ftp import Transient
@@ -55,7 +55,6 @@ CHUNK_BYTES = 1 << 16
 #: Listing pages are read into memory: cap them well below tarball sizes.
 MAX_PAGE_BYTES = 64 << 20
 DEFAULT_USER_AGENT = f"guestpkg/{__version__} (uscan compatible; +debian/watch)"
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 T = TypeVar("T")
 
@@ -116,7 +115,7 @@ def fetch_verified(config: Config, url: str, sha256: str, *, user_agent: str | N
 
     Downloads only if the cache does not hold that digest yet."""
     sha256 = sha256.lower()
-    if not SHA256_HEX.fullmatch(sha256):
+    if not is_sha256(sha256):
         raise InputError(f"not a SHA256 in hex: {sha256!r}", hint="64 hex digits expected")
     final = cache_path(config, sha256)
     if final.is_file():

@@ -26,11 +26,12 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.debian.changelog import read_changelog
+from guestpkg.debian.deb822 import is_sha256
 from guestpkg.debian.perlre import apply_rules
 from guestpkg.debian.watch import WatchEntry, WatchFile, read_watch
 from guestpkg.errors import InputError, SystemStateError, UsageError
 from guestpkg.fetch.discover import Found, PageSource, Search, orig_name
-from guestpkg.fetch.transport import SHA256_HEX, Page, fetch_verified, get_page
+from guestpkg.fetch.transport import Page, fetch_verified, get_page
 from guestpkg.fsutil import atomic_file
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def pins_for(tarballs: Sequence[Tarball], pins: Pins) -> dict[str, str]:
         if digest is None:
             raise UsageError(f"no SHA256 pinned for {label} ({tarball.found.url})",
                              hint="guestpkg never uses a download it could not verify")
-        if not SHA256_HEX.fullmatch(digest):
+        if not is_sha256(digest):
             raise UsageError(f"not a SHA256 for {label}: {digest!r}")
     unknown = set(mapping) - {t.component for t in tarballs}
     if unknown:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestpkg.config import Config
+from guestpkg.debian.deb822 import is_package_name
 from guestpkg.errors import UsageError
-from guestpkg.host.manifest import MANIFEST_NAME, PACKAGE_NAME
+from guestpkg.host.manifest import MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class HostPaths:
 
 def check_host_name(host: str) -> str:
     """A host name from the command line or a maintainer script, as a safe path part."""
-    if not PACKAGE_NAME.match(host) or re.search(r"\.\.", host):
+    if not is_package_name(host) or re.search(r"\.\.", host):
         raise UsageError(f"not a package name: {host!r}")
     return host
 
@@ -66,4 +67,4 @@ def installed_hosts(config: Config) -> list[str]:
     if not config.hostsdir.is_dir():
         return []
     return sorted(p.name for p in config.hostsdir.iterdir()
-                  if (p / MANIFEST_NAME).is_file() and PACKAGE_NAME.match(p.name))
+                  if (p / MANIFEST_NAME).is_file() and is_package_name(p.name))

@@ -24,83 +24,31 @@ The upstream URL is not in the manifest: the guest's ``debian/watch`` finds it (
 host's maintainer gets the guest's upstream-release notifications, DESIGN.md), and the
 pinned SHA256 decides whether what was found is accepted.  See guestpkg-host(7).
 
-This module is pure: it parses and renders text, nothing else.  Errors carry
-``path:line`` like python-debian's parsers do.
+This module is pure: it parses and renders text, nothing else.  The syntax is
+:mod:`guestpkg.debian.deb822`'s ``CONTROL`` dialect (comments allowed, a duplicate
+field is an error); errors carry ``path:line`` like python-debian's parsers do.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from guestpkg.debian import deb822
+from guestpkg.debian.deb822 import PACKAGE_NAME, Stanza
 from guestpkg.errors import ParseError
+
+__all__ = ["MANIFEST_NAME", "PACKAGE_NAME", "Manifest", "UpstreamFile", "parse_manifest",
+           "read_manifest", "render_manifest"]
 
 MANIFEST_FORMAT = "1"
 MANIFEST_NAME = "manifest"
 
-# Policy 5.6.1 (source package names) and 5.6.12 (versions); good enough to refuse
-# anything that could smuggle a path or an option into a command line.
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~_-]*$")
-
-
-@dataclass(frozen=True)
-class Field:
-    """A field's value and the line it started on (for error messages)."""
-
-    value: str
-    line: int
-
-
-@dataclass
-class Stanza:
-    """One paragraph of a deb822 file, field names compared case-insensitively."""
-
-    line: int
-    fields: dict[str, Field] = field(default_factory=dict)
-
-    def get(self, name: str) -> Field | None:
-        return self.fields.get(name.lower())
-
-
-def parse_deb822(text: str, path: Path | str) -> list[Stanza]:
-    """Split deb822 *text* into stanzas, keeping line numbers.
-
-    Comment lines (``#`` in column 0) are skipped, continuation lines start with a
-    space or a tab and are joined with newlines (deb822(5)).  A duplicate field in a
-    stanza is an error, as in dpkg.
-    """
-    stanzas: list[Stanza] = []
-    current: Stanza | None = None
-    last: str | None = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if raw.startswith("#"):
-            continue
-        if not raw.strip():
-            current, last = None, None
-            continue
-        if raw[0] in " \t":
-            if current is None or last is None:
-                raise ParseError("continuation line outside a field", path, lineno)
-            old = current.fields[last]
-            current.fields[last] = Field(old.value + "\n" + raw.strip(), old.line)
-            continue
-        name, sep, value = raw.partition(":")
-        if not sep or not name or " " in name:
-            raise ParseError(f"expected 'Field: value', got {raw!r}", path, lineno)
-        if current is None:
-            current = Stanza(lineno)
-            stanzas.append(current)
-        key = name.lower()
-        if key in current.fields:
-            raise ParseError(f"duplicate field {name}", path, lineno)
-        current.fields[key] = Field(value.strip(), lineno)
-        last = key
-    return stanzas
+COMPONENT = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9-]*\Z")
+FILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9.+~_-]*\Z")
+SIZE = re.compile(r"\A[0-9]+\Z")
 
 
 @dataclass(frozen=True)
@@ -125,45 +73,45 @@ class Manifest:
         return next(f for f in self.files if f.component is None)
 
 
-def _required(stanza: Stanza, name: str, pattern: re.Pattern[str], path: Path | str) -> str:
+def _required(stanza: Stanza, name: str, valid: Callable[[str], object],
+              path: Path | str) -> str:
     found = stanza.get(name)
     if found is None:
-        raise ParseError(f"missing field {name}", path, stanza.line)
-    if not pattern.match(found.value):
-        raise ParseError(f"bad {name}: {found.value!r}", path, found.line)
-    return found.value
+        raise ParseError(f"missing field {name}", path, stanza.first_line)
+    if not valid(found):
+        raise ParseError(f"bad {name}: {found!r}", path, stanza.line(name))
+    return found
 
 
 def _parse_file(stanza: Stanza, path: Path | str) -> UpstreamFile:
-    name = _required(stanza, "File", FILE_NAME, path)
-    size_text = _required(stanza, "Size", re.compile(r"^[0-9]+$"), path)
-    sha256 = _required(stanza, "Sha256", SHA256, path)
+    name = _required(stanza, "File", FILE_NAME.match, path)
+    size_text = _required(stanza, "Size", SIZE.match, path)
+    sha256 = _required(stanza, "Sha256", deb822.is_sha256, path)
     component = stanza.get("Component")
-    if component is not None and not COMPONENT.match(component.value):
-        raise ParseError(f"bad Component: {component.value!r}", path, component.line)
-    return UpstreamFile(name, int(size_text), sha256, component.value if component else None)
+    if component is not None and not COMPONENT.match(component):
+        raise ParseError(f"bad Component: {component!r}", path, stanza.line("Component"))
+    return UpstreamFile(name, int(size_text), sha256, component)
 
 
 def parse_manifest(text: str, path: Path | str = "<manifest>") -> Manifest:
     """Parse and check a manifest; any problem raises :class:`ParseError` with path:line."""
-    stanzas = parse_deb822(text, path)
+    stanzas = deb822.parse(text, path, deb822.CONTROL)
     if not stanzas:
         raise ParseError("empty manifest", path)
     head, rest = stanzas[0], stanzas[1:]
-    fmt = head.get("Format")
-    if fmt is None or fmt.value != MANIFEST_FORMAT:
+    if head.get("Format") != MANIFEST_FORMAT:
         raise ParseError(f"unsupported manifest Format (this guestpkg reads {MANIFEST_FORMAT})",
-                         path, fmt.line if fmt else head.line,
+                         path, head.line("Format"),
                          hint="a newer guestpkg may be needed for this host package")
     manifest = Manifest(
-        host=_required(head, "Host", PACKAGE_NAME, path),
-        guest_source=_required(head, "Guest-Source", PACKAGE_NAME, path),
-        guest_version=_required(head, "Guest-Version", VERSION, path),
+        host=_required(head, "Host", deb822.is_package_name, path),
+        guest_source=_required(head, "Guest-Source", deb822.is_package_name, path),
+        guest_version=_required(head, "Guest-Version", deb822.is_version, path),
         files=tuple(_parse_file(s, path) for s in rest),
     )
     if "-" not in manifest.guest_version:
         raise ParseError("Guest-Version has no Debian revision: a native package has no "
-                         "upstream tarball to fetch", path, head.line)
+                         "upstream tarball to fetch", path, head.first_line)
     _check_files(manifest, rest, path)
     return manifest
 
@@ -172,11 +120,11 @@ def _check_files(manifest: Manifest, stanzas: list[Stanza], path: Path | str) ->
     mains = [f for f in manifest.files if f.component is None]
     if len(mains) != 1:
         raise ParseError(f"expected exactly one File without Component, found {len(mains)}",
-                         path, stanzas[0].line if stanzas else None)
+                         path, stanzas[0].first_line if stanzas else None)
     seen: set[str] = set()
     for f, stanza in zip(manifest.files, stanzas, strict=True):
         if f.name in seen:
-            raise ParseError(f"file {f.name} listed twice", path, stanza.line)
+            raise ParseError(f"file {f.name} listed twice", path, stanza.first_line)
         seen.add(f.name)
 
 
@@ -193,12 +141,11 @@ def read_manifest(path: Path) -> Manifest:
 
 def render_manifest(manifest: Manifest) -> str:
     """The manifest as text; ``parse_manifest(render_manifest(m)) == m``."""
-    lines = [f"Format: {MANIFEST_FORMAT}", f"Host: {manifest.host}",
-             f"Guest-Source: {manifest.guest_source}",
-             f"Guest-Version: {manifest.guest_version}"]
+    stanzas = [deb822.format_stanza([
+        ("Format", MANIFEST_FORMAT), ("Host", manifest.host),
+        ("Guest-Source", manifest.guest_source), ("Guest-Version", manifest.guest_version)])]
     for f in manifest.files:
-        lines += ["", f"File: {f.name}"]
-        if f.component is not None:
-            lines.append(f"Component: {f.component}")
-        lines += [f"Size: {f.size}", f"Sha256: {f.sha256}"]
-    return "\n".join(lines) + "\n"
+        component = [("Component", f.component)] if f.component is not None else []
+        stanzas.append(deb822.format_stanza([("File", f.name), *component,
+                                             ("Size", str(f.size)), ("Sha256", f.sha256)]))
+    return "\n".join(stanzas)
