@@ -152,3 +152,13 @@ class Interrupted(GuestpkgError):
     """The user or a signal stopped guestpkg."""
 
     exit_code = 130
+
+
+class RecipeError(InputError):
+    """A recipe tree has problems; each is a ``path:line: message`` line."""
+
+    def __init__(self, problems: list[str], root: Path) -> None:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(problems[0] + more,
+                         hint=f"guestpkg recipe lint --recipes {root} lists every problem")
+        self.problems = problems
