@@ -43,6 +43,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("fetch", "fetch", "download and verify the upstream tarballs of a source tree"),
     Command("upstream-check", "upstream_check", "report the newest upstream version"),
     Command("dcfpkg", "dcfpkg", "create, inspect, verify and extract dcfpkg packages"),
+    Command("recipe", "recipe", "check, list and draw a tree of recipes"),
     Command("trust", "trust", "manage signing keys, signatures and the trust store"),
     Command("status", "status", "show each host package's consent, versions and state"),
     Command("rebuild", "rebuild", "build and install the guest of a host package now"),

@@ -118,6 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
             "DIR"),
     Setting("hostsdir", Path, Path("/usr/share/guestpkg/hosts"),
             "where host packages install their guest's debian/ and manifest", (), "DIR"),
+    Setting("recipes", Path, Path("/usr/share/guestpkg/recipes"),
+            "the recipe tree (NAME/VERSION/RELEASE/ directories)", ("recipe",), "DIR"),
     # buildroots
     Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
     Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
@@ -196,6 +198,7 @@ class Config:
     logdir: Path
     srcdir: Path
     hostsdir: Path
+    recipes: Path
     buildroot: str
     suite: str
     arch: str
@@ -309,18 +312,21 @@ def load(
     return Config(**values)
 
 
-def add_options(parser: argparse.ArgumentParser, command: str) -> None:
-    """Add the options of every setting that *command* offers."""
+def add_options(parser: argparse.ArgumentParser, command: str, default: Any = None) -> None:
+    """Add the options of every setting that *command* offers.  A command with actions
+    (``guestpkg recipe lint``) adds them again to each action's parser with *default*
+    ``argparse.SUPPRESS``, so they work after the action and don't reset the value
+    given before it."""
     for s in SETTINGS:
         if command not in s.commands:
             continue
         help_text = f"{s.help} (default: {show_default(s)}; env {s.env_var})"
         if s.parse is parse_bool:
             parser.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+                                default=default, help=help_text)
         else:
-            parser.add_argument(s.option, dest=s.name, type=_argparse_type(s), default=None,
-                                metavar=s.metavar, help=help_text)
+            parser.add_argument(s.option, dest=s.name, type=_argparse_type(s),
+                                default=default, metavar=s.metavar, help=help_text)
 
 
 def show_default(s: Setting) -> str:

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg recipe lint|list|graph``: check, list and draw a recipe tree."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+from guestpkg import config as settings
+from guestpkg.config import Config
+from guestpkg.errors import InputError, RecipeError
+from guestpkg.recipe import graph as rgraph
+from guestpkg.recipe.files import ARCHES
+from guestpkg.recipe.tree import RecipeTree, load_tree
+
+DESCRIPTION = """\
+Work with a recipe tree: directories NAME/VERSION/RELEASE/ holding the files type,
+arch, meta, build and optionally builddeps, rundeps, filter and sha256sums (see
+docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
+
+  lint                     check every file and the dependency graph of each
+                           architecture; print every problem as path:line: message
+  list                     one line per recipe: name, version-release, type, arches
+  graph [RECIPE...]        the recipes and everything they need, by build level
+                           (--dot: as a Graphviz digraph, edges from input to user)
+
+RECIPE is NAME, NAME/VERSION or NAME/VERSION/RELEASE (the newest match); without
+one, graph shows the newest version of every recipe that builds for --arch.
+"""
+
+
+def host_arch() -> str:
+    """The recipe architecture this machine runs natively."""
+    return "x86_64" if platform.machine() == "x86_64" else "i586"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lint = sub.add_parser("lint", help="check the whole tree")
+    listing = sub.add_parser("list", help="list the recipes")
+    listing.add_argument("--arch", choices=ARCHES, help="only recipes building for ARCH")
+    graph = sub.add_parser("graph", help="print the dependency graph")
+    graph.add_argument("recipes_requested", metavar="RECIPE", nargs="*")
+    graph.add_argument("--arch", choices=ARCHES, default=None,
+                       help="the architecture to resolve for (default: this machine's)")
+    graph.add_argument("--dot", action="store_true", help="print Graphviz dot")
+    for action in (lint, listing, graph):
+        settings.add_options(action, "recipe", default=argparse.SUPPRESS)
+
+
+def checked_tree(config: Config) -> RecipeTree:
+    """The tree, refused as a whole if anything in it is wrong."""
+    tree = load_tree(config.recipes)
+    problems = rgraph.lint(tree)
+    if problems:
+        raise RecipeError(problems, config.recipes)
+    return tree
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    if args.action == "lint":
+        return lint(config)
+    if args.action == "list":
+        tree = load_tree(config.recipes)
+        for recipe in tree.recipes:
+            if args.arch is None or args.arch in recipe.arches:
+                print(f"{recipe.name:20} {recipe.full_version:14} {recipe.type:6} "
+                      f"{','.join(recipe.arches):12} {recipe.description}")
+        if tree.problems:
+            raise RecipeError(list(tree.problems), config.recipes)
+        return 0
+    tree = checked_tree(config)
+    arch = args.arch or host_arch()
+    requested = ([tree.find(spec) for spec in args.recipes_requested]
+                 or rgraph.default_request(tree, arch))
+    resolved = rgraph.resolve(tree, arch, requested)
+    print(rgraph.render_dot(resolved) if args.dot else rgraph.render_text(resolved), end="")
+    return 0
+
+
+def lint(config: Config) -> int:
+    tree = load_tree(config.recipes)
+    problems = rgraph.lint(tree)
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in the recipe tree {config.recipes}",
+                         hint="fix each path:line above, then run guestpkg recipe lint again")
+    print(f"{config.recipes}: {len(tree.recipes)} recipes, no problems")
+    return 0
