@@ -5,7 +5,8 @@
 
     stage_source          .dsc unpacked in the sandbox, or the tree copied
     (prepare_source)      the caller's hook edits the staged tree (host lifecycle)
-    install_build_deps    a cached layer, or apt-get satisfy in a fork with network
+    install_build_deps    a cached layer, or apt installing a dummy package that
+                          carries the relations, in a fork with network
     ensure_build_user     the unprivileged user, if the root lacks it
     run_build             dpkg-buildpackage as that user, no network, no capabilities
     collect_artifacts     the .changes' files and the log into OUTPUT_DIR, as one set
@@ -57,7 +58,14 @@ from guestpkg.build.source import (
 )
 from guestpkg.buildroot import BaseRoot, Fork, fork, open_base_root
 from guestpkg.config import Config
-from guestpkg.debian.control import BuildMode, BuildRelations, build_relations
+from guestpkg.debian.control import (
+    DUMMY_PACKAGE,
+    DUMMY_VERSION,
+    BuildMode,
+    BuildRelations,
+    build_relations,
+)
+from guestpkg.debian.debfile import write_deb
 from guestpkg.errors import BuildFailed, CommandFailed, SystemStateError, UsageError
 from guestpkg.run import DEFAULT_PATH, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
@@ -222,15 +230,36 @@ def apt_env() -> dict[str, str]:
                      "DEBCONF_NONINTERACTIVE_SEEN": "true"}, inherit=True)
 
 
-def simulate_build_deps(config: Config, base: BaseRoot, relations: BuildRelations,
-                        work: Path, blog: BuildLog) -> list[str]:
-    """``apt-get -s satisfy``: the exact packages apt would install, without
-    installing them (no network, no capabilities: the lists are in the root)."""
+#: Where the dummy package is bound, read-only, during the dependency phase.
+DEPS_MOUNT = "/build"
+
+
+def write_dummy_package(relations: BuildRelations, arch: str, work: Path) -> Path:
+    """``<work>/deps/guestpkg-build-deps_1_<arch>.deb``: the request as a package
+    (see :meth:`BuildRelations.dummy_control`); readable by apt's ``_apt`` user."""
+    directory = work / "deps"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    path = directory / f"{DUMMY_PACKAGE}_{DUMMY_VERSION}_{arch}.deb"
+    write_deb(path, relations.dummy_control(arch))
+    path.chmod(0o644)
+    return path
+
+
+def dummy_install_arguments(dummy: Path) -> list[str]:
+    """apt-get's arguments that install *dummy* from :data:`DEPS_MOUNT` (a path with a
+    ``/`` is a .deb to install, apt-get(8)); ``--`` ends the options regardless."""
+    return [*APT_OPTIONS, "install", "--", f"{DEPS_MOUNT}/{dummy.name}"]
+
+
+def simulate_build_deps(config: Config, base: BaseRoot, dummy: Path, work: Path,
+                        blog: BuildLog) -> list[str]:
+    """``apt-get -s install`` of the dummy: the exact packages apt would install,
+    without installing them (no network, no capabilities: the lists are in the root)."""
     out = work / "resolve.log"
-    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *APT_OPTIONS, "satisfy",
-            *relations.satisfy_arguments()]
+    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,), env=apt_env(),
-                       hostname=HOSTNAME, timeout_s=config.timeout_s)
+                       hostname=HOSTNAME, timeout_s=config.timeout_s,
+                       binds=(Bind(dummy.parent, DEPS_MOUNT),))
     status = run_sandboxed(spec, log_path=out, check=False)
     text = out.read_text(encoding="utf-8", errors="replace")
     with open(blog.path, "a", encoding="utf-8") as f:
@@ -242,22 +271,25 @@ def simulate_build_deps(config: Config, base: BaseRoot, relations: BuildRelation
 
 
 def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelations,
-                 actions: Sequence[str], blog: BuildLog) -> None:
+                 dummy: Path, actions: Sequence[str], blog: BuildLog) -> None:
     """Install the build dependencies in a fork with a disk upper and keep that upper
     as layer *key*.  The only step with network and capabilities; it runs apt from the
-    root's own sources, never code of the package being built."""
+    root's own sources, never code of the package being built.  apt installs the dummy
+    package, and dpkg purges it again, so the layer holds the resolved set only."""
     with layers.creating_layer(config, key) as tmp:
         if tmp is None:
             blog.note(f"build-dependency layer {key} was made by a concurrent build")
             return
         blog.note(f"installing {len(actions)} build dependencies into new layer {key}")
-        # The request travels as arguments, never through the shell's parser.
-        argv = ["sh", "-c", 'set -e; apt-get -y -q "$@"; apt-get clean', "sh",
-                *APT_OPTIONS, "satisfy", *relations.satisfy_arguments()]
+        # The request travels in the dummy's control file, never through a parser of
+        # options or of the shell.
+        argv = ["sh", "-c", f'set -e; apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
+                'apt-get clean', "sh", *dummy_install_arguments(dummy)]
         with fork(config.replace(fork_upper="disk"), base) as f:
             spec = f.spec(argv, env=apt_env(), uid=0, gid=0, capabilities=APT_CAPABILITIES,
                           network=True, allow_setuid=True, hostname=HOSTNAME,
-                          timeout_s=config.timeout_s)
+                          timeout_s=config.timeout_s,
+                          binds=(Bind(dummy.parent, DEPS_MOUNT),))
             try:
                 sandboxed(spec, blog, "installing the build dependencies failed")
             except BuildFailed as e:
@@ -268,10 +300,19 @@ def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelat
                           f"buildroot update {base.name}")
                 raise
             f.keep_upper(tmp / "tree")
+        _drop_mount_point(tmp / "tree", base)
         layers.write_layer_metadata(tmp, {
             "key": key, "format": layers.LAYER_FORMAT, "base": base.name,
             "generation": base.generation, "packages": list(actions),
             "request": relations.canonical(), "created": time.time()})
+
+
+def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
+    """The sandbox made :data:`DEPS_MOUNT` in the fork to bind the dummy there; if the
+    base root has no such directory, the layer should not have one either."""
+    if not os.path.lexists(base.path / DEPS_MOUNT.lstrip("/")):
+        with contextlib.suppress(OSError):
+            os.rmdir(tree / DEPS_MOUNT.lstrip("/"))
 
 
 @contextlib.contextmanager
@@ -282,11 +323,18 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
     request = relations.canonical()
     blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
               ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
+    made: list[Path] = []
+
+    def dummy() -> Path:
+        if not made:
+            made.append(write_dummy_package(relations, base.arch, work))
+        return made[0]
+
     actions = layers.cached_resolution(config, base.generation, request)
     if not relations.depends and not relations.conflicts:
         actions = []
     elif actions is None:
-        actions = simulate_build_deps(config, base, relations, work, blog)
+        actions = simulate_build_deps(config, base, dummy(), work, blog)
         layers.store_resolution(config, base.generation, request, actions)
     else:
         blog.note(f"resolved before on this base root generation: {len(actions)} packages")
@@ -303,7 +351,7 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
                     blog.note(f"using cached build-dependency layer {key}")
                 yield layer, not created
                 return
-        create_layer(config, base, key, relations, actions, blog)
+        create_layer(config, base, key, relations, dummy(), actions, blog)
         created = True
     raise SystemStateError(f"build-dependency layer {key} keeps disappearing",
                            hint="is a guestpkg cache clean running in a loop?")

@@ -4,12 +4,13 @@ layers, so that a build whose dependencies were installed before runs no apt at 
 
 Installing hello's 40-odd build dependencies takes 7-13 s; stacking the same files as
 an overlayfs lower layer takes a few milliseconds (docs/REFERENCE: measured).  A layer
-is the upper directory of a fork of a base root in which ``apt-get satisfy`` ran, kept
+is the upper directory of a fork of a base root in which apt installed them, kept
 on disk.  Its identity is what went into it::
 
     key = sha256(base root generation, the exact set of packages apt installed/removed)
 
-The set is known before anything is installed: ``apt-get -s satisfy`` (apt-get(8))
+The set is known before anything is installed: ``apt-get -s install`` of the dummy
+package that carries the request (apt-get(8); guestpkg.build.deb)
 prints the ``Inst``/``Remv`` actions with versions, and the same apt over the same
 package lists with the same request and options installs exactly those.  That
 simulation is itself cached, keyed by the generation and the reduced request, because
@@ -47,6 +48,7 @@ from typing import Any
 
 from guestpkg import fsutil
 from guestpkg.config import Config
+from guestpkg.debian.control import DUMMY_PACKAGE
 from guestpkg.errors import BuildFailed
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def parse_simulation(text: str) -> list[str]:
     installation, ``-name`` for a removal."""
     actions = set()
     for line in text.splitlines():
+        if line.startswith((f"Inst {DUMMY_PACKAGE} ", f"Remv {DUMMY_PACKAGE} ")):
+            continue    # the request itself, purged again after the installation
         if m := _INST.match(line):
             actions.add(f"{m.group(1)}:{m.group(3)}={m.group(2)}")
         elif m := _REMV.match(line):
@@ -90,7 +94,7 @@ class Unmet:
     needed_by: str        # "build-dependencies" or the package that needs it
 
 
-# " satisfy:command-line : Depends: foo (>= 1) but it is not installable"
+# " guestpkg-build-deps : Depends: foo (>= 1) but it is not installable"
 # "                        Depends: bar but 1.0 is to be installed"
 _UNMET = re.compile(r"^\s*(?:(\S+)\s+:\s+)?(Depends|PreDepends|Pre-Depends|Conflicts|Breaks):"
                     r"\s+(.+?)(?:\s+but\s+(.+))?$")
@@ -116,7 +120,8 @@ def parse_unmet(text: str) -> list[Unmet]:
             continue
         if m.group(1):
             owner = m.group(1)
-        needed_by = "build-dependencies" if owner.startswith("satisfy:") else owner
+        needed_by = ("build-dependencies"
+                     if owner == DUMMY_PACKAGE or owner.startswith("satisfy:") else owner)
         kind, relation, reason = m.group(2), m.group(3), m.group(4) or "it is not installable"
         if kind in ("Conflicts", "Breaks"):
             reason = f"{kind.lower()} with it; {reason}"

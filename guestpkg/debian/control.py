@@ -30,15 +30,21 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from debian.deb822 import Deb822, PkgRelation
+from debian.deb822 import Deb822
 from debian.debian_support import DpkgArchTable
 
-from guestpkg.errors import InputError, ParseError
+from guestpkg.debian.relations import (
+    RELATION_FIELDS,
+    ArchRestriction,
+    ProfileTerm,
+    parse_relations,
+)
+from guestpkg.errors import ParseError
 
 
 class BuildMode(enum.Enum):
@@ -128,8 +134,49 @@ def _source_control(source_stanza: Deb822, binaries: Iterable[BinaryPackage],
     )
 
 
+def relation_fields(text: str, path: Path | str) -> list[tuple[str, str, list[int]]]:
+    """Every relation field in *text*: its name, its raw value (lines joined by
+    newlines) and the line number of each of its lines (python-debian's values lose
+    comment lines, and with them the line numbers an error should name).  A field
+    twice in one stanza is an error, as in dpkg: which one would count?"""
+    names = {name.lower(): name for name in RELATION_FIELDS}
+    found: list[tuple[str, str, list[int]]] = []
+    in_stanza: set[str] = set()
+    current: int | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if raw.startswith("#"):
+            continue
+        if not raw.strip():
+            in_stanza, current = set(), None
+            continue
+        if raw[:1] in (" ", "\t"):
+            if current is not None:
+                name, value, lines = found[current]
+                found[current] = (name, value + "\n" + raw, [*lines, lineno])
+            continue
+        current = None
+        head, sep, value = raw.partition(":")
+        field = names.get(head.strip().lower())
+        if sep and field is not None:
+            if field in in_stanza:
+                raise ParseError(f"duplicate field {field}", path, lineno)
+            in_stanza.add(field)
+            found.append((field, value, [lineno]))
+            current = len(found) - 1
+    return found
+
+
+def check_relation_fields(text: str, path: Path | str) -> None:
+    """Refuse, at ``path:line``, a relation field that does not follow Policy's
+    grammar (:mod:`guestpkg.debian.relations`)."""
+    for field, value, lines in relation_fields(text, path):
+        parse_relations(value, field, path, lines)
+
+
 def parse_control(text: str, path: Path | str = "debian/control") -> SourceControl:
-    """The source stanza and the binary packages of ``debian/control`` *text*."""
+    """The source stanza and the binary packages of ``debian/control`` *text*; relation
+    fields are checked against Policy's grammar."""
+    check_relation_fields(text, path)
     stanzas = list(Deb822.iter_paragraphs(text.splitlines(keepends=True)))
     if not stanzas:
         raise ParseError("empty control file", path)
@@ -166,6 +213,7 @@ def parse_dsc(text: str, path: Path | str = "source.dsc") -> Dsc:
     stanza = Deb822(text.splitlines(keepends=True))
     if "Source" not in stanza or "Version" not in stanza:
         raise ParseError("not a .dsc: no Source or Version field", path)
+    check_relation_fields(text, path)
     names: list[str] = []
     for field in ("Checksums-Sha256", "Files"):
         for line in str(stanza.get(field, "")).splitlines():
@@ -198,7 +246,7 @@ def _arch_table() -> Any:
     return DpkgArchTable.load_arch_table()
 
 
-def arch_matches(restrictions: Sequence[Any] | None, arch: str) -> bool:
+def arch_matches(restrictions: Sequence[ArchRestriction], arch: str) -> bool:
     """``[amd64 i386]`` holds if *arch* matches one of them; ``[!amd64 !i386]`` if it
     matches none (deb-src-control(5) forbids mixing the two forms)."""
     if not restrictions:
@@ -210,7 +258,7 @@ def arch_matches(restrictions: Sequence[Any] | None, arch: str) -> bool:
     return not any(table.matches_architecture(arch, r.arch) for r in restrictions)
 
 
-def profiles_match(formula: Sequence[Sequence[Any]] | None, profiles: frozenset[str]) -> bool:
+def profiles_match(formula: Sequence[Sequence[ProfileTerm]], profiles: frozenset[str]) -> bool:
     """``<a !b> <c>`` holds if one ``<...>`` group has all its terms true
     (BuildProfileSpec: groups are OR-ed, terms in a group AND-ed)."""
     if not formula:
@@ -219,44 +267,32 @@ def profiles_match(formula: Sequence[Sequence[Any]] | None, profiles: frozenset[
                for group in formula)
 
 
-def format_relation(rel: Mapping[str, Any], *, native: bool = True) -> str:
-    """One relation without its architecture list and profile formula.
-
-    ``:native`` is dropped in a native build: the resolver runs on the build
-    architecture, where it means the package itself (sbuild does the same)."""
-    name = str(rel["name"])
-    qualifier = rel.get("archqual")
-    if qualifier and not (native and qualifier == "native"):
-        name = f"{name}:{qualifier}"
-    version = rel.get("version")
-    return f"{name} ({version[0]} {version[1]})" if version else name
-
-
 def reduce_relations(text: str, arch: str, profiles: Iterable[str] = (),
-                     *, first_alternative: bool = True) -> list[str]:
+                     *, first_alternative: bool = True, field: str = "Build-Depends"
+                     ) -> list[str]:
     """The relations of *text* that apply to *arch* and *profiles*, one string per
     AND-ed entry, each with only its first applicable alternative unless
-    *first_alternative* is off (then ``a | b`` stays)."""
+    *first_alternative* is off (then ``a | b`` stays).  *text* is parsed strictly
+    (:mod:`guestpkg.debian.relations`): what comes out is safe to write into a
+    control file."""
     active = frozenset(profiles)
-    if not text.strip():
-        return []
-    try:
-        groups = PkgRelation.parse_relations(text)
-    except Exception as e:  # python-debian raises plain exceptions on odd input
-        raise InputError(f"cannot parse the relation list {text!r}: {e}") from e
     reduced: list[str] = []
-    for group in groups:
-        kept = [rel for rel in group if rel.get("name")
-                and arch_matches(rel.get("arch"), arch)
-                and profiles_match(rel.get("restrictions"), active)]
+    for group in parse_relations(text, field):
+        kept = [rel for rel in group if arch_matches(rel.arch, arch)
+                and profiles_match(rel.restrictions, active)]
         if not kept:
             continue
         if first_alternative:
             kept = kept[:1]
-        entry = " | ".join(format_relation(rel) for rel in kept)
+        entry = " | ".join(rel.text() for rel in kept)
         if entry not in reduced:
             reduced.append(entry)
     return reduced
+
+
+#: The dummy package that carries a build's relations (see BuildRelations).
+DUMMY_PACKAGE = "guestpkg-build-deps"
+DUMMY_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -266,13 +302,22 @@ class BuildRelations:
     depends: tuple[str, ...]
     conflicts: tuple[str, ...]
 
-    def satisfy_arguments(self) -> list[str]:
-        """Arguments of ``apt-get satisfy`` (apt-get(8)): one dependency string, and
-        conflicts as a ``Conflicts:`` string."""
-        args = [", ".join(self.depends)] if self.depends else []
+    def dummy_control(self, arch: str) -> str:
+        """The control file of the dummy package that carries the request, sbuild's
+        way (its ``sbuild-build-depends-main-dummy``): apt installs the dummy by file
+        name and resolves its Depends and Conflicts, so the source's relations reach
+        apt only inside a control file, never as command-line arguments, where an
+        entry could be read as an option.  Every entry passed
+        :mod:`guestpkg.debian.relations`, so none can break out of its field."""
+        lines = [f"Package: {DUMMY_PACKAGE}", f"Version: {DUMMY_VERSION}",
+                 f"Architecture: {arch}", "Maintainer: guestpkg <root@localhost>"]
+        if self.depends:
+            lines.append("Depends: " + ", ".join(self.depends))
         if self.conflicts:
-            args.append("Conflicts: " + ", ".join(self.conflicts))
-        return args
+            lines.append("Conflicts: " + ", ".join(self.conflicts))
+        lines += ["Description: build dependencies of a guestpkg build",
+                  " Installed only to have apt install its dependencies; removed again."]
+        return "\n".join(lines) + "\n"
 
     def canonical(self) -> str:
         """A stable text of the request, for cache keys."""

@@ -118,6 +118,24 @@ def test_unsatisfiable_build_depends_name_the_package(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("field", ["Build-Depends", "Build-Conflicts-Arch"])
+def test_hostile_build_relation_is_refused_before_apt(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path, field: str) -> None:
+    """An entry spelled as an apt option never reaches apt: the build stops at
+    debian/control:line, before any sandbox runs, and leaves nothing in OUTPUT_DIR."""
+    hostile = "-oDPkg::Pre-Invoke::=touch /build/pwned,\n --option=APT::Get::Simulate=0"
+    tree = make_tiny(tmp_path / "src", build_depends=(
+        hostile if field == "Build-Depends" else f"hello\n{field}: {hostile}"))
+    out = tmp_path / "out"
+    result = guestpkg(test_config, "build", "--quiet-build", str(tree), str(out))
+    assert result.returncode == 3, result.stderr
+    first = result.stderr.splitlines()[0]
+    line = 3 if field == "Build-Depends" else 4
+    assert f"debian/control:{line}: {field}:" in first, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_prepare_source_hook_and_user(test_config: Config, base_root: BaseRoot,
                                       tmp_path: Path) -> None:
     """The host lifecycle's use: version ~local and the host in Depends."""

@@ -30,13 +30,13 @@ Build-Depends: debhelper-compat (= 13),
  gcc-multilib [amd64 i386] <!nobiarch>,
  libfoo-dev [!amd64],
  python3-pytest <!nocheck>,
- a | b,
+ aa | bb,
  tool:native (>= 1.0),
  cross-thing <stage1 cross>,
  lib-any [linux-any]
 Build-Depends-Arch: arch-only-dep
 Build-Depends-Indep: indep-only-dep
-Build-Conflicts: bad-pkg, c | d
+Build-Conflicts: bad-pkg, cc | dd
 Rules-Requires-Root: no
 
 Package: demo
@@ -103,16 +103,16 @@ def test_reduce_for_amd64_default_profiles() -> None:
     c = control.parse_control(CONTROL)
     rel = control.build_relations(c, control.BuildMode.BINARY, "amd64")
     assert rel.depends == (
-        "debhelper-compat (= 13)", "gcc-multilib", "python3-pytest", "a",
+        "debhelper-compat (= 13)", "gcc-multilib", "python3-pytest", "aa",
         "tool (>= 1.0)", "lib-any", "arch-only-dep", "indep-only-dep")
-    assert rel.conflicts == ("bad-pkg", "c", "d")
+    assert rel.conflicts == ("bad-pkg", "cc", "dd")
 
 
 def test_reduce_profiles_and_arch() -> None:
     c = control.parse_control(CONTROL)
     rel = control.build_relations(c, control.BuildMode.ARCH_ONLY, "arm64",
                                   profiles=["nocheck", "stage1", "cross"], extra=["fakeroot"])
-    assert rel.depends == ("debhelper-compat (= 13)", "libfoo-dev", "a", "tool (>= 1.0)",
+    assert rel.depends == ("debhelper-compat (= 13)", "libfoo-dev", "aa", "tool (>= 1.0)",
                            "cross-thing", "lib-any", "arch-only-dep", "fakeroot")
     indep = control.build_relations(c, control.BuildMode.INDEP_ONLY, "amd64")
     assert "indep-only-dep" in indep.depends and "arch-only-dep" not in indep.depends
@@ -120,18 +120,20 @@ def test_reduce_profiles_and_arch() -> None:
     assert "indep-only-dep" not in source.depends and "arch-only-dep" not in source.depends
 
 
-def test_satisfy_arguments_and_canonical() -> None:
-    rel = control.BuildRelations(("a (>= 1)", "b"), ("c",))
-    assert rel.satisfy_arguments() == ["a (>= 1), b", "Conflicts: c"]
-    assert rel.canonical() == "Depends: a (>= 1), b\nConflicts: c\n"
-    assert control.BuildRelations((), ()).satisfy_arguments() == []
+def test_dummy_control_and_canonical() -> None:
+    rel = control.BuildRelations(("aa (>= 1)", "bb"), ("cc",))
+    text = rel.dummy_control("amd64")
+    assert text.startswith("Package: guestpkg-build-deps\nVersion: 1\nArchitecture: amd64\n")
+    assert "\nDepends: aa (>= 1), bb\nConflicts: cc\n" in text
+    assert rel.canonical() == "Depends: aa (>= 1), bb\nConflicts: cc\n"
+    assert "Depends" not in control.BuildRelations((), ()).dummy_control("amd64")
 
 
 def test_alternatives_kept_on_request() -> None:
-    assert control.reduce_relations("a [i386] | b | c", "amd64", first_alternative=False) \
-        == ["b | c"]
-    assert control.reduce_relations("a [i386] | b | c", "amd64") == ["b"]
-    assert control.reduce_relations("x:any, y:native", "amd64") == ["x:any", "y"]
+    assert control.reduce_relations("aa [i386] | bb | cc", "amd64", first_alternative=False) \
+        == ["bb | cc"]
+    assert control.reduce_relations("aa [i386] | bb | cc", "amd64") == ["bb"]
+    assert control.reduce_relations("xx:any, yy:native", "amd64") == ["xx:any", "yy"]
     assert control.reduce_relations("", "amd64") == []
 
 
