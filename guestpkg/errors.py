@@ -137,6 +137,31 @@ class CommandFailed(GuestpkgError):
         self.output_tail = output_tail
         self.log_path = log_path
 
+    @property
+    def status_text(self) -> str:
+        """How it ended, for a message that names the step: ``exit status 2``."""
+        if self.returncode < 0:
+            return f"killed by signal {-self.returncode}"
+        return f"exit status {self.returncode}"
+
+
+class SandboxSetupFailed(CommandFailed):
+    """The sandbox for a command could not be set up (the command never ran): which
+    set-up step failed and the OS error, as the sandbox reported them."""
+
+    def __init__(self, argv: list[str], returncode: int, step: str, reason: str,
+                 log_path: Path | None = None, hint: str | None = None) -> None:
+        super().__init__(argv, returncode, "", log_path, hint)
+        self.step = step
+        self.reason = reason
+        self.message = (f"the sandbox for {argv[0] if argv else '?'} could not be set up: "
+                        f"{step}: {reason}")
+        self.args = (self.message,)
+
+    @property
+    def status_text(self) -> str:
+        return f"the sandbox could not be set up: {self.step}: {self.reason}"
+
 
 class BuildFailed(GuestpkgError):
     """A package build failed; the log has the details."""

@@ -66,7 +66,13 @@ from guestpkg.debian.control import (
     build_relations,
 )
 from guestpkg.debian.debfile import write_deb
-from guestpkg.errors import BuildFailed, CommandFailed, SystemStateError, UsageError
+from guestpkg.errors import (
+    BuildFailed,
+    CommandFailed,
+    SandboxSetupFailed,
+    SystemStateError,
+    UsageError,
+)
 from guestpkg.run import DEFAULT_PATH, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
 
@@ -450,8 +456,8 @@ def run_build(config: Config, f: Fork, info: SourceInfo, build_dir: Path, uid: i
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
     except CommandFailed as e:
-        what = ("timed out" if e.returncode == 124 else
-                f"failed with exit status {e.returncode}")
+        what = ("timed out" if e.returncode == 124 and not isinstance(e, SandboxSetupFailed)
+                else f"failed ({e.status_text})")
         raise BuildFailed(f"dpkg-buildpackage of {info.source} {info.version} {what}",
                           blog.path, e.output_tail) from e
 
@@ -486,7 +492,7 @@ def sandboxed(spec: SandboxSpec, blog: BuildLog, what: str) -> None:
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
     except CommandFailed as e:
-        raise BuildFailed(f"{what} (exit status {e.returncode})", blog.path,
+        raise BuildFailed(f"{what} ({e.status_text})", blog.path,
                           e.output_tail) from e
 
 

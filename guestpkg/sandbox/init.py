@@ -22,6 +22,12 @@ command.  Three processes, each with one job:
 Everything is imported before pivot_root(2): the host's Python library is not visible
 afterwards.  Exit status: the command's (128+N if killed by signal N), 124 if the
 wall-clock limit hit (as timeout(1)), 125 if the sandbox could not be set up.
+
+A status says nothing of *why* a sandbox could not be set up, so with ``--report-fd``
+the helper, init and the command (until its execve) write one JSON object to that
+descriptor before exiting 125: the step that failed and the error, e.g. ``{"step":
+"mount the root (overlay)", "error": "EINVAL: Invalid argument: (mount, ...)"}``.
+The descriptor is close-on-exec, so the command never holds it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
+import json
 import os
 import select
 import signal
@@ -74,6 +82,44 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
+#: At most this much of a report is written (the reader reads no more either).
+REPORT_MAX_BYTES = 4096
+
+
+def describe_error(error: BaseException) -> str:
+    """An OS error as ``ENAME: text``, our own errors by their message."""
+    if isinstance(error, OSError) and error.errno is not None:
+        name = errno.errorcode.get(error.errno, str(error.errno))
+        text = error.strerror or os.strerror(error.errno)
+        if error.filename is not None:
+            text += f": {error.filename}"
+        return f"{name}: {text}"
+    if isinstance(error, GuestpkgError):
+        return error.message_and_hint
+    return repr(error)
+
+
+class SetupReport:
+    """Which set-up step runs now, and where to report it if it fails."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.step = "start the sandbox helper"
+
+    def at(self, step: str) -> None:
+        self.step = step
+
+    def failed(self, error: BaseException) -> None:
+        """Say on stderr (the log) and write to the report descriptor what failed."""
+        reason = describe_error(error)
+        _say(f"cannot set up the sandbox: {self.step}: {reason}")
+        if self.fd is None:
+            return
+        data = json.dumps({"step": self.step, "error": reason}).encode()
+        with contextlib.suppress(OSError):
+            os.write(self.fd, data[:REPORT_MAX_BYTES])
+
+
 def _status(wait_status: int) -> int:
     if os.WIFSIGNALED(wait_status):
         return 128 + os.WTERMSIG(wait_status)
@@ -97,9 +143,23 @@ def take_terminal() -> None:
         signal.signal(signal.SIGTTOU, previous)
 
 
-def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter) -> None:
+def close_other_fds(keep: int | None) -> None:
+    """Every fd but stdio and *keep* (the report descriptor, close-on-exec), before
+    RLIMIT_NOFILE may hide high ones from SC_OPEN_MAX; Python closes each range with
+    one close_range(2)."""
+    if keep is None:
+        os.closerange(3, MAX_FD)
+        return
+    os.closerange(3, keep)
+    os.closerange(keep + 1, MAX_FD)
+    os.set_inheritable(keep, False)
+
+
+def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
+                 report: SetupReport) -> None:
     """In the command's process: drop everything, then execve.  Never returns."""
     try:
+        report.at("start a new session")
         if spec.interactive:
             take_terminal()
         else:
@@ -110,16 +170,18 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter) -> Non
         for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM,
                     signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        # Every fd but stdio, before RLIMIT_NOFILE may hide high ones from
-        # SC_OPEN_MAX; Python closes the range with one close_range(2).
-        os.closerange(3, MAX_FD)
+        close_other_fds(report.fd)
+        report.at("set resource limits")
         caps.set_rlimits(spec.rlimits)
         os.umask(spec.umask)
+        report.at(f"change to the working directory {spec.cwd}")
         os.chdir(spec.cwd)
+        report.at(f"drop privileges (uid {spec.uid}, gid {spec.gid})")
         caps.drop_privileges(spec.uid, spec.gid, spec.capabilities)
+        report.at("load the seccomp filter")
         seccomp_filter.load(seccomp_rules)
     except BaseException as e:  # report, never unwind into init's code
-        _say(f"cannot drop privileges: {e}")
+        report.failed(e)
         os._exit(SETUP_FAILED_STATUS)
     try:
         os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
@@ -203,7 +265,8 @@ def _helper_alive(pipe_read: int) -> bool:
     return not readable
 
 
-def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read: int) -> None:
+def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read: int,
+             report: SetupReport) -> None:
     """pid 1: build the root, start the command, supervise.  Never returns."""
     status = SETUP_FAILED_STATUS
     try:
@@ -211,22 +274,32 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
         if not _helper_alive(pipe_read):
             os._exit(SETUP_FAILED_STATUS)
         os.close(pipe_read)
+        report.at("mount the staging tmpfs")
         staging = mounts.mount_staging(spec)
+        report.at("mount the root" + (" (bind)" if spec.root is not None else " (overlay)"))
         root = mounts.mount_root(spec, staging)
+        report.at("mount the binds")
         mounts.mount_binds(root, spec.binds)
+        report.at("mount /proc")
         mounts.mount_proc(root)
+        report.at("mount /dev")
         mounts.mount_dev(root)
+        report.at("mount /sys")
         mounts.mount_sys(root)
         forbid_imports()
+        report.at("pivot_root into the new root")
         mounts.pivot_into(root)
+        report.at("fork the command")
         child = os.fork()
         if child == 0:
-            exec_command(spec, seccomp_rules)
+            exec_command(spec, seccomp_rules, report)
+        if report.fd is not None:
+            os.close(report.fd)  # only the command reports from now on
         supervisor = Supervisor(child, spec)
         supervisor.install()
         status = supervisor.wait()
     except BaseException as e:  # pid 1 must end with _exit
-        _say(f"cannot set up the sandbox: {e}")
+        report.failed(e)
     sys.stdout.flush()
     os._exit(status)
 
@@ -239,28 +312,35 @@ def namespace_flags(spec: SandboxSpec) -> int:
     return flags if spec.network else flags | CLONE_NEWNET
 
 
-def run_helper(spec: SandboxSpec, parent_pid: int | None) -> int:
+def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -> int:
+    report.at("check the id mapping")
     mapping = get_mapping(spec.id_mapping)
     mapping.check()
     prctl.set_pdeathsig(signal.SIGKILL)
     if parent_pid is not None and os.getppid() != parent_pid:
         return SETUP_FAILED_STATUS  # guestpkg died before we could notice
+    report.at("build the seccomp filter")
     rules = seccomp_filter.build_filter(allow_setuid=spec.allow_setuid)
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)).
+    report.at("unshare the namespaces")
     unshare(namespace_flags(spec) | mapping.unshare_flags())
+    report.at("make the mounts private")
     mounts.make_private("/")
     if not spec.network:
+        report.at("bring up the loopback interface")
         network.bring_up_loopback()
+    report.at("set the host name")
     sethostname(spec.hostname)
     setdomainname("(none)")
     pipe_read, pipe_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    report.at("fork the sandbox's init")
     pid = os.fork()
     if pid == 0:
         os.close(pipe_write)
-        run_init(spec, rules, pipe_read)
+        run_init(spec, rules, pipe_read, report)
     os.close(pipe_read)
     mapping.after_unshare(pid)
 
@@ -284,6 +364,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("spec", nargs="?", type=Path, help="the spec file (JSON)")
     parser.add_argument("--spec-fd", type=int, help="read the spec from this fd")
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shell", action="store_true",
                         help="run an interactive /bin/sh in the same sandbox instead")
     args = parser.parse_args(argv)
@@ -307,10 +388,11 @@ def read_spec(args: argparse.Namespace) -> SandboxSpec:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = SetupReport(args.report_fd)
     try:
-        return run_helper(read_spec(args), args.parent_pid)
-    except GuestpkgError as e:
-        _say(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else ""))
+        report.at("read the sandbox spec")
+        spec = read_spec(args)
+        return run_helper(spec, args.parent_pid, report)
     except Exception as e:  # reported as a set-up failure, never as the command's
-        _say(f"cannot set up the sandbox: {e!r}")
+        report.failed(e)
     return SETUP_FAILED_STATUS

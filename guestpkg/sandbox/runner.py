@@ -11,6 +11,7 @@ sandbox by hand: the spec is then saved next to the log.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import guestpkg
-from guestpkg.errors import CommandFailed
+from guestpkg.errors import CommandFailed, SandboxSetupFailed
 from guestpkg.fsutil import atomic_write
 from guestpkg.run import DEFAULT_PATH, read_log_tail, run
 from guestpkg.sandbox.idmap import get_mapping
@@ -88,6 +89,30 @@ def save_spec(spec: SandboxSpec, log_path: Path | None) -> Path:
     return path
 
 
+def read_setup_report(fd: int) -> tuple[str, str] | None:
+    """The (step, error) the sandbox wrote to its report pipe before exiting 125, or
+    None if it wrote nothing (it was set up).  Bounded and validated: it is our own
+    helper's output, but malformed text must not turn into a traceback."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 2 * REPORT_MAX_BYTES)
+    except BlockingIOError:
+        return None
+    if not data:
+        return None
+    try:
+        report = json.loads(data[:2 * REPORT_MAX_BYTES].decode("utf-8", "replace"))
+        step, error = str(report["step"]), str(report["error"])
+    except (ValueError, KeyError, TypeError):
+        return "report", f"unreadable set-up report: {data[:200]!r}"
+    return step[:200], error[:REPORT_MAX_BYTES]
+
+
+#: What the sandbox's side writes at most (guestpkg.sandbox.init.REPORT_MAX_BYTES; not
+#: imported: init imports prctl and seccomp, which the caller's side does not need).
+REPORT_MAX_BYTES = 4096
+
+
 def run_sandboxed(
     spec: SandboxSpec,
     *,
@@ -99,22 +124,40 @@ def run_sandboxed(
     by signal N, 124 on the wall-clock limit, 125 if the sandbox could not be set up).
 
     With ``check``, a non-zero status raises CommandFailed with the output tail and a
-    replay hint."""
+    replay hint; a sandbox that could not be set up raises SandboxSetupFailed, which
+    names the step that failed and the OS error (also logged), with or without
+    ``check``."""
     get_mapping(spec.id_mapping).check()  # a clear error here rather than status 125
     log_relaxations(spec)
     fd = os.memfd_create("guestpkg-sandbox-spec", 0)
+    report_read, report_write = os.pipe()
     try:
         os.write(fd, to_json(spec).encode())
         os.lseek(fd, 0, os.SEEK_SET)
-        argv = helper_argv("--spec-fd", str(fd), "--parent-pid", str(os.getpid()))
+        argv = helper_argv("--spec-fd", str(fd), "--parent-pid", str(os.getpid()),
+                           "--report-fd", str(report_write))
         log.info("sandbox: %s", " ".join(spec.argv))
         with _terminal_signals_ignored(spec.interactive):
             result = run(argv, env=helper_env(), cwd="/", check=False, log_path=log_path,
-                         tee=tee, pass_fds=(fd,),
+                         tee=tee, pass_fds=(fd, report_write),
                          stdin=None if spec.interactive else subprocess.DEVNULL)
+        os.close(report_write)
+        report_write = -1
+        setup_failure = read_setup_report(report_read)
     finally:
         os.close(fd)
+        os.close(report_read)
+        if report_write >= 0:
+            os.close(report_write)
     status = result.returncode
+    if setup_failure is not None:
+        step, error = setup_failure
+        kept = save_spec(spec, log_path)
+        log.error("the sandbox for %s could not be set up: %s: %s", spec.argv[0], step,
+                  error)
+        raise SandboxSetupFailed(list(spec.argv), status, step, error, log_path,
+                                 hint=f"the sandbox spec is {kept}; replay: "
+                                 f"{replay_command(kept)}")
     if status != 0 and check:
         kept = save_spec(spec, log_path)
         tail = read_log_tail(log_path) if log_path is not None else ""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from guestpkg.errors import CommandFailed
+from guestpkg.errors import CommandFailed, SandboxSetupFailed
 from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
 
 from .conftest import BUILD_UID, PROBE_ENV, ProbeRun, snapshot
@@ -192,9 +192,53 @@ def test_bind_target_through_a_symlink_is_refused(sandbox: Callable[..., ProbeRu
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "escape").symlink_to("/etc")
-    run = sandbox("echo:x", lowerdirs=(tree,), binds=(Bind(tmp_path, "/escape/x"),))
+    with pytest.raises(SandboxSetupFailed) as raised:
+        sandbox("echo:x", lowerdirs=(tree,), binds=(Bind(tmp_path, "/escape/x"),))
+    assert raised.value.returncode == 125
+    assert raised.value.step == "mount the binds"
+    assert "symlink" in raised.value.reason
+
+
+def test_setup_failure_names_the_step_and_the_os_error(tiny_root: Path, tmp_path: Path,
+                                                        probe: Path) -> None:
+    """Status 125 alone says nothing: the error names the step and errno (issue 9).
+    overlayfs refuses an upper and a work directory on different file systems."""
+    upper, work = tmp_path / "upper", Path("/dev/shm") / f"guestpkg-test-{os.getpid()}"
+    upper.mkdir()
+    work.mkdir()
+    try:
+        spec = SandboxSpec(argv=("/probe", "echo:x"), lowerdirs=(tiny_root,),
+                           upperdir=upper, workdir=work, env=PROBE_ENV,
+                           binds=(Bind(probe, "/probe"),))
+        log = tmp_path / "log"
+        with pytest.raises(SandboxSetupFailed) as raised:
+            run_sandboxed(spec, log_path=log, check=False)
+    finally:
+        work.rmdir()
+    error = raised.value
+    assert error.step == "mount the root (overlay)"
+    assert error.reason.startswith("EXDEV: ") or error.reason.startswith("EINVAL: "), \
+        error.reason
+    assert "mount the root (overlay)" in error.message and error.reason in error.message
+    assert f"mount the root (overlay): {error.reason}" in log.read_text()
+    assert "replay:" in (error.hint or "")
+
+
+def test_setup_failure_in_the_command_process_is_reported(tiny_root: Path, tmp_path: Path,
+                                                          probe: Path) -> None:
+    """The last steps run in the command's own process, after init forked it."""
+    spec = SandboxSpec(argv=("/probe", "echo:x"), lowerdirs=(tiny_root,), env=PROBE_ENV,
+                       cwd="/no/such/dir", binds=(Bind(probe, "/probe"),))
+    with pytest.raises(SandboxSetupFailed) as raised:
+        run_sandboxed(spec, log_path=tmp_path / "log")
+    assert raised.value.step == "change to the working directory /no/such/dir"
+    assert raised.value.reason.startswith("ENOENT: No such file or directory"), \
+        raised.value.reason
+
+
+def test_a_command_exiting_125_is_not_a_setup_failure(sandbox: Callable[..., ProbeRun]) -> None:
+    run = sandbox("exit:125")
     assert run.status == 125
-    assert "symlink" in run.output
 
 
 def test_sigkill_of_guestpkg_leaves_nothing_behind(tiny_root: Path, probe: Path,
