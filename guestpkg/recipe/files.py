@@ -19,22 +19,24 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from guestpkg.debian import deb822
 from guestpkg.errors import ParseError
 
 #: The most a line file may hold, and the longest line: a recipe file is a few lines.
 MAX_LINE_FILE_BYTES = 64 << 10
 MAX_LINE_CHARS = 1024
 
-#: Recipe names are dcfpkg package names; versions and releases are the subset of
-#: dcfpkg's that can also be a directory and a file name (no epoch colon).
-NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,62}$")
+#: Recipe names are dcfpkg package names (Debian Policy 5.6.1, as
+#: :data:`guestpkg.debian.deb822.PACKAGE_NAME`) of at most 63 characters; versions and
+#: releases are the subset of dcfpkg's that can also be a directory and a file name
+#: (no epoch colon, no hyphen).
+NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,62}$")
 VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~]{0,63}$")
 RELEASE = re.compile(r"^[A-Za-z0-9.+~]{1,32}$")
 
 ARCHES = ("i586", "x86_64")
 TYPES = ("source", "binary")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,254}$")
 _GLOB = re.compile(r"^[A-Za-z0-9._+~@%,=:*?\[\]!/-]{1,512}$")
 _PRINTABLE = re.compile(r"^[ -~\t]*$")
@@ -134,7 +136,7 @@ class Dependency:
 def _name(word: str, path: str, lineno: int) -> str:
     if not NAME.match(word):
         raise ParseError(f"{shown(word)} is not a package name (lower-case letters, "
-                         "digits, '+', '-', '.'; starting with a letter or digit)",
+                         "digits, '+', '-', '.'; at least two, starting with a letter or digit)",
                          path, lineno)
     return word
 
@@ -238,7 +240,7 @@ def parse_sha256sums(data: bytes, path: str) -> tuple[Pin, ...]:
         if len(words) != 2:
             raise ParseError("expected '<sha256>  <file name>'", path, lineno)
         digest, name = words
-        if not _SHA256.match(digest):
+        if not deb822.is_sha256(digest):
             raise ParseError(f"{shown(digest)} is not a SHA256 (64 lower-case hex digits)",
                              path, lineno)
         if not _FILE_NAME.match(name):

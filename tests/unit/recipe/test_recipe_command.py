@@ -70,13 +70,13 @@ def test_graph_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_graph_refuses_a_tree_with_problems(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     good_tree(tmp_path)
-    write_recipe(tmp_path, "a/1/1", builddeps="b\n")
-    write_recipe(tmp_path, "b/1/1", builddeps="a\n")
+    write_recipe(tmp_path, "aa/1/1", builddeps="bb\n")
+    write_recipe(tmp_path, "bb/1/1", builddeps="aa\n")
     code, out, err = run(capsys, "recipe", "graph", "--recipes", str(tmp_path))
     assert (code, out) == (3, "")
     lines = err.splitlines()
-    assert lines[0].startswith(f"guestpkg: error: {tmp_path}/a/1/1/builddeps:1: dependency "
-                               "cycle: a/1/1:i586 -> b/1/1:i586 -> a/1/1:i586 (and 1 more)")
+    assert lines[0].startswith(f"guestpkg: error: {tmp_path}/aa/1/1/builddeps:1: dependency "
+                               "cycle: aa/1/1:i586 -> bb/1/1:i586 -> aa/1/1:i586 (and 1 more)")
     assert lines[1] == (f"guestpkg: hint: guestpkg recipe lint --recipes {tmp_path} lists "
                         "every problem")
 

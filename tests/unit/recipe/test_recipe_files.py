@@ -50,6 +50,7 @@ def test_builddeps_forms() -> None:
                        " got 'zlib >= 1.2'"),
     (b"cc from\n", "r/1/1/f:1: expected"),
     (b"Zlib\n", "r/1/1/f:1: 'Zlib' is not a package name"),
+    (b"z\n", "r/1/1/f:1: 'z' is not a package name"),
     (b"--rm-rf\n", "r/1/1/f:1: '--rm-rf' is not a package name"),
     (b"ok\n$(reboot)\n", "r/1/1/f:2: '$(reboot)' is not a package name"),
     (b"cc from ../gcc\n", "r/1/1/f:1: '../gcc' is not a package name"),
@@ -116,7 +117,7 @@ def test_sha256sums() -> None:
 
 
 def test_meta() -> None:
-    meta = parse_meta("License: Zlib\nDescription: compression library\n "
+    meta = parse_meta("# a comment\nlicense: Zlib\nDescription: compression library\n "
                       "A longer text, ünïcode fine.\nHomepage: https://zlib.net/\n".encode(),
                       "m")
     assert meta == (("Description", "compression library\nA longer text, ünïcode fine."),

@@ -70,43 +70,43 @@ def problems(tree: RecipeTree) -> list[str]:
 
 
 def test_unknown_recipes_and_arches_are_reported_at_their_line(tmp_path: Path) -> None:
-    write_recipe(tmp_path, "a/1/1", builddeps="zlib\ncc from gcc\n")
-    write_recipe(tmp_path, "b/1/1", builddeps="only32\n")
+    write_recipe(tmp_path, "aa/1/1", builddeps="zlib\ncc from gcc\n")
+    write_recipe(tmp_path, "bb/1/1", builddeps="only32\n")
     write_recipe(tmp_path, "only32/1/1", arch="i586\n")
-    write_recipe(tmp_path, "c/1/1", rundeps="ghost\n")
-    write_recipe(tmp_path, "d/1/1", builddeps="c\n")
-    write_recipe(tmp_path, "e/1/1", builddeps="broken\n")
+    write_recipe(tmp_path, "cc/1/1", rundeps="ghost\n")
+    write_recipe(tmp_path, "dd/1/1", builddeps="cc\n")
+    write_recipe(tmp_path, "ee/1/1", builddeps="broken\n")
     write_recipe(tmp_path, "broken/1/1", arch="arm\n")
     assert problems(load_tree(tmp_path)) == [
         "broken/1/1/arch:1: unknown architecture 'arm': expected i586 or x86_64",
-        "a/1/1/builddeps:1: no recipe provides zlib (no zlib/VERSION/RELEASE/ in "
+        "aa/1/1/builddeps:1: no recipe provides zlib (no zlib/VERSION/RELEASE/ in "
         f"{tmp_path})",
-        f"a/1/1/builddeps:2: no recipe provides cc from gcc (no gcc/VERSION/RELEASE/ in "
+        f"aa/1/1/builddeps:2: no recipe provides cc from gcc (no gcc/VERSION/RELEASE/ in "
         f"{tmp_path})",
-        f"c/1/1/rundeps:1: no recipe provides ghost (no ghost/VERSION/RELEASE/ in {tmp_path})",
-        "b/1/1/builddeps:1: only32/1/1 does not build for x86_64 (its arch file lists i586)",
+        f"cc/1/1/rundeps:1: no recipe provides ghost (no ghost/VERSION/RELEASE/ in {tmp_path})",
+        "bb/1/1/builddeps:1: only32/1/1 does not build for x86_64 (its arch file lists i586)",
     ]
 
 
 def test_cycles_are_reported_with_their_path(tmp_path: Path) -> None:
-    write_recipe(tmp_path, "a/1/1", builddeps="b\n")
-    write_recipe(tmp_path, "b/1/1", builddeps="c\n")
-    write_recipe(tmp_path, "c/1/1", builddeps="cc from a\n")
-    write_recipe(tmp_path, "x/1/1", builddeps="y\n")
-    write_recipe(tmp_path, "y/1/1", rundeps="x\n")
+    write_recipe(tmp_path, "aa/1/1", builddeps="bb\n")
+    write_recipe(tmp_path, "bb/1/1", builddeps="cc\n")
+    write_recipe(tmp_path, "cc/1/1", builddeps="cc from aa\n")
+    write_recipe(tmp_path, "xx/1/1", builddeps="yy\n")
+    write_recipe(tmp_path, "yy/1/1", rundeps="xx\n")
     write_recipe(tmp_path, "r1/1/1", rundeps="r2\n")   # runtime cycles are fine
     write_recipe(tmp_path, "r2/1/1", rundeps="r1\n")
     write_recipe(tmp_path, "user/1/1", builddeps="r1\n")
     tree = load_tree(tmp_path)
     with pytest.raises(RecipeError) as info:
-        rgraph.resolve(tree, "x86_64", [tree.find("a")])
+        rgraph.resolve(tree, "x86_64", [tree.find("aa")])
     assert info.value.problems == [
-        f"{tmp_path}/a/1/1/builddeps:1: dependency cycle: a/1/1:x86_64 -> b/1/1:x86_64 -> "
-        "c/1/1:x86_64 -> a/1/1:x86_64"]
+        f"{tmp_path}/aa/1/1/builddeps:1: dependency cycle: aa/1/1:x86_64 -> bb/1/1:x86_64 -> "
+        "cc/1/1:x86_64 -> aa/1/1:x86_64"]
     assert info.value.hint == f"guestpkg recipe lint --recipes {tmp_path} lists every problem"
-    with pytest.raises(RecipeError, match=r"y/1/1/rundeps:1: dependency cycle: "
-                       r"x/1/1:x86_64 -> x/1/1:x86_64"):
-        rgraph.resolve(tree, "x86_64", [tree.find("x")])
+    with pytest.raises(RecipeError, match=r"yy/1/1/rundeps:1: dependency cycle: "
+                       r"xx/1/1:x86_64 -> xx/1/1:x86_64"):
+        rgraph.resolve(tree, "x86_64", [tree.find("xx")])
     graph = rgraph.resolve(tree, "x86_64", [tree.find("user")])
     assert sorted(graph.nodes) == ["r1/1/1:x86_64", "r2/1/1:x86_64", "user/1/1:x86_64"]
 

@@ -54,26 +54,26 @@ def problems(root: Path) -> list[str]:
 
 
 def test_missing_and_malformed_files_are_problems_with_their_place(tmp_path: Path) -> None:
-    write_recipe(tmp_path, "a/1/1", build=None)
-    write_recipe(tmp_path, "b/1/1", type="binary", builddeps="latest a\n")
-    write_recipe(tmp_path, "c/1/1", arch="x86_64\narm64\n")
-    write_recipe(tmp_path, "d/1/1").joinpath("build").chmod(0o644)
-    write_recipe(tmp_path, "e/1/1", type="source", sha256sums="")
-    write_recipe(tmp_path, "f/1/1", builddeps="f\n")
-    (tmp_path / "g/1/1").mkdir(parents=True)
+    write_recipe(tmp_path, "aa/1/1", build=None)
+    write_recipe(tmp_path, "bb/1/1", type="binary", builddeps="latest aa\n")
+    write_recipe(tmp_path, "cc/1/1", arch="x86_64\narm64\n")
+    write_recipe(tmp_path, "dd/1/1").joinpath("build").chmod(0o644)
+    write_recipe(tmp_path, "ee/1/1", type="source", sha256sums="")
+    write_recipe(tmp_path, "ff/1/1", builddeps="ff\n")
+    (tmp_path / "gg/1/1").mkdir(parents=True)
     write_recipe(tmp_path, "ok/1/1")
     assert problems(tmp_path) == [
-        "a/1/1: no 'build' file (every recipe has type, arch, meta, build)",
-        "b/1/1/builddeps:1: 'latest a' is only allowed in source recipes (a binary recipe's "
+        "aa/1/1: no 'build' file (every recipe has type, arch, meta, build)",
+        "bb/1/1/builddeps:1: 'latest aa' is only allowed in source recipes (a binary recipe's "
         "inputs are fixed by its cache key)",
-        "c/1/1/arch:2: unknown architecture 'arm64': expected i586 or x86_64",
-        "d/1/1/build: not executable (chmod +x)",
-        "e/1/1/sha256sums: no file pinned: a source recipe pins every file it fetches",
-        "f/1/1/builddeps:1: f depends on itself",
-        "g/1/1: no 'type' file (every recipe has type, arch, meta, build)",
+        "cc/1/1/arch:2: unknown architecture 'arm64': expected i586 or x86_64",
+        "dd/1/1/build: not executable (chmod +x)",
+        "ee/1/1/sha256sums: no file pinned: a source recipe pins every file it fetches",
+        "ff/1/1/builddeps:1: ff depends on itself",
+        "gg/1/1: no 'type' file (every recipe has type, arch, meta, build)",
     ]
     assert [r.id for r in load_tree(tmp_path).recipes] == ["ok/1/1"]
-    assert load_tree(tmp_path).broken == {"a", "b", "c", "d", "e", "f", "g"}
+    assert load_tree(tmp_path).broken == {"aa", "bb", "cc", "dd", "ee", "ff", "gg"}
 
 
 def test_layout_problems(tmp_path: Path) -> None:
@@ -81,16 +81,16 @@ def test_layout_problems(tmp_path: Path) -> None:
     (tmp_path / "README").write_text("x")
     (tmp_path / ".git").mkdir()
     (tmp_path / "Upper/1/1").mkdir(parents=True)
-    (tmp_path / "v/latest/1").mkdir(parents=True)
-    (tmp_path / "r/1/-1").mkdir(parents=True)
-    (tmp_path / "w/1").mkdir(parents=True)
-    (tmp_path / "w/1/file").write_text("")
+    (tmp_path / "vv/latest/1").mkdir(parents=True)
+    (tmp_path / "rr/1/-1").mkdir(parents=True)
+    (tmp_path / "ww/1").mkdir(parents=True)
+    (tmp_path / "ww/1/file").write_text("")
     assert problems(tmp_path) == [
         "README: not a recipe name (expected NAME/VERSION/RELEASE/)",
         "Upper: not a recipe name (expected NAME/VERSION/RELEASE/)",
-        "r/1/-1: not a release (expected NAME/VERSION/RELEASE/)",
-        "v/latest: not a version (expected NAME/VERSION/RELEASE/)",
-        "w/1/file: not a directory (a release must be a directory; symlinks are not followed)",
+        "rr/1/-1: not a release (expected NAME/VERSION/RELEASE/)",
+        "vv/latest: not a version (expected NAME/VERSION/RELEASE/)",
+        "ww/1/file: not a directory (a release must be a directory; symlinks are not followed)",
     ]
 
 
