@@ -141,20 +141,96 @@ def _check_path(path: bytes, where: str, lineno: int) -> None:
                                 "'..' or over-long component")
 
 
-def _symlink_stays_inside(path: bytes, target: bytes) -> bool:
-    """Resolve *target* lexically from *path*'s directory, the package root being ``/``:
-    False if it climbs above the root."""
-    parts = [] if target.startswith(b"/") else path.split(b"/")[:-1]
-    for part in target.split(b"/"):
-        if part in (b"", b"."):
+#: The kernel's limit on links followed in one path lookup (MAXSYMLINKS, ELOOP).
+MAX_SYMLINK_FOLLOWS = 40
+
+
+class _SymlinkLoop(Exception):
+    pass
+
+
+class _LinkResolver:
+    """The unpacked tree as the kernel will walk it (path_resolution(7)), so that a
+    symlink's target is judged by where it leads, not by its text: ``t -> d/s/..`` with
+    ``d/s -> ..`` climbs out although the text of each looks harmless.
+
+    A position is ``(node, extra)``: a listed entry (0 is the package root) and how many
+    unlisted components lie below it.  The unpacked tree holds nothing unlisted, and
+    what the installed system has there is outside the package's say, so an unlisted
+    name is taken as a directory.  Each link's own resolution is remembered, so the
+    work is linear in the manifest's size whatever the chains."""
+
+    OUTSIDE = (-1, 0)
+
+    def __init__(self, entries: list[Entry]) -> None:
+        ids = {b"": 0}
+        self.parent = [-1]
+        self.children: dict[tuple[int, bytes], int] = {}
+        self.targets: dict[int, bytes] = {}
+        for e in entries:  # every parent is a directory listed earlier (checked)
+            parent, _, name = e.path.rpartition(b"/")
+            node = ids[e.path] = len(self.parent)
+            self.parent.append(ids[parent])
+            self.children[(ids[parent], name)] = node
+            if e.kind == SYMLINK and e.target:
+                self.targets[node] = e.target
+        self.ids = ids
+        self.resolved: dict[int, tuple[int, int]] = {}
+        self.active: list[int] = []
+
+    def stays_inside(self, path: bytes) -> bool:
+        """Does the symlink at *path* lead to a place inside the package root?"""
+        return self._resolve(self.ids[path]) != self.OUTSIDE
+
+    def _resolve(self, link: int) -> tuple[int, int]:
+        if link in self.resolved:
+            return self.resolved[link]
+        if link in self.active or len(self.active) >= MAX_SYMLINK_FOLLOWS:
+            raise _SymlinkLoop
+        self.active.append(link)
+        target = self.targets[link]
+        node, extra = (0, 0) if target.startswith(b"/") else (self.parent[link], 0)
+        for part in target.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                if extra:
+                    extra -= 1
+                elif node == 0:
+                    node, extra = self.OUTSIDE
+                    break
+                else:
+                    node = self.parent[node]
+            elif extra:
+                extra += 1
+            elif (child := self.children.get((node, part))) is None:
+                extra = 1
+            elif child in self.targets:
+                node, extra = self._resolve(child)
+                if (node, extra) == self.OUTSIDE:
+                    break
+            else:
+                node = child
+        self.active.pop()
+        self.resolved[link] = (node, extra)
+        return node, extra
+
+
+def _check_symlinks(entries: list[Entry], where: str) -> None:
+    """Each symlink's target, resolved through the package's own links."""
+    resolver = _LinkResolver(entries)
+    for lineno, e in enumerate(entries, 1):
+        if e.kind != SYMLINK:
             continue
-        if part == b"..":
-            if not parts:
-                return False
-            parts.pop()
-        else:
-            parts.append(part)
-    return True
+        at = f"{where}:{lineno}: {e.path!r}"
+        try:
+            inside = resolver.stays_inside(e.path)
+        except _SymlinkLoop:
+            raise UnsafeArchive(f"{at}: symlink to {e.target!r} is a loop or goes through "
+                                f"more than {MAX_SYMLINK_FOLLOWS} links") from None
+        if not inside:
+            raise UnsafeArchive(f"{at}: symlink to {e.target!r} leaves the package root "
+                                "(resolved through the package's own links)")
 
 
 def check_manifest(entries: list[Entry], meta: Metadata, policy: ReaderPolicy,
@@ -182,6 +258,7 @@ def check_manifest(entries: list[Entry], meta: Metadata, policy: ReaderPolicy,
             directories.add(e.path)
         elif e.kind == REGULAR:
             regular[e.path] = e
+    _check_symlinks(entries, where)
     if len(entries) != meta.entries:
         raise UnsafeArchive(f"{where}: {len(entries)} entries, Entries says {meta.entries}")
     total = sum(e.size for e in regular.values())
@@ -206,8 +283,6 @@ def _check_entry(e: Entry, regular: dict[bytes, Entry], where: str, lineno: int)
             raise UnsafeArchive(f"{at}: bad symlink target")
         if e.mode != 0o777:
             raise UnsafeArchive(f"{at}: a symlink's mode is 0777")
-        if not _symlink_stays_inside(e.path, e.target):
-            raise UnsafeArchive(f"{at}: symlink to {e.target!r} leaves the package root")
     elif e.kind == HARDLINK:
         first = regular.get(e.target or b"")
         if first is None:

@@ -213,6 +213,44 @@ def test_symlink_leaving_the_root(tmp_path: Path, target: str) -> None:
     refuse(tmp_path, crafted, "leaves the package root")
 
 
+# The kernel resolves a link target component by component, following every link it
+# meets: a target that reads as harmless text can climb out through another link.
+@pytest.mark.parametrize("links", [
+    # t -> d1/s/..  with d1/s -> ..: d1/s is the root, so t is the root's parent
+    [("d1", "d"), ("d1/s", "l", ".."), ("t", "l", "d1/s/..")],
+    # the same through a link that comes later in the manifest
+    [("a", "l", "z/up/.."), ("z", "d"), ("z/up", "l", "..")],
+    # an absolute target resolved from the root, through a chain of two links
+    [("usr", "d"), ("usr/a", "l", "/usr/b/../.."), ("usr/b", "l", "c"), ("usr/c", "l", "/")],
+    # text that stays inside if usr/b were a directory; it is a link to the root
+    [("usr", "d"), ("usr/a", "l", "b/x/../../.."), ("usr/b", "l", "/")],
+])
+def test_symlink_leaving_the_root_through_other_links(
+        tmp_path: Path, links: list[tuple[str, ...]]) -> None:
+    lines = [line(path, "d") if kind == "d" else line(path, "l", "0777", target=rest[0])
+             for path, kind, *rest in links]
+    crafted = Crafted(sorted(lines, key=lambda b: b.split(b" ")[0].split(b"/")))
+    refuse(tmp_path, crafted, "leaves the package root")
+
+
+def test_symlink_loop_is_refused(tmp_path: Path) -> None:
+    crafted = Crafted([line("usr", "d"), line("usr/a", "l", "0777", target="b/x"),
+                       line("usr/b", "l", "0777", target="a/y")])
+    refuse(tmp_path, crafted, "loop")
+
+
+def test_symlinks_through_links_that_stay_inside_are_accepted(tmp_path: Path) -> None:
+    package = tmp_path / "ok.dcfpkg"
+    package.write_bytes(Crafted([
+        line("usr", "d"), line("usr/bin", "d"), line("usr/bin/awk", "l", "0777",
+                                                     target="/etc/alternatives/awk"),
+        line("usr/bin/sh", "l", "0777", target="../lib/x/../../bin/awk"),
+        line("usr/lib", "l", "0777", target="share"), line("usr/share", "d"),
+        line("usr/share/x", "l", "0777", target=".")]).build())
+    extract(package, tmp_path / "dest")
+    assert os.readlink(tmp_path / "dest/usr/bin/sh") == "../lib/x/../../bin/awk"
+
+
 def test_symlink_with_other_mode(tmp_path: Path) -> None:
     crafted = Crafted([line("usr", "d"), line("usr/x", "l", "4755", target="y")])
     refuse(tmp_path, crafted, "setuid", ReaderPolicy())
