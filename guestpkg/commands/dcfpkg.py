@@ -12,7 +12,14 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.dcfpkg.format import DIRECTORY, HARDLINK, SYMLINK, Entry, Metadata
-from guestpkg.dcfpkg.reader import ReaderPolicy, extract, read_manifest, read_metadata, verify
+from guestpkg.dcfpkg.reader import (
+    ReaderPolicy,
+    extract,
+    open_input,
+    read_manifest,
+    read_metadata,
+    verify,
+)
 from guestpkg.dcfpkg.writer import write_dcfpkg
 from guestpkg.errors import UsageError
 
@@ -70,7 +77,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.action == "create":
         return create(config, args)
     if args.action == "info":
-        with open(args.file, "rb") as f:
+        with open_input(args.file) as f:
             sys.stdout.write(read_metadata(f, str(args.file)).to_bytes()
                              .decode().split("\n", 1)[1].rstrip("\n") + "\n")
     elif args.action == "list":

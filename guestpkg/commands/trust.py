@@ -8,6 +8,7 @@ import hashlib
 import time
 from pathlib import Path
 
+from guestpkg.commands.dcfpkg import policy
 from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import (
     ANY,
@@ -22,9 +23,9 @@ from guestpkg.dcfpkg.keys import (
     store_key,
     write_keypair,
 )
-from guestpkg.dcfpkg.reader import verify
+from guestpkg.dcfpkg.reader import open_input, verify
 from guestpkg.dcfpkg.sigdb import Archive, parse_archive, parse_time, sign, valid_name
-from guestpkg.dcfpkg.trust import Policy, TrustSettings, TrustStore, effective_level
+from guestpkg.dcfpkg.trust import Policy, TrustSettings, TrustStore, effective_level, was_added
 from guestpkg.errors import InputError, UsageError
 from guestpkg.fsutil import atomic_write
 
@@ -151,8 +152,8 @@ def sign_file(config: Config, args: argparse.Namespace, now: int) -> None:
         raise UsageError(str(e)) from e
     if expires <= now:
         raise UsageError(f"--expires {args.expires} is in the past")
-    meta = verify(args.file)  # sign only what a reader accepts
-    with open(args.file, "rb") as f:
+    meta = verify(args.file, policy(config))  # sign only what a reader accepts
+    with open_input(args.file) as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         size = f.tell()
     signature = sign(read_secret_key(args.key), meta, size, digest, args.repository,
@@ -193,6 +194,8 @@ def list_store(config: Config, args: argparse.Namespace, now: int) -> None:
     for key in sorted(load_keys(config.trustdir).values(), key=lambda k: (k.level, k.key_id)):
         print(f"{key.level:9} {key.key_id} repositories={','.join(key.repositories)} "
               f"packages={','.join(key.packages)} {key.comment}")
+        if not was_added(key, events):
+            print(f"{'':9}   no \"add\" in levels.log: counts as untrusted")
         for e in events:
             if e.key_id == key.key_id and not e.is_global:
                 print(f"{'':9}   {e.action} {e.level} in {e.repository}/{e.package} "

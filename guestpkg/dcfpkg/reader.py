@@ -47,13 +47,19 @@ from guestpkg.dcfpkg.format import (
 )
 from guestpkg.dcfpkg.fswriter import OrderedWriter
 from guestpkg.dcfpkg.stanza import parse_stanzas
-from guestpkg.errors import ParseError, UnsafeArchive
+from guestpkg.errors import InputError, ParseError, UnsafeArchive
 from guestpkg.fsutil import atomic_directory
 
 CHUNK_BYTES = 1 << 20
 MAX_METADATA_BYTES = 64 << 10
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+
+
+#: The setting that relaxes the setuid rule, as each front door spells it.
+SETUID_HINT = ("if this package must have it: guestpkg dcfpkg --dcfpkg-allow-setuid, or "
+               "GUESTPKG_DCFPKG_ALLOW_SETUID=yes, or dcfpkg_allow_setuid = yes in "
+               "guestpkg.conf(5)")
 
 
 @dataclass(frozen=True)
@@ -252,7 +258,7 @@ def check_manifest(entries: list[Entry], meta: Metadata, policy: ReaderPolicy,
                                 "directory listed before it")
         if e.mode & (stat.S_ISUID | stat.S_ISGID) and not policy.allow_setuid:
             raise UnsafeArchive(f"{where}:{lineno}: {e.path!r} is setuid or setgid",
-                                hint="pass --allow-setuid if this package must have it")
+                                hint=SETUID_HINT)
         _check_entry(e, regular, where, lineno)
         if e.kind == DIRECTORY:
             directories.add(e.path)
@@ -381,6 +387,15 @@ class DcfpkgReader:
             raise UnsafeArchive(f"{self.where}: bad zstd data after the last file: {e}") from e
 
 
+def open_input(path: Path) -> IO[bytes]:
+    """*path* opened for reading; a missing or unreadable file is bad input (one line,
+    exit 3), not a bug."""
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from e
+
+
 def open_package(f: IO[bytes], where: str, policy: ReaderPolicy) -> DcfpkgReader:
     return DcfpkgReader(f, where, policy)
 
@@ -388,14 +403,14 @@ def open_package(f: IO[bytes], where: str, policy: ReaderPolicy) -> DcfpkgReader
 def read_manifest(path: Path, policy: ReaderPolicy | None = None
                   ) -> tuple[Metadata, list[Entry]]:
     """Metadata and the checked manifest, without reading the contents."""
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         reader = DcfpkgReader(f, str(path), policy or ReaderPolicy())
         return reader.metadata, reader.entries
 
 
 def verify(path: Path, policy: ReaderPolicy | None = None) -> Metadata:
     """Read everything and check every digest; write nothing."""
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         reader = DcfpkgReader(f, str(path), policy or ReaderPolicy())
         for entry in reader.entries:
             if entry.kind == REGULAR:
@@ -411,7 +426,7 @@ def extract(path: Path, destination: Path, policy: ReaderPolicy | None = None) -
     if destination.exists() or destination.is_symlink():
         raise UnsafeArchive(f"{destination}: already exists",
                             hint="extract into a new directory")
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         reader = DcfpkgReader(f, str(path), policy)
         with atomic_directory(destination) as tmp:
             _extract_into(reader, tmp, policy)

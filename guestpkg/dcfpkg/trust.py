@@ -37,10 +37,11 @@ from guestpkg.dcfpkg.keys import (
     LevelEvent,
     LevelLog,
     PublicKey,
+    key_id,
     load_keys,
 )
-from guestpkg.dcfpkg.reader import read_metadata
-from guestpkg.dcfpkg.sigdb import Archive, Signature, parse_archive, valid_name
+from guestpkg.dcfpkg.reader import open_input, read_metadata
+from guestpkg.dcfpkg.sigdb import Archive, Signature, format_time, parse_archive, valid_name
 from guestpkg.dcfpkg.stanza import format_stanza, parse_stanzas
 from guestpkg.errors import ConfigError, InputError, ParseError, TrustError
 from guestpkg.fsutil import atomic_write, locked
@@ -118,7 +119,11 @@ def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, p
     Start at the key file's level; replay the key's events for this scope in order (a
     global event can only lower the level below the key file's, so restoring an old
     file doesn't undo a demotion); a key ever demoted to untrusted stays so; a junior
-    key is senior once it has been junior here for *promotion_s*."""
+    key is senior once it has been junior here for *promotion_s*.  A key file whose
+    "add" is not in the log is untrusted: deleting the log and its head, then putting
+    a demoted key's old file back, must not undo the demotion."""
+    if not was_added(key, events):
+        return "untrusted"
     file_rank = RANK[key.level]
     rank, junior_since = file_rank, None
     for e in events:
@@ -140,8 +145,13 @@ def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, p
     return LEVELS[rank]
 
 
+def was_added(key: PublicKey, events: list[LevelEvent]) -> bool:
+    """Did ``guestpkg trust add-key`` log this key?  (Its file alone proves nothing.)"""
+    return any(e.action == "add" and e.key_id == key.key_id for e in events)
+
+
 def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         data = f.read(cap + 1)
     if len(data) > cap:
         raise InputError(f"{path}: {what} is over the cap of {cap} bytes (endless data?)",
@@ -193,18 +203,31 @@ class TrustStore:
     # counting signatures -------------------------------------------------------------
 
     def _counted(self, sigs: list[Signature], repository: str, package: str, now: int,
-                 keys: dict[bytes, PublicKey], events: list[LevelEvent]
-                 ) -> list[tuple[PublicKey, str]]:
-        """The distinct known keys among *sigs* that cover *package*, with their level."""
+                 keys: dict[bytes, PublicKey], events: list[LevelEvent],
+                 not_counted: list[str] | None = None) -> list[tuple[PublicKey, str]]:
+        """The distinct known keys among *sigs* that cover *package*, with their level;
+        why each other signature doesn't count goes to *not_counted*."""
         counted: dict[str, tuple[PublicKey, str]] = {}
+        reasons: list[str] = []
         for sig in sigs:
             key = keys.get(sig.public_key)
-            if key is None or not key.covers(repository, package) or sig.expires <= now:
-                continue
-            level = effective_level(key, events, repository, package, now,
-                                    self.settings.promotion_s)
-            if level != "untrusted":
+            if key is None:
+                reasons.append(f"{key_id(sig.public_key)} (not in the store)")
+            elif not key.covers(repository, package):
+                reasons.append(f"{key.key_id} (may not sign {package} in {repository})")
+            elif sig.expires <= now:
+                reasons.append(f"{key.key_id} (signature expired {format_time(sig.expires)})")
+            elif not was_added(key, events):
+                reasons.append(f'{key.key_id} (no "add" in levels.log: a key file put in '
+                               "the store by hand, or a log that was deleted)")
+            elif (level := effective_level(key, events, repository, package, now,
+                                           self.settings.promotion_s)) == "untrusted":
+                reasons.append(f"{key.key_id} (untrusted)")
+            else:
                 counted[key.key_id] = (key, level)
+        if not_counted is not None:
+            not_counted.extend(r for r in dict.fromkeys(reasons)
+                               if r.split()[0] not in counted)
         return list(counted.values())
 
     # import ------------------------------------------------------------------------
@@ -305,7 +328,7 @@ class TrustStore:
             raise TrustError(f"{self.archive_path(repository)}: version "
                              f"{archive.archive_version} is older than the {counter} seen "
                              "(the stored archive was rolled back)")
-        with open(path, "rb") as f:
+        with open_input(path) as f:
             meta = read_metadata(f, str(path))
         candidates = [s for s in archive.signatures if (s.package, s.version, s.architecture)
                       == (meta.package, meta.full_version, meta.architecture)]
@@ -317,12 +340,15 @@ class TrustStore:
                     and s.payload_sha256 == meta.payload_sha256
                     and s.is_valid(repository, archive.archive_version)]
         keys, events = load_keys(self.trustdir), self.log.read()
-        counted = self._counted(matching, repository, meta.package, now, keys, events)
+        not_counted: list[str] = []
+        counted = self._counted(matching, repository, meta.package, now, keys, events,
+                                not_counted)
         levels = [level for _, level in counted]
         if not self.settings.policy.satisfied(levels):
+            others = f"; not counted: {', '.join(not_counted)}" if not_counted else ""
             raise TrustError(
                 f"{path}: the signatures that count ({_describe(counted)}) don't meet the "
-                f"policy {self.settings.policy.text!r}",
+                f"policy {self.settings.policy.text!r}{others}",
                 hint="signatures by unknown, untrusted, expired or out-of-scope keys, or over "
                 "another file, don't count")
         newest = counters.get(meta.package)
@@ -340,7 +366,7 @@ def _describe(counted: list[tuple[PublicKey, str]]) -> str:
 def _digest_capped(path: Path, cap: int) -> tuple[int, str]:
     """Size and SHA256 of *path*, reading at most *cap* + 1 bytes (endless data)."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         while chunk := f.read(min(1 << 20, cap + 1 - size)):
             digest.update(chunk)
             size += len(chunk)

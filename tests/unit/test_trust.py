@@ -258,6 +258,30 @@ def test_demotion_to_untrusted_survives_restoring_the_key_file(world: World) -> 
         world.accepts(hello)
 
 
+def test_demotion_survives_deleting_the_level_log_and_its_head(world: World) -> None:
+    """Delete both files of the log and put the old key file back: the key has no
+    logged "add", so it counts for nothing."""
+    trusted, hello = world.key("trusted"), world.package("hello", "1.0")
+    world.import_(world.archive(1, (trusted, hello)))
+    key = load_keys(world.store.trustdir)[trusted.public_key]
+    store_key(world.store.trustdir, key, "untrusted")
+    LevelLog(world.store.trustdir).append(NOW, ("demote", key.key_id, "untrusted", ANY, ANY,
+                                                "manual"))
+    log = LevelLog(world.store.trustdir)
+    log.path.unlink()
+    log.head.unlink()
+    store_key(world.store.trustdir, key, "trusted")   # an old backup put back
+    with pytest.raises(TrustError, match=f"{key.key_id}.*no \"add\" in levels.log"):
+        world.accepts(hello)
+
+
+def test_verify_of_an_expired_signature_says_expired(world: World) -> None:
+    senior, hello = world.key("senior"), world.package("hello", "1.0")
+    world.import_(world.archive(1, (senior, hello)))
+    with pytest.raises(TrustError, match=f"{senior.key_id}.*expired"):
+        world.accepts(hello, now=EXPIRES + 1)
+
+
 # -- junior keys -----------------------------------------------------------------------
 
 def test_junior_key_before_and_after_promotion(world: World) -> None:

@@ -63,3 +63,41 @@ def test_sign_refuses_a_hostile_package_and_bad_dates(tmp_path: Path,
     assert guestpkg(*sign, "--expires", "2099-01-01") == 3           # setuid: refused
     assert guestpkg(*sign, "--expires", "2001-01-01") == 2           # in the past
     assert guestpkg(*sign, "--expires", "soon") == 2
+
+
+@pytest.mark.parametrize("action", ["info", "list", "verify"])
+def test_dcfpkg_of_a_missing_file_is_one_line(guestpkg: Callable[..., int], action: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert guestpkg("dcfpkg", action, "missing.dcfpkg") == 3
+    err = capsys.readouterr().err
+    assert "missing.dcfpkg" in err and "No such file" in err, err
+    assert "Traceback" not in err and "bug" not in err, err
+
+
+def test_dcfpkg_extract_and_trust_verify_of_a_missing_file(
+        guestpkg: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
+    assert guestpkg("dcfpkg", "extract", "missing.dcfpkg", "out") == 3
+    assert guestpkg("trust", "verify", "missing.dcfpkg", "--repository", "main") in (3, 6)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "bug" not in err, err
+
+
+def test_setuid_refusal_names_a_setting_that_works(
+        tmp_path: Path, guestpkg: Callable[..., int], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hint names the setting; following it, as an option and as the variable,
+    makes dcfpkg verify and trust sign accept the package."""
+    (tmp_path / "tree/usr").mkdir(parents=True)
+    (tmp_path / "tree/usr/su").write_text("x")
+    (tmp_path / "tree/usr/su").chmod(0o4755)
+    write_dcfpkg(tmp_path / "tree", Metadata(package="su", version="1", release="1",
+                                             architecture="all", build_date=0),
+                 tmp_path / "su.dcfpkg")
+    assert guestpkg("dcfpkg", "verify", "su.dcfpkg") == 3
+    err = capsys.readouterr().err
+    assert "--dcfpkg-allow-setuid" in err and "GUESTPKG_DCFPKG_ALLOW_SETUID=yes" in err, err
+    assert guestpkg("dcfpkg", "--dcfpkg-allow-setuid", "verify", "su.dcfpkg") == 0
+    assert guestpkg("trust", "keygen", "k") == 0
+    monkeypatch.setenv("GUESTPKG_DCFPKG_ALLOW_SETUID", "yes")
+    assert guestpkg("trust", "sign", "su.dcfpkg", "--key", "k.key", "--repository", "main",
+                    "--archive-version", "1", "--expires", "2099-01-01") == 0
