@@ -155,21 +155,24 @@ def build_directory(config: Config, preserve: str) -> Iterator[Path]:
     directory = top / build_id
     lock = top / f"{build_id}.lock"
     failed = True
-    with fsutil.locked(lock):
-        directory.mkdir(mode=0o700)
-        (directory / "build").mkdir(mode=0o755)
-        try:
-            yield directory
-            failed = False
-        finally:
-            keep = preserve == "always" or (preserve == "on-error" and failed)
-            if keep:
-                log.warning("kept the build directory %s (--preserve-build=%s)",
-                            directory, preserve)
-                (directory / ".preserved").touch()
-            else:
-                fsutil.remove_tree(directory)
-    if not keep:
+    # The lock goes in every case, also when the build raised (the error propagates
+    # through here) and when the directory is kept: the reaper skips kept ones.
+    try:
+        with fsutil.locked(lock):
+            directory.mkdir(mode=0o700)
+            (directory / "build").mkdir(mode=0o755)
+            try:
+                yield directory
+                failed = False
+            finally:
+                keep = preserve == "always" or (preserve == "on-error" and failed)
+                if keep:
+                    log.warning("kept the build directory %s (--preserve-build=%s)",
+                                directory, preserve)
+                    (directory / ".preserved").touch()
+                else:
+                    fsutil.remove_tree(directory)
+    finally:
         lock.unlink(missing_ok=True)
 
 

@@ -276,3 +276,21 @@ def test_symlinked_debian_metadata_is_refused(tmp_path: Path) -> None:
     os.symlink("/etc/passwd", tmp_path / "debian" / "changelog")
     with pytest.raises(InputError):
         refuse_symlinked_metadata(tmp_path)
+
+
+@pytest.mark.parametrize("preserve", ["never", "on-error"])
+def test_a_failed_build_leaves_no_lock(tmp_path: Path, preserve: str) -> None:
+    from guestpkg import config
+    from guestpkg.build.deb import build_directory
+
+    cfg = config.load({"vardir": tmp_path / "var"}, {}, tmp_path / "etc")
+    with pytest.raises(RuntimeError), build_directory(cfg, preserve) as directory:
+        (directory / "build" / "x").write_text("x")
+        raise RuntimeError("the build failed")
+    top = tmp_path / "var" / "builds"
+    assert not list(top.glob("*.lock")), list(top.iterdir())
+    kept = [p for p in top.iterdir() if p.is_dir()]
+    assert len(kept) == (preserve == "on-error")
+    with build_directory(cfg, preserve):
+        pass
+    assert not list(top.glob("*.lock")), list(top.iterdir())
