@@ -24,6 +24,7 @@ while this thread decompresses.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -387,7 +388,7 @@ class DcfpkgReader:
             raise UnsafeArchive(f"{self.where}: bad zstd data after the last file: {e}") from e
 
 
-def open_input(path: Path) -> IO[bytes]:
+def open_input(path: Path) -> io.BufferedReader:
     """*path* opened for reading; a missing or unreadable file is bad input (one line,
     exit 3), not a bug."""
     try:
