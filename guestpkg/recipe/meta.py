@@ -75,5 +75,5 @@ def parse_meta(data: bytes, path: str) -> tuple[tuple[str, str], ...]:
             if not _TEXT_LINE.match(line.strip() or "."):
                 raise ParseError("Description: continuation line longer than 200 "
                                  "characters", path, lineno + offset)
-    return tuple((name, value) for name, _ in FIELDS
-                 if (value := stanza.get(name)) is not None)
+    return tuple((name, stanza.fields[name.lower()]) for name, _ in FIELDS
+                 if name.lower() in stanza.fields)
