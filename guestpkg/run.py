@@ -5,15 +5,20 @@ It takes an argv list (never a shell string), sets the environment explicitly, l
 ``shlex.join(argv)`` before running, and raises :class:`~guestpkg.errors.CommandFailed`
 on a non-zero exit.  Output can be captured, sent to a log file, or both shown and
 logged (``tee``), which is how long builds keep a quiet console and a full log.
+A logged command writes into a pipe that guestpkg copies into the log, bounded per
+line and in total (:class:`LogSink`): never into the log file itself.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import select
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -31,6 +36,13 @@ INHERITED = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY
              "NO_PROXY", "TERM", "DEBIAN_FRONTEND", "DEBCONF_NONINTERACTIVE_SEEN")
 
 TAIL_LINES = 25
+
+#: Bounds of what a command's output may take in a log (see LogSink): a line, and
+#: the head and tail of the whole log that are kept.  The biggest Debian build logs
+#: are some hundred MB; their interesting part, the failure, is at the end.
+MAX_LINE_BYTES = 64 << 10
+LOG_HEAD_BYTES = 256 << 20
+LOG_TAIL_BYTES = 64 << 20
 
 
 def base_env(extra: Mapping[str, str] | None = None, *, inherit: bool = False) -> dict[str, str]:
@@ -84,11 +96,11 @@ def run(
     args = [os.fspath(a) for a in argv]
     environment = dict(env) if env is not None else base_env()
     log.info("run: %s", shlex.join(args))
-    if log_path is not None and capture:
-        raise ValueError("capture and log_path are exclusive")
+    if log_path is not None and (capture or input is not None):
+        raise ValueError("capture and input go without log_path")
 
     if log_path is not None:
-        return _run_logged(args, environment, cwd, check, input, log_path, tee, timeout_s,
+        return _run_logged(args, environment, cwd, check, log_path, tee, timeout_s,
                            stdin, pass_fds, hint)
 
     try:
@@ -111,7 +123,6 @@ def _run_logged(
     env: dict[str, str],
     cwd: str | os.PathLike[str] | None,
     check: bool,
-    input: bytes | None,
     log_path: Path,
     tee: bool,
     timeout_s: float | None,
@@ -119,51 +130,130 @@ def _run_logged(
     pass_fds: Sequence[int],
     hint: str | None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """The command writes into a pipe, never into the log file itself: a file
+    descriptor of the log would let it rewrite or truncate what guestpkg wrote
+    before (ftruncate(2) needs no permission on the path), and a line with no end
+    would be buffered whole.  :class:`LogSink` bounds both."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as logfile:
         logfile.write(f"+ {shlex.join(args)}\n".encode())
-        if not tee:
-            try:
-                result = subprocess.run(
-                    args, env=env, cwd=cwd, input=input, timeout=timeout_s,
-                    stdout=logfile, stderr=subprocess.STDOUT,
-                    stdin=stdin if input is None else None, pass_fds=tuple(pass_fds))
-            except FileNotFoundError as e:
-                raise CommandFailed(args, 127, str(e), log_path, hint) from e
-            returncode = result.returncode
-        else:
-            returncode = _tee(args, env, cwd, logfile, timeout_s, stdin, pass_fds)
+        try:
+            proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=stdin,
+                                    pass_fds=tuple(pass_fds))
+        except FileNotFoundError as e:
+            raise CommandFailed(args, 127, str(e), log_path, hint) from e
+        assert proc.stdout is not None
+        sink = LogSink(logfile, sys.stderr.buffer if tee else None)
+        try:
+            returncode = _pump(proc, proc.stdout.fileno(), sink, timeout_s)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            sink.close()
+            proc.stdout.close()
     if check and returncode != 0:
         raise CommandFailed(args, returncode, read_log_tail(log_path), log_path, hint)
     return subprocess.CompletedProcess(args, returncode)
 
 
-def _tee(
-    args: list[str],
-    env: dict[str, str],
-    cwd: str | os.PathLike[str] | None,
-    logfile: IO[bytes],
-    timeout_s: float | None,
-    stdin: int | IO[bytes] | None,
-    pass_fds: Sequence[int],
-) -> int:
-    try:
-        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=stdin,
-                                pass_fds=tuple(pass_fds))
-    except FileNotFoundError as e:
-        raise CommandFailed(args, 127, str(e)) from e
-    assert proc.stdout is not None
-    try:
-        for line in iter(proc.stdout.readline, b""):
-            logfile.write(line)
-            sys.stderr.buffer.write(line)
-            sys.stderr.buffer.flush()
-        return proc.wait(timeout=timeout_s)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+#: After the command exited, how long its pipe is still read (a child it left behind
+#: may hold the pipe open; the sandbox kills its whole pid namespace, others may not).
+DRAIN_AFTER_EXIT_S = 2.0
+
+
+def _pump(proc: subprocess.Popen[bytes], fd: int, sink: LogSink,
+          timeout_s: float | None) -> int:
+    start = time.monotonic()
+    exited_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if timeout_s is not None and now - start > timeout_s:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        if exited_at is None and proc.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT_S:
+            break
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            sink.feed(data)
+    return proc.wait()
+
+
+class LogSink:
+    """Output of a command into the log (and the console), bounded.
+
+    A line longer than *max_line* bytes is cut there and says how much was cut; of a
+    log longer than *head* bytes, the first *head* bytes and the last *tail* bytes
+    (whole lines) are kept, with a line saying how much was cut between them.  Memory
+    use is about *max_line* + *tail*, whatever the command writes."""
+
+    def __init__(self, logfile: IO[bytes], console: IO[bytes] | None, *,
+                 max_line: int = MAX_LINE_BYTES, head: int = LOG_HEAD_BYTES,
+                 tail: int = LOG_TAIL_BYTES) -> None:
+        self.logfile, self.console = logfile, console
+        self.max_line, self.head, self.tail = max_line, head, tail
+        self.partial = bytearray()
+        self.cut_in_line = 0
+        self.written = 0
+        self.kept_tail: collections.deque[bytes] = collections.deque()
+        self.tail_bytes = 0
+        self.cut_lines = 0
+        self.cut_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            newline = data.find(b"\n")
+            chunk, data = ((data, b"") if newline < 0 else
+                           (data[:newline + 1], data[newline + 1:]))
+            room = self.max_line - len(self.partial)
+            if room > 0:
+                self.partial += chunk[:room]
+            self.cut_in_line += max(0, len(chunk) - max(room, 0))
+            if newline >= 0:
+                self._line(self._finish_line())
+
+    def _finish_line(self) -> bytes:
+        line = bytes(self.partial)
+        if self.cut_in_line:
+            line = (line.rstrip(b"\n") +
+                    f" [guestpkg: {self.cut_in_line} more bytes of this line cut]\n".encode())
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        self.partial.clear()
+        self.cut_in_line = 0
+        return line
+
+    def _line(self, line: bytes) -> None:
+        if self.console is not None:
+            self.console.write(line)
+            self.console.flush()
+        if self.written + len(line) <= self.head and not self.kept_tail:
+            self.logfile.write(line)
+            self.written += len(line)
+            return
+        self.kept_tail.append(line)
+        self.tail_bytes += len(line)
+        while self.tail_bytes > self.tail:
+            dropped = self.kept_tail.popleft()
+            self.tail_bytes -= len(dropped)
+            self.cut_lines += 1
+            self.cut_bytes += len(dropped)
+
+    def close(self) -> None:
+        if self.partial or self.cut_in_line:
+            self._line(self._finish_line())
+        if self.cut_lines:
+            self.logfile.write(f"[guestpkg: {self.cut_lines} lines ({self.cut_bytes} bytes) "
+                               f"of output cut here; the log keeps its first "
+                               f"{self.head} and last {self.tail} bytes]\n".encode())
+        self.logfile.writelines(self.kept_tail)
+        self.kept_tail.clear()
 
 
 def spawn_detached(

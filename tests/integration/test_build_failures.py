@@ -7,6 +7,7 @@ prepare_source hook of the host lifecycle, --faketime, --preserve-build, and the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,23 @@ def test_hostile_build_relation_is_refused_before_apt(
     assert f"debian/control:{line}: {field}:" in first, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_build_cannot_rewrite_the_log_and_a_huge_line_is_bounded(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    """As the build user: truncate(STDOUT, 0) leaves guestpkg's earlier lines, and a
+    200 MB line without a newline takes a bounded part of the log."""
+    tree = make_tiny(tmp_path / "src", build=(
+        "perl -e 'truncate(STDOUT, 0) or print qq(truncate refused\\n)'; "
+        "perl -e 'print q(z) x 200000000'"))
+    result = build_package(test_config, tree, tmp_path / "out", BuildOptions(tee=False))
+    text = result.log_path.read_text()
+    assert "guestpkg: == guestpkg" in text.splitlines()[0]
+    assert "truncate refused" in text
+    # make's next line follows the z's on the same line: more than 200 MB - 64 KiB cut
+    cut = re.search(r"\[guestpkg: (\d+) more bytes of this line cut\]", text)
+    assert cut is not None and int(cut.group(1)) >= 200_000_000 - 65536
+    assert result.log_path.stat().st_size < 1 << 20
 
 
 def test_prepare_source_hook_and_user(test_config: Config, base_root: BaseRoot,
