@@ -41,12 +41,22 @@ TYPES = (DIRECTORY, REGULAR, SYMLINK, HARDLINK)
 _RELEASE = re.compile(r"^[A-Za-z0-9.+~]+$")
 _ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _NUMBER = re.compile(r"^(0|[1-9][0-9]{0,18})$")
+_URL = re.compile(r"^https?://[!-~]{1,500}$")
+_ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")
+#: ``<Debian package> <Debian version> <SHA256 of the .deb>``
+_PROVENANCE = re.compile(r"^(\S+) (\S+) ([0-9a-f]{64})$")
+#: one line of Inputs: ``<recipe name>/<version>/<release> <SHA256 of its dcfpkg>``,
+#: ``latest`` after it for an input left out of the cache key
+_INPUT = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,62}/[0-9][A-Za-z0-9.+~]{0,63}/[A-Za-z0-9.+~]{1,32}"
+                    r" [0-9a-f]{64}( latest)?$")
 
 #: Fields in the order the writer emits them, and whether they are required.
 FIELDS: tuple[tuple[str, bool], ...] = (
     ("Package", True), ("Version", True), ("Release", True), ("Architecture", True),
     ("Depends", False), ("Build-Depends", False), ("Source", False),
-    ("Description", False), ("Build-Date", True), ("Entries", True),
+    ("Description", False), ("Homepage", False), ("License", False), ("Maintainer", False),
+    ("Provenance", False), ("Recipe-Key", False), ("Bootstrap-Set", False), ("Inputs", False),
+    ("Build-Date", True), ("Entries", True),
     ("Installed-Size", True), ("Manifest-Size", True), ("Manifest-SHA256", True),
     ("Compression", True), ("Payload-Size", True), ("Payload-SHA256", True),
 )
@@ -66,6 +76,13 @@ class Metadata:
     build_depends: str = ""
     source: str = ""
     description: str = ""
+    homepage: str = ""
+    license: str = ""
+    maintainer: str = ""
+    provenance: str = ""       # a package imported from Debian: package, version, .deb SHA256
+    recipe_key: str = ""       # a recipe's result: its cache key (docs/recipes.md)
+    bootstrap_set: str = ""    # ... the id of the bootstrap set it was built over
+    inputs: tuple[str, ...] = ()   # ... and its inputs, "name/version/release sha256"
     extra: tuple[tuple[str, str], ...] = ()      # X- fields, kept as given
     entries: int = 0
     installed_size: int = 0
@@ -94,6 +111,26 @@ class Metadata:
         for name, _ in self.extra:
             if not name.startswith("X-"):
                 raise ValueError(f"extra field {name!r} must start with X-")
+        self.check_origin()
+
+    def check_origin(self) -> None:
+        """Refuse malformed where-it-came-from fields (meta, provenance, recipe)."""
+        def valid_provenance(text: str) -> bool:
+            match = _PROVENANCE.match(text)
+            return (match is not None and is_package_name(match.group(1))
+                    and is_version(match.group(2)))
+
+        checks: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+            ("Homepage", self.homepage, _URL.match),
+            ("License", self.license, _ONE_LINE.match),
+            ("Maintainer", self.maintainer, _ONE_LINE.match),
+            ("Provenance", self.provenance, valid_provenance),
+            ("Recipe-Key", self.recipe_key, is_sha256),
+            ("Bootstrap-Set", self.bootstrap_set, is_sha256),
+            *(("Inputs", line, _INPUT.match) for line in self.inputs))
+        for name, value, valid in checks:
+            if value and not valid(value):
+                raise ValueError(f"{name}: {value[:80]!r} is not a valid value")
 
     def to_bytes(self) -> bytes:
         """The magic line, the stanza and the empty line that ends it."""
@@ -101,7 +138,13 @@ class Metadata:
             "Package": self.package, "Version": self.version, "Release": self.release,
             "Architecture": self.architecture, "Depends": self.depends,
             "Build-Depends": self.build_depends, "Source": self.source,
-            "Description": self.description, "Build-Date": str(self.build_date),
+            "Description": self.description, "Homepage": self.homepage,
+            "License": self.license, "Maintainer": self.maintainer,
+            "Provenance": self.provenance, "Recipe-Key": self.recipe_key,
+            "Bootstrap-Set": self.bootstrap_set,
+            # a multi-line field starts on the line after its name, as Checksums-Sha256
+            "Inputs": "".join("\n" + line for line in self.inputs),
+            "Build-Date": str(self.build_date),
             "Entries": str(self.entries), "Installed-Size": str(self.installed_size),
             "Manifest-Size": str(self.manifest_size),
             "Manifest-SHA256": self.manifest_sha256, "Compression": self.compression,
@@ -140,15 +183,24 @@ class Metadata:
             architecture=f["Architecture"], build_date=number("Build-Date"),
             depends=f.get("Depends", ""), build_depends=f.get("Build-Depends", ""),
             source=f.get("Source", ""), description=f.get("Description", ""),
+            homepage=f.get("Homepage", ""), license=f.get("License", ""),
+            maintainer=f.get("Maintainer", ""), provenance=f.get("Provenance", ""),
+            recipe_key=f.get("Recipe-Key", ""), bootstrap_set=f.get("Bootstrap-Set", ""),
+            inputs=tuple(f.get("Inputs", "").split("\n")[1:]) if f.get("Inputs") else (),
             extra=tuple((k, v) for k, v in f.items() if k.startswith("X-")),
             entries=number("Entries"), installed_size=number("Installed-Size"),
             manifest_size=number("Manifest-Size"), manifest_sha256=digest("Manifest-SHA256"),
             payload_size=number("Payload-Size"), payload_sha256=digest("Payload-SHA256"),
         )
+        if "Inputs" in f and f["Inputs"].split("\n")[0]:
+            raise ParseError("Inputs: the first line must be empty (one input a line "
+                             "after it)", path, stanza.lines["Inputs"])
         try:
             meta.check_identity()
         except ValueError as e:
-            raise ParseError(str(e), path, stanza.first_line) from e
+            field_name = str(e).split(":", 1)[0]
+            raise ParseError(str(e), path, stanza.lines.get(field_name, stanza.first_line)
+                             ) from e
         return meta
 
 

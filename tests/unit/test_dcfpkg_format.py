@@ -185,3 +185,47 @@ def test_walk_order_is_the_manifest_order(tmp_path: Path) -> None:
     _, entries = read_manifest(tmp_path / "a.dcfpkg")
     paths = [e.path for e in entries]
     assert paths == sorted(paths, key=sort_key) and len(paths) == 15
+
+
+def _sized(meta: Metadata) -> Metadata:
+    from dataclasses import replace
+
+    return replace(meta, entries=3, installed_size=10, manifest_size=100,
+                   manifest_sha256="a" * 64, payload_size=50, payload_sha256="b" * 64)
+
+
+def test_origin_fields_round_trip() -> None:
+    """A recipe's meta, rundeps, inputs and key, and a seed's Debian provenance."""
+    from dataclasses import replace
+
+    meta = _sized(replace(
+        META, depends="zlib, m4", homepage="https://zlib.net/", license="Zlib",
+        maintainer="A Person <a@example.org>", recipe_key="c" * 64, bootstrap_set="d" * 64,
+        inputs=("make/4.3/1 " + "e" * 64, "curl/8.0/1 " + "f" * 64 + " latest")))
+    text = meta.to_bytes().decode()
+    assert f"Inputs:\n make/4.3/1 {'e' * 64}\n curl/8.0/1 {'f' * 64} latest\n" in text
+    stanza = parse_stanzas(text.split("\n", 1)[1], "m")[0]
+    assert Metadata.from_stanza(stanza, "m") == meta
+    seed = _sized(replace(META, provenance="libc6 2.36-9+deb12u4 " + "1" * 64))
+    stanza = parse_stanzas(seed.to_bytes().decode().split("\n", 1)[1], "m")[0]
+    assert Metadata.from_stanza(stanza, "m").provenance == "libc6 2.36-9+deb12u4 " + "1" * 64
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Homepage", "javascript:alert(1)"),
+    ("Provenance", "libc6 2.36"),
+    ("Provenance", "Libc6 2.36-9 " + "1" * 64),
+    ("Provenance", "libc6 -2 " + "1" * 64),
+    ("Recipe-Key", "abc"),
+    ("Bootstrap-Set", "A" * 64),
+    ("Inputs", "\n ../x/1/1 " + "e" * 64),
+    ("Inputs", "\n make/4.3/1 " + "e" * 64 + " newest"),
+    ("Inputs", "make/4.3/1 " + "e" * 64),
+    ("Maintainer", "two\n lines"),
+])
+def test_malformed_origin_fields_refused_at_their_line(field: str, value: str) -> None:
+    text = _sized(META).to_bytes().decode().split("\n", 1)[1]
+    text = text.replace("Build-Date:", f"{field}: {value}\nBuild-Date:")
+    stanza = parse_stanzas(text, "m")[0]
+    with pytest.raises(ParseError, match=f"^m:{stanza.lines[field]}: {field}"):
+        Metadata.from_stanza(stanza, "m")
