@@ -13,14 +13,22 @@ itself needs mount(2) and friends.  The x86 (i386) and x32 ABIs are added to an
 x86_64 filter, otherwise a 32-bit ``int 0x80`` call would bypass it; any other ABI is
 killed (libseccomp's default bad-architecture action).
 
-Syscalls newer than bookworm's libseccomp 2.5.4 are given by number: the kernel uses
-one number for them on every architecture since 5.1 (``NEW_SYSCALLS``).
+libseccomp can only name calls it knows, and a deny list lets everything else through:
+calls newer than bookworm's libseccomp (``listmount``, ``open_tree_attr``,
+``setxattrat``, ...) and calls newer than this filter.  So a second, hand-assembled
+BPF program (:func:`guard_program`, loaded first) compares raw numbers for the x86_64,
+i386 and x32 ABIs: every number above :data:`NEWEST_SYSCALL`, the newest call this
+filter was reviewed against, fails with ENOSYS (libc then falls back, as for clone3),
+and so do the reviewed new calls in :data:`NEW_NOT_IMPLEMENTED`.  The same program
+allows only the socket families a build needs (:data:`SOCKET_FAMILIES`): the kernel
+takes the strictest answer of all loaded filters (seccomp(2), "Filter return values").
 """
 
 from __future__ import annotations
 
 import errno
 import stat
+import struct
 
 import seccomp
 
@@ -32,6 +40,7 @@ from guestpkg.sandbox.syscalls import (
     CLONE_NEWPID,
     CLONE_NEWUSER,
     CLONE_NEWUTS,
+    seccomp_set_mode_filter,
 )
 
 # include/uapi/asm-generic/ioctls.h
@@ -72,13 +81,41 @@ DENIED = (
 NOT_IMPLEMENTED = ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount",
                    "fspick", "mount_setattr")
 
-#: Calls libseccomp 2.5.4 doesn't know, by their (unified) number: ENOSYS.
-#: (Not open_tree_attr, 467, new in 6.15: libseccomp 2.5.4 refuses that number for the
-#: compat ABIs.  It needs CAP_SYS_ADMIN to clone a tree, which no sandbox keeps, and
-#: move_mount, which is denied.)
-NEW_SYSCALLS = {
-    452: "fchmodat2",        # 6.6; glibc falls back to fchmodat, which we inspect
+#: The newest system call this filter was reviewed against: Linux 6.17's file_setattr.
+#: Numbers above it are answered ENOSYS by :func:`guard_program` on every ABI.  Since
+#: Linux 5.1 a new call gets the same number on every architecture (424 onwards), so
+#: one table serves x86_64, i386 and x32 (arch/x86/entry/syscalls/syscall_*.tbl).
+NEWEST_SYSCALL = 469
+
+#: The calls since Linux 6.5 that fail with ENOSYS, by number: libc falls back to an
+#: older call the filter can see, or does without.  The others since then are allowed:
+#: cachestat (451, page cache statistics of an open file), map_shadow_stack (453, CET
+#: shadow stacks, used by newer libcs), futex_wake/wait/requeue (454-456, futex2) and
+#: mseal (462, a hardening that only takes rights away).
+NEW_NOT_IMPLEMENTED = {
+    452: "fchmodat2",            # 6.6: glibc falls back to fchmodat, which is inspected
+    457: "statmount",            # 6.8: mount introspection, no build needs it
+    458: "listmount",
+    459: "lsm_get_self_attr",    # 6.8: the LSM calls; /proc/self/attr remains
+    460: "lsm_set_self_attr",
+    461: "lsm_list_modules",
+    463: "setxattrat",           # 6.13: libc falls back to the *xattr calls
+    464: "getxattrat",
+    465: "listxattrat",
+    466: "removexattrat",
+    467: "open_tree_attr",       # 6.15: the mount API, like open_tree
+    468: "file_getattr",         # 6.17: the FS_IOC_FSGETXATTR ioctl remains
+    469: "file_setattr",
 }
+
+# include/linux/socket.h, include/uapi/linux/netlink.h
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+NETLINK_ROUTE = 0
+#: The families socket(2) and socketpair(2) may create; the rest fail with
+#: EAFNOSUPPORT, as on a kernel built without them.  AF_NETLINK only with
+#: NETLINK_ROUTE (glibc's getifaddrs, ip(8)); see docs/threat-model.md for why the
+#: others (AF_VSOCK, AF_PACKET, AF_ALG, NETLINK_KOBJECT_UEVENT, ...) are denied.
+SOCKET_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
 
 NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
                    CLONE_NEWPID, CLONE_NEWNET)
@@ -99,8 +136,6 @@ def build_filter(*, allow_setuid: bool = False) -> seccomp.SyscallFilter:
         f.add_rule(eperm, name)
     for name in NOT_IMPLEMENTED:
         f.add_rule(enosys, name)
-    for number in NEW_SYSCALLS:
-        f.add_rule(enosys, number)
     # ioctl requests are 32 bits (unsigned int in the kernel): compare under that mask,
     # or a request with high bits set slips past a 64-bit comparison (CVE-2019-10063).
     for request in (TIOCSTI, TIOCLINUX):
@@ -115,6 +150,149 @@ def build_filter(*, allow_setuid: bool = False) -> seccomp.SyscallFilter:
     return f
 
 
+# The guard program ----------------------------------------------------------------
+
+# include/uapi/linux/audit.h
+AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
+X32_SYSCALL_BIT = 0x40000000
+#: x32's own calls, 512..547 (arch/x86/entry/syscalls/syscall_64.tbl, "x32" rows)
+X32_FIRST_OWN, X32_END_OWN = 512, 548
+
+# include/uapi/linux/seccomp.h
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+
+# include/uapi/linux/bpf_common.h: classic BPF opcodes
+BPF_LD_W_ABS = 0x00 | 0x00 | 0x20    # BPF_LD | BPF_W | BPF_ABS
+BPF_ALU_SUB_K = 0x04 | 0x10 | 0x00   # BPF_ALU | BPF_SUB | BPF_K
+BPF_JMP_JEQ_K = 0x05 | 0x10          # BPF_JMP | BPF_JEQ | BPF_K
+BPF_JMP_JGE_K = 0x05 | 0x30          # BPF_JMP | BPF_JGE | BPF_K
+BPF_RET_K = 0x06 | 0x00              # BPF_RET | BPF_K
+
+# struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
+# The low 32 bits of an argument, on a little-endian machine: what the kernel reads
+# for an int parameter such as socket(2)'s family, whatever the caller put above.
+OFFSET_NR, OFFSET_ARCH = 0, 4
+
+
+def _low_word_of_arg(index: int) -> int:
+    return 16 + 8 * index
+
+
+# (i386 socket, socketpair, socketcall) and x86_64/x32 (socket, socketpair)
+I386_SOCKET, I386_SOCKETPAIR, I386_SOCKETCALL = 359, 360, 102
+X86_64_SOCKET, X86_64_SOCKETPAIR = 41, 53
+# include/uapi/linux/net.h: socketcall(2)'s call numbers
+SYS_SOCKET, SYS_SOCKETPAIR = 1, 8
+
+Label = str
+Instruction = tuple[int, Label | None, Label | None, int]
+
+
+class _Assembler:
+    """Classic BPF with named jump targets; jumps only go forward, as the kernel
+    requires (Documentation/networking/filter.rst)."""
+
+    def __init__(self) -> None:
+        self.code: list[Instruction] = []
+        self.labels: dict[Label, int] = {}
+
+    def label(self, name: Label) -> None:
+        self.labels[name] = len(self.code)
+
+    def load(self, offset: int) -> None:
+        self.code.append((BPF_LD_W_ABS, None, None, offset))
+
+    def subtract(self, value: int) -> None:
+        self.code.append((BPF_ALU_SUB_K, None, None, value))
+
+    def jump(self, op: int, value: int, if_true: Label | None,
+             if_false: Label | None = None) -> None:
+        """Compare the accumulator with *value*; None continues with the next line."""
+        self.code.append((op, if_true, if_false, value))
+
+    def ret(self, value: int) -> None:
+        self.code.append((BPF_RET_K, None, None, value))
+
+    def assemble(self) -> bytes:
+        out = bytearray()
+        for index, (op, if_true, if_false, k) in enumerate(self.code):
+            jt, jf = self._offset(index, if_true), self._offset(index, if_false)
+            if jt > 255 or jf > 255:
+                raise ValueError("seccomp guard: a conditional jump is too long")
+            out += struct.pack("<HBBI", op, jt, jf, k)
+        return bytes(out)
+
+    def _offset(self, index: int, target: Label | None) -> int:
+        if target is None:
+            return 0
+        offset = self.labels[target] - index - 1
+        if offset < 0:
+            raise ValueError(f"seccomp guard: backward jump to {target}")
+        return offset
+
+
+def _numbers(asm: _Assembler, socket_calls: tuple[int, ...], socketcall: int | None) -> None:
+    """With the syscall number in the accumulator: newer than reviewed, not
+    implemented, a socket call, or allowed."""
+    asm.jump(BPF_JMP_JGE_K, NEWEST_SYSCALL + 1, "enosys")
+    for number in sorted(NEW_NOT_IMPLEMENTED):
+        asm.jump(BPF_JMP_JEQ_K, number, "enosys")
+    for number in socket_calls:
+        asm.jump(BPF_JMP_JEQ_K, number, "socket")
+    if socketcall is not None:
+        asm.jump(BPF_JMP_JEQ_K, socketcall, "socketcall")
+    asm.ret(SECCOMP_RET_ALLOW)
+
+
+def guard_program() -> bytes:
+    """The raw-number and socket-family filter, as ``struct sock_filter[]`` bytes."""
+    asm = _Assembler()
+    asm.load(OFFSET_ARCH)
+    asm.jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, "x86_64")
+    asm.jump(BPF_JMP_JEQ_K, AUDIT_ARCH_I386, "i386")
+    asm.ret(SECCOMP_RET_ALLOW)          # other ABIs: libseccomp's filter kills them
+    asm.label("x86_64")
+    asm.load(OFFSET_NR)
+    asm.jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, "x32", "x86_64-numbers")
+    asm.label("x32")                    # x86_64's numbers plus the bit, and 512..547
+    asm.subtract(X32_SYSCALL_BIT)
+    asm.jump(BPF_JMP_JGE_K, X32_END_OWN, "enosys")
+    asm.jump(BPF_JMP_JGE_K, X32_FIRST_OWN, "allow")
+    asm.label("x86_64-numbers")
+    _numbers(asm, (X86_64_SOCKET, X86_64_SOCKETPAIR), None)
+    asm.label("i386")
+    asm.load(OFFSET_NR)
+    _numbers(asm, (I386_SOCKET, I386_SOCKETPAIR), I386_SOCKETCALL)
+    asm.label("socketcall")
+    # i386's multiplexer keeps the real arguments in memory, where seccomp can't look:
+    # creating sockets through it is refused, the direct socket(2) is checked instead.
+    asm.load(_low_word_of_arg(0))
+    asm.jump(BPF_JMP_JEQ_K, SYS_SOCKET, "eafnosupport")
+    asm.jump(BPF_JMP_JEQ_K, SYS_SOCKETPAIR, "eafnosupport")
+    asm.ret(SECCOMP_RET_ALLOW)
+    asm.label("socket")
+    asm.load(_low_word_of_arg(0))
+    for family in SOCKET_FAMILIES:
+        asm.jump(BPF_JMP_JEQ_K, family, "netlink" if family == AF_NETLINK else "allow")
+    asm.ret(SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT)
+    asm.label("netlink")
+    asm.load(_low_word_of_arg(2))
+    asm.jump(BPF_JMP_JEQ_K, NETLINK_ROUTE, "allow", "eafnosupport")
+    asm.label("eafnosupport")
+    asm.ret(SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT)
+    asm.label("enosys")
+    asm.ret(SECCOMP_RET_ERRNO | errno.ENOSYS)
+    asm.label("allow")
+    asm.ret(SECCOMP_RET_ALLOW)
+    return asm.assemble()
+
+
 def load(f: seccomp.SyscallFilter) -> None:
-    """Install *f* on the calling thread; needs no_new_privs or CAP_SYS_ADMIN."""
+    """Install the guard and *f* on the calling thread; needs no_new_privs (or
+    CAP_SYS_ADMIN).  The guard is only written for x86 machines; elsewhere *f* alone
+    is loaded (docs/threat-model.md, "Other ABIs")."""
+    if seccomp.system_arch() & 0xFFFFFFFF == AUDIT_ARCH_X86_64:
+        seccomp_set_mode_filter(guard_program())
     f.load()

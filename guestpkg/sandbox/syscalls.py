@@ -104,3 +104,24 @@ def setdomainname(name: str) -> None:
     """setdomainname(2): only ever called inside a new UTS namespace."""
     data = name.encode()
     _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), "setdomainname", name)
+
+
+# include/uapi/linux/prctl.h, include/uapi/linux/seccomp.h
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog (include/uapi/linux/filter.h)."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(program: bytes) -> None:
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): install a classic BPF program
+    of ``struct sock_filter`` (8 bytes each); needs no_new_privs or CAP_SYS_ADMIN."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    result = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                         ctypes.byref(fprog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(result, "prctl", "PR_SET_SECCOMP", len(program) // 8)

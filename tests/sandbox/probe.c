@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
@@ -149,6 +150,78 @@ static long do_fork_wait(void) {
     return waitpid(pid, &status, 0) < 0 ? -1 : 0;
 }
 
+// Socket families by name, for the socket probes: "socket-NAME", "socketpair-NAME",
+// "int80-socket-NAME", "int80-socketcall-NAME", "x32-socket-NAME".  Creating a socket
+// (never bound or connected, closed at once) changes nothing on the machine.
+struct family { const char *name; int domain, type, protocol; };
+static const struct family FAMILIES[] = {
+    {"unix", AF_UNIX, SOCK_STREAM, 0},
+    {"inet", AF_INET, SOCK_STREAM, 0},
+    {"inet6", AF_INET6, SOCK_STREAM, 0},
+    {"netlink-route", AF_NETLINK, SOCK_RAW, 0},        // NETLINK_ROUTE
+    {"netlink-uevent", AF_NETLINK, SOCK_RAW, 15},      // NETLINK_KOBJECT_UEVENT
+    {"netlink-audit", AF_NETLINK, SOCK_RAW, 9},        // NETLINK_AUDIT
+    {"netlink-generic", AF_NETLINK, SOCK_RAW, 16},     // NETLINK_GENERIC
+    {"netlink-route-high", AF_NETLINK, SOCK_RAW, -1},  // set below: 0 in the low 32 bits
+    {"vsock", 40, SOCK_STREAM, 0},                     // AF_VSOCK
+    {"packet", AF_PACKET, SOCK_DGRAM, 0},
+    {"alg", 38, SOCK_SEQPACKET, 0},                    // AF_ALG
+    {"xdp", 44, SOCK_RAW, 0},                          // AF_XDP
+    {"key", 15, SOCK_RAW, 2},                          // PF_KEY, PF_KEY_V2
+    {"unspec", AF_UNSPEC, SOCK_STREAM, 0},
+    {"family-99", 99, SOCK_STREAM, 0},                 // beyond AF_MAX
+    {"inet-high", AF_INET, SOCK_STREAM, 0},            // set below: high bits in the family
+    {"vsock-high", 40, SOCK_STREAM, 0},                // set below: high bits in the family
+};
+
+static const struct family *family(const char *name) {
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+        if (!strcmp(FAMILIES[i].name, name))
+            return &FAMILIES[i];
+    return NULL;
+}
+
+// The family and protocol as a raw syscall passes them: "-high" variants carry bits
+// above the 32 the kernel reads, which a 64-bit comparison in a filter would see.
+static unsigned long raw_domain(const struct family *f) {
+    return (unsigned int) f->domain | (strstr(f->name, "-high") && f->domain ? 0x100000000UL : 0);
+}
+
+static unsigned long raw_protocol(const struct family *f) {
+    return f->protocol == -1 ? 0x100000000UL : (unsigned int) f->protocol;
+}
+
+static long close_result(long fd) {
+    if (fd >= 0)
+        close(fd);
+    return fd < 0 ? -1 : 0;
+}
+
+static long do_socket(const char *name, long number) {
+    const struct family *f = family(name);
+    if (!f) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (number == SYS_socketpair) {
+        int sv[2];
+        long rc = syscall(SYS_socketpair, raw_domain(f), f->type, raw_protocol(f), sv);
+        if (rc == 0) {
+            close(sv[0]);
+            close(sv[1]);
+        }
+        return rc;
+    }
+    return close_result(syscall(number, raw_domain(f), f->type, raw_protocol(f)));
+}
+
+// syscall(NUMBER, -1, WRONG_POINTER, 0, 0, 0, 0): an invalid fd and pointer, which the
+// calls new since Linux 6.5 (cachestat .. file_setattr) all refuse with EBADF, EFAULT
+// or EINVAL when nothing filters them.
+static long do_numbered(long number) {
+    return syscall(number, -1L, WRONG_POINTER, 0L, 0L, 0L, 0L);
+}
+
 #if defined(__x86_64__)
 // A 32-bit (i386 ABI) system call through int 0x80, which an x86_64-only filter
 // would not see.  Arguments go in ebx, ecx, edx.
@@ -252,7 +325,35 @@ static long run(char *spec) {
     if (!strcmp(name, "int80-unshare")) return int80(310, -1, 0, 0);
     if (!strcmp(name, "int80-keyctl")) return int80(288, 0x7fff, 0, 0);
     if (!strcmp(name, "int80-setns")) return int80(346, -1, 0, 0);
+    // i386: socket 359, socketpair 360, socketcall 102 (SYS_SOCKET 1: args in memory,
+    // which must lie below 4 GiB for the 32-bit ABI)
+    if (!strncmp(name, "int80-sys-", 10)) return int80(atol(name + 10), -1, 1, 0);
+    if (!strncmp(name, "int80-socket-", 13)) {
+        const struct family *f = family(name + 13);
+        if (!f) { errno = ENOTSUP; return -1; }
+        return close_result(int80(359, f->domain, f->type, f->protocol));
+    }
+    if (!strncmp(name, "int80-socketcall-", 17)) {
+        const struct family *f = family(name + 17);
+        if (!f) { errno = ENOTSUP; return -1; }
+        unsigned int *args = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+        if (args == MAP_FAILED)
+            return -1;
+        args[0] = f->domain, args[1] = f->type, args[2] = f->protocol;
+        long rc = close_result(int80(102, 1, (long) args, 0));
+        int saved = errno;
+        munmap(args, 4096);
+        errno = saved;
+        return rc;
+    }
+    // x32: the x86_64 numbers with bit 30 set (__X32_SYSCALL_BIT)
+    if (!strncmp(name, "x32-sys-", 8)) return do_numbered(0x40000000L | atol(name + 8));
+    if (!strncmp(name, "x32-socket-", 11)) return do_socket(name + 11, 0x40000000L | SYS_socket);
 #endif
+    if (!strncmp(name, "sys-", 4)) return do_numbered(atol(name + 4));
+    if (!strncmp(name, "socket-", 7)) return do_socket(name + 7, SYS_socket);
+    if (!strncmp(name, "socketpair-", 11)) return do_socket(name + 11, SYS_socketpair);
     if (!strcmp(name, "cat")) {
         char line[512];
         FILE *f = fopen(a1, "r");
