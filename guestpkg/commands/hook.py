@@ -38,6 +38,8 @@ dh_guestpkg generates for host packages.  Not for interactive use; see guestpkg-
                       generated .debs and the state
   post-invoke         build and install pending guests (from apt; always exits 0)
   job                 the detached job: wait for apt to exit, then build and install
+  daily               the daily timer: update the build environment if its package
+                      lists are older than the system's, then what the job does
 """
 
 
@@ -54,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("post-invoke", help="from apt's DPkg::Post-Invoke")
     p = sub.add_parser("job", help="the detached job")
     p.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+    sub.add_parser("daily", help="from guestpkg-retry.timer")
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -69,6 +72,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 job.hold_job_lock(config)
             job.run_job(config)
             return 0
+        case "daily":
+            return daily(config)
     raise UsageError(f"unknown entry point {args.entry}")
 
 
@@ -100,6 +105,21 @@ def postinst(config: Config, host: str, answer: str | None, no_job: bool) -> int
         log.info("%s: %s", host, decision.reason)  # installed: nothing worth saying
     else:
         say(f"{host}: {decision.reason}")  # why nothing happens, and how to change it
+    return 0
+
+
+def daily(config: Config) -> int:
+    """As apt's daily job keeps the system's lists current, this keeps the build
+    environment's: updated when the system's lists are newer, then pending hosts are
+    retried (a failure whose buildroot changed is retried at once)."""
+    from guestpkg.host.buildenv import update_if_stale
+
+    job.hold_job_lock(config)
+    try:
+        update_if_stale(config)
+    except GuestpkgError as e:
+        log.error("updating the build environment failed: %s", e.message_and_hint)
+    job.run_job(config)
     return 0
 
 

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
 
 from guestpkg.config import Config
+from guestpkg.fsutil import locked
 from guestpkg.host import state as st
-from guestpkg.host.job import wait_for_jobs
+from guestpkg.host.job import spawn_job, wait_for_jobs
 from guestpkg.host.layout import check_host_name, host_paths, installed_hosts
-from guestpkg.host.lifecycle import format_time, guest_main_package, observe_guest
+from guestpkg.host.lifecycle import (
+    format_time,
+    guest_main_package,
+    lock_path,
+    observe_guest,
+    retry_if_cause_gone,
+)
 
 DESCRIPTION = """\
 Show, for each host package (or the HOSTs named), whether the user consented to
@@ -44,7 +52,12 @@ def describe(config: Config, host: str) -> dict[str, Any]:
     package = guest_main_package(state, paths)
     installed = observe_guest(state, paths)
     pending = st.pending_path(config.vardir, host).exists()
+    recovered = ""
+    if paths.manifest.is_file() and (state.failure.permanent or (
+            state.failing and time.time() < state.failure.next_retry_at)):
+        recovered = retry_if_cause_gone(config, state)
     return {
+        "recovered": recovered or None,
         "host": host,
         "host_installed": paths.manifest.is_file(),
         "consent": state.consent,
@@ -82,6 +95,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     hosts = [check_host_name(h) for h in args.hosts] or sorted(
         set(installed_hosts(config)) | set(st.known_hosts(config.vardir)))
     rows = [describe(config, h) for h in hosts]
+    retry_recovered(config, rows)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -91,6 +105,27 @@ def run(config: Config, args: argparse.Namespace) -> int:
     for row in rows:
         _print_row(row)
     return 0
+
+
+def retry_recovered(config: Config, rows: list[dict[str, Any]]) -> None:
+    """Hosts whose last failure's cause is gone are retried now (as root: marked due
+    and the detached job started), instead of after the backoff."""
+    recovered = [row for row in rows if row["recovered"]]
+    if not recovered:
+        return
+    if os.geteuid() != 0:
+        for row in recovered:
+            row["state"] = "can retry now"
+            row["next_retry"] = f"now ({row['recovered']}): sudo guestpkg rebuild {row['host']}"
+        return
+    with locked(lock_path(config)):
+        for row in recovered:
+            state = st.load(config.vardir, row["host"])
+            state.retry_now()
+            st.save(config.vardir, state, pending=True)
+            row["state"] = "retrying now"
+            row["next_retry"] = f"now ({row['recovered']})"
+    spawn_job(config)
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -105,5 +140,5 @@ def _print_row(row: dict[str, Any]) -> None:
         print(f"  last error ({row['failures']} failures): {row['last_error']}")
         if row["next_retry"] and row["state"] != "failed permanently":
             print(f"  next retry: {row['next_retry']}")
-    if row["state"] in ("failed permanently", "removed by user"):
-        print(f"  to try again: guestpkg rebuild {row['host']}")
+    if row["state"] in ("failed permanently", "removed by user", "waiting to retry"):
+        print(f"  to try again now: guestpkg rebuild {row['host']}")

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.debian.version import without_epoch
-from guestpkg.errors import InputError
+from guestpkg.errors import BuildFailed, InputError
+from guestpkg.host import buildenv
 from guestpkg.host.layout import HostPaths
 from guestpkg.host.manifest import Manifest
 from guestpkg.host.source import make_dsc
@@ -63,6 +64,24 @@ def fetch_verified_upstream(config: Config, paths: HostPaths, manifest: Manifest
     return placed
 
 
+def lists_too_old(error: BuildFailed) -> bool:
+    """Whether a build failed in its build-dependency phase for a package or version
+    that the buildroot's package lists and the mirror disagree on.  Only that phase is
+    looked at: its log holds our notes and apt's output, not the guest's build."""
+    from guestpkg.build.layers import UnsatisfiableBuildDepends
+
+    if not (isinstance(error, UnsatisfiableBuildDepends)
+            or error.message.startswith("installing the build dependencies failed")):
+        return False
+    if error.log_path is None:
+        return isinstance(error, UnsatisfiableBuildDepends)
+    try:
+        text = error.log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return buildenv.missing_package_failure(text[-256 * 1024:])
+
+
 def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
                 output_dir: Path) -> list[Path]:
     """The complete build; returns the files to keep in ``<srcdir>/<host>/``."""
@@ -71,13 +90,28 @@ def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
 
     work = output_dir.parent
     upstream = work / "upstream"
+    # What the build needs is checked before anything is downloaded; the upstream
+    # (small, and refused unless its pins match) before the build environment.
+    buildenv.check_build_needs(config)
     fetch_verified_upstream(config, paths, manifest, upstream)
+    buildenv.ensure_buildroot(config)
     dsc = make_dsc(manifest, paths.debian, upstream, upstream)
     output_dir.mkdir(parents=True, exist_ok=True)
     options = BuildOptions(prepare_source=prepare_guest_source(paths.host,
                                                                manifest.guest_version),
                            tee=False)
-    result = build_package(config, dsc, output_dir, options)
+    try:
+        result = build_package(config, dsc, output_dir, options)
+    except BuildFailed as e:
+        if not lists_too_old(e):
+            raise
+        # The buildroot's lists name versions the mirror no longer has (or lack a
+        # package it has now): update it, as apt update would, and try once more.
+        log.warning("%s: installing the build dependencies failed for a package the "
+                    "buildroot's lists don't match; updating the buildroot and trying "
+                    "again", paths.host)
+        buildenv.update(config)
+        result = build_package(config, dsc, output_dir, options)
     log.info("%s: build log %s", paths.host, result.log_path)
     keep = [p for p in result.artifacts if p.suffix in (".deb", ".buildinfo", ".changes")
             or p == result.log_path]

@@ -105,7 +105,5 @@ def run_job(config: Config) -> list[Outcome]:
 
     log.info("job %d: waiting for dpkg's frontend lock", os.getpid())
     wait_for_frontend_lock(timeout_s=FRONTEND_WAIT_S)
-    outcomes = process_pending(config, Mode.DETACHED)
-    for outcome in outcomes:
-        log.warning("%s: %s", outcome.host, outcome.message)
-    return outcomes
+    # Each outcome is logged by process_host, also into the host's own log.
+    return process_pending(config, Mode.DETACHED)

@@ -29,13 +29,14 @@ is simply built again.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +196,40 @@ def process_host(config: Config, host: str, mode: Mode, builder: Builder | None 
             st.pending_path(config.vardir, host).unlink(missing_ok=True)
             return Outcome(host, Decision(Step.NOTHING, "host not installed"),
                            f"{host} is not installed")
-        return _process_locked(config, paths, mode, builder, force_build)
+        with host_log(paths):
+            outcome = _process_locked(config, paths, mode, builder, force_build)
+            if outcome.decision.step is not Step.NOTHING:
+                # The message names its host already ("foo-installer: ...").
+                log.warning("%s", outcome.message)
+            return outcome
+
+
+@contextlib.contextmanager
+def host_log(paths: HostPaths) -> Iterator[None]:
+    """While a host is worked on, guestpkg's own messages (fetch, buildroot, build
+    steps, the outcome; not every command's output) also go to its log,
+    ``<logdir>/hosts/<host>.log``, which every message about the host points at."""
+    try:
+        paths.log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(paths.log, encoding="utf-8")
+    except OSError as e:  # not root (guestpkg status), or a full disk: no host log
+        log.debug("no host log %s: %s", paths.log, e)
+        yield
+        return
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    handler.addFilter(lambda record: record.name != "guestpkg.run")
+    top = logging.getLogger("guestpkg")
+    saved = top.level
+    if top.getEffectiveLevel() > logging.INFO:
+        top.setLevel(logging.INFO)
+    top.addHandler(handler)
+    try:
+        yield
+    finally:
+        top.removeHandler(handler)
+        top.setLevel(saved)
+        handler.close()
 
 
 def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Builder | None,
@@ -207,6 +241,7 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
         log.warning("%s: an earlier %s was interrupted; starting again", paths.host,
                     state.in_progress)
         state.in_progress = None
+    retry_if_cause_gone(config, state)
     decision = _decide(state, paths)
     if force_build and decision.step in (Step.INSTALL, Step.NOTHING, Step.WAIT) \
             and state.consent and not state.user_removed:
@@ -226,20 +261,38 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
         return _failed(config, paths, state, decision, e)
 
 
+def retry_if_cause_gone(config: Config, state: st.HostState) -> str:
+    """A failing host whose failure's cause is gone is due at once (returns why)."""
+    from guestpkg.host.recovery import cause_gone
+
+    f = state.failure
+    if not state.failing or not state.consent or state.user_removed or \
+            (not f.permanent and time.time() >= f.next_retry_at):
+        return ""
+    why = cause_gone(config, f)
+    if why:
+        log.warning("%s: %s: retrying now instead of after %s", state.host, why,
+                    format_time(f.next_retry_at))
+        state.retry_now()
+    return why
+
+
 def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Decision,
             error: GuestpkgError) -> Outcome:
+    from guestpkg.host.recovery import record_cause
+
     text = error.message_and_hint
     state.in_progress = None
     state.record_failure(text, time.time(), config.retry_delay,
-                         config.permanent_failure_after)
+                         config.permanent_failure_after, **record_cause(config, error))
     st.save(config.vardir, state, pending=not state.failure.permanent)
-    later = ("no more automatic retries: guestpkg rebuild " + paths.host
-             if state.failure.permanent
-             else f"will retry after {format_time(state.failure.next_retry_at)}")
+    later = ("no more automatic retries" if state.failure.permanent
+             else f"will retry after {format_time(state.failure.next_retry_at)}, or at "
+             "once when the cause is gone")
     log.debug("%s failed", paths.host, exc_info=True)
     return Outcome(paths.host, decision,
                    f"{paths.host}: {decision.reason} failed: {text}; {later} "
-                   f"(log: {paths.log}; see guestpkg status)")
+                   f"(log: {paths.log}; to retry now: guestpkg rebuild {paths.host})")
 
 
 def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostState,

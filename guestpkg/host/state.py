@@ -42,6 +42,12 @@ class Failure:
     last_error: str = ""
     next_retry_at: float = 0.0
     permanent: bool = False
+    #: what the last failure depended on, so that the next run can tell it is gone
+    #: and retry at once instead of waiting out the backoff (guestpkg.host.recovery):
+    #: the default buildroot's generation then ("none": there was none)...
+    buildroot: str = ""
+    #: ... and the server that could not be reached ("" when the failure was not that)
+    unreachable: str = ""
 
 
 @dataclass
@@ -69,8 +75,10 @@ class HostState:
         return self.failure.count > 0
 
     def record_failure(self, error: str, now: float, retry_delay_s: float,
-                       permanent_after_s: float) -> None:
+                       permanent_after_s: float, *, buildroot: str = "",
+                       unreachable: str = "") -> None:
         f = self.failure
+        f.buildroot, f.unreachable = buildroot, unreachable
         f.count += 1
         if f.count == 1:
             f.first_at = now
@@ -81,6 +89,12 @@ class HostState:
 
     def clear_failure(self) -> None:
         self.failure = Failure()
+
+    def retry_now(self) -> None:
+        """The cause of the last failure is gone: due at once, and no longer
+        permanent; the count stays, so a new failure backs off from where it was."""
+        self.failure.next_retry_at = 0.0
+        self.failure.permanent = False
 
     def to_json(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, **dataclasses.asdict(self)}
