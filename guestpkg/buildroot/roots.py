@@ -196,10 +196,34 @@ def _mmdebstrap_argv(suite: str, arch: str, tree: Path, source_lines: list[str],
                 f"--shell /bin/sh {user}")
     argv = ["mmdebstrap", "--variant=buildd", "--mode=unshare", f"--architectures={arch}",
             "--skip=cleanup/apt/lists", '--aptopt=Acquire::Languages "none"',
+            *[f"--aptopt={option}" for option in system_proxy_options()],
             f"--customize-hook={add_user}"]
     if packages:
         argv.append("--include=" + ",".join(packages))
     return [*argv, suite, str(tree), *source_lines]
+
+
+#: apt's proxy settings (apt.conf(5), apt-transport-http(1)).
+PROXY_OPTIONS = ("Acquire::http::Proxy", "Acquire::https::Proxy", "Acquire::ftp::Proxy")
+
+
+def system_proxy_options() -> list[str]:
+    """This system's apt proxy settings as apt.conf lines: the buildroot downloads
+    from the system's apt sources, so it goes through the system's proxy too (and
+    keeps it: mmdebstrap writes ``--aptopt`` into the root's apt.conf.d, which the
+    build-dependency installs read).  Only a plain URL or DIRECT is taken."""
+    try:
+        import apt_pkg
+    except ImportError:
+        return []
+    apt_pkg.init_config()
+    options = []
+    for name in PROXY_OPTIONS:
+        value = apt_pkg.config.find(name)
+        if value and re.fullmatch(r"(DIRECT|(https?|socks5h?)://[A-Za-z0-9._~:@%/\[\]-]+)",
+                                  value):
+            options.append(f'{name} "{value}"')
+    return options
 
 
 @contextlib.contextmanager

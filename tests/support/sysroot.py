@@ -192,10 +192,16 @@ class SystemRoot:
     """An overlay copy of a cached base, running in its own mount, pid and uts
     namespaces until :meth:`close`.  Use as a context manager."""
 
-    def __init__(self, base: Path, workdir: Path, binds: Sequence[Bind] = ()) -> None:
+    def __init__(self, base: Path, workdir: Path, binds: Sequence[Bind] = (), *,
+                 copy: bool = False) -> None:
         self.base = base
         self.workdir = workdir
         self.binds = tuple(binds)
+        #: a full copy of the base instead of an overlay: the root is then a plain
+        #: directory on the host's disk, as a user's machine is, so that guestpkg inside
+        #: can put its own overlay upper directories (build-dependency layers) under
+        #: /var/lib/guestpkg (overlayfs(5) can't be the upper of another overlay)
+        self.copy = copy
         self.upper = workdir / "upper"
         self.merged = workdir / "merged"
         self.repo = workdir / "repo"
@@ -232,6 +238,9 @@ class SystemRoot:
                                   "replaced it): start the test session again")
         (self.repo / "Packages").touch()
         os.chmod(self.repo, 0o755)
+        if self.copy:
+            subprocess.run(["cp", "-a", "--reflink=auto", f"{self.base}/.", str(self.merged)],
+                           check=True)
         # setpriv --pdeathsig: unshare dies with us; --kill-child: the namespace's init
         # dies with unshare; the kernel then kills everything in the pid namespace.
         argv = ["setpriv", "--pdeathsig", "KILL", "unshare", "--mount",
@@ -251,10 +260,12 @@ class SystemRoot:
 
     def _setup_script(self) -> str:
         m = shlex.quote(str(self.merged))
-        lines = [
+        root = f"mount --bind {m} {m}" if self.copy else (
             f"mount -t overlay overlay -o lowerdir={shlex.quote(str(self.base))},"
             f"upperdir={shlex.quote(str(self.upper))},"
-            f"workdir={shlex.quote(str(self.workdir / 'work'))},index=off {m}",
+            f"workdir={shlex.quote(str(self.workdir / 'work'))},index=off {m}")
+        lines = [
+            root,
             f"mount -t proc proc {m}/proc",
             f"mount --rbind /dev {m}/dev",
             f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {m}/dev/shm",
