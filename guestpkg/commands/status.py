@@ -141,4 +141,4 @@ def _print_row(row: dict[str, Any]) -> None:
         if row["next_retry"] and row["state"] != "failed permanently":
             print(f"  next retry: {row['next_retry']}")
     if row["state"] in ("failed permanently", "removed by user", "waiting to retry"):
-        print(f"  to try again now: guestpkg rebuild {row['host']}")
+        print(f"  to try again: guestpkg rebuild {row['host']}")

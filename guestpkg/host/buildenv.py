@@ -205,6 +205,9 @@ def release_date(path: Path) -> float | None:
             head = f.read(64 * 1024).decode("utf-8", "replace")
     except OSError:
         return None
+    if head.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        # InRelease: the armor header lines end at the first empty line (RFC 4880 7).
+        head = head.partition("\n\n")[2]
     for line in head.splitlines():
         if line.startswith("Date:"):
             try:

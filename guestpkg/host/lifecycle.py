@@ -286,7 +286,8 @@ def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Dec
     state.record_failure(text, time.time(), config.retry_delay,
                          config.permanent_failure_after, **record_cause(config, error))
     st.save(config.vardir, state, pending=not state.failure.permanent)
-    later = ("no more automatic retries" if state.failure.permanent
+    later = (f"no more automatic retries: guestpkg rebuild {paths.host}"
+             if state.failure.permanent
              else f"will retry after {format_time(state.failure.next_retry_at)}, or at "
              "once when the cause is gone")
     log.debug("%s failed", paths.host, exc_info=True)

@@ -29,7 +29,7 @@ from guestpkg.host.state import Failure
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
-_URL = re.compile(r"\b(?:https?|ftp)://[^\s/:'\"]+(?::\d{1,5})?")
+_URL = re.compile(r"\b(?:https?|ftp)://[A-Za-z0-9.-]+(?::\d{1,5})?")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 
 
@@ -54,12 +54,12 @@ def record_cause(config: Config, error: GuestpkgError) -> dict[str, str]:
 
 
 def server_reachable(server: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    parts = urllib.parse.urlsplit(server)
-    if not parts.hostname:
-        return False
     try:
+        parts = urllib.parse.urlsplit(server)
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme) or 80
     except ValueError:
+        return False
+    if not parts.hostname:
         return False
     try:
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
