@@ -50,6 +50,7 @@ def test_package_ships_command_man_pages_and_library(deb: Path) -> None:
                  "./usr/share/man/man5/guestpkg.conf.5.gz",
                  "./usr/lib/python3/dist-packages/guestpkg/cli.py",
                  "./etc/apt/apt.conf.d/90guestpkg", "./usr/lib/guestpkg/apt-post-invoke",
+                 "./usr/lib/guestpkg/pending.sh",
                  "./lib/systemd/system/guestpkg-retry.timer", "./etc/cron.daily/guestpkg"):
         assert path in listing, path
     for line in listing.splitlines():
