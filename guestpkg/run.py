@@ -55,6 +55,23 @@ def base_env(extra: Mapping[str, str] | None = None, *, inherit: bool = False) -
     return env
 
 
+def apt_env(extra: Mapping[str, str] | None = None, *,
+            throwaway_root: bool = False) -> dict[str, str]:
+    """The one environment of every apt-get, dpkg and mmdebstrap run, in a root or on
+    the host: no questions (a hook or a build has no terminal), and the proxies of our
+    own environment, so an apt run that downloads reaches the mirror the way the user's
+    own apt does (``buildroot update`` behind a proxy failed where ``create`` worked
+    when each run wrote its own).
+
+    *throwaway_root* marks the debconf questions answered by default as seen
+    (debconf(7), ``DEBCONF_NONINTERACTIVE_SEEN``): right in a root that is thrown away,
+    wrong on the user's system, where a later interactive run should still ask them."""
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if throwaway_root:
+        env["DEBCONF_NONINTERACTIVE_SEEN"] = "true"
+    return base_env({**env, **(extra or {})}, inherit=True)
+
+
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 

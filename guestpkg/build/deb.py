@@ -73,7 +73,7 @@ from guestpkg.errors import (
     SystemStateError,
     UsageError,
 )
-from guestpkg.run import DEFAULT_PATH, base_env
+from guestpkg.run import DEFAULT_PATH, apt_env, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
 
 log = logging.getLogger(__name__)
@@ -234,11 +234,6 @@ def extra_build_packages(info: SourceInfo, config: Config) -> list[str]:
     return extra
 
 
-def apt_env() -> dict[str, str]:
-    return base_env({"DEBIAN_FRONTEND": "noninteractive",
-                     "DEBCONF_NONINTERACTIVE_SEEN": "true"}, inherit=True)
-
-
 #: Where the dummy package is bound, read-only, during the dependency phase.
 DEPS_MOUNT = "/build"
 
@@ -266,9 +261,9 @@ def simulate_build_deps(config: Config, base: BaseRoot, dummy: Path, work: Path,
     without installing them (no network, no capabilities: the lists are in the root)."""
     out = work / "resolve.log"
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
-    spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,), env=apt_env(),
-                       hostname=HOSTNAME, timeout_s=config.timeout_s,
-                       binds=(Bind(dummy.parent, DEPS_MOUNT),))
+    spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,),
+                       env=apt_env(throwaway_root=True), hostname=HOSTNAME,
+                       timeout_s=config.timeout_s, binds=(Bind(dummy.parent, DEPS_MOUNT),))
     status = run_sandboxed(spec, log_path=out, check=False)
     text = out.read_text(encoding="utf-8", errors="replace")
     with open(blog.path, "a", encoding="utf-8") as f:
@@ -295,8 +290,9 @@ def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelat
         argv = ["sh", "-c", f'set -e; apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
                 'apt-get clean', "sh", *dummy_install_arguments(dummy)]
         with fork(config.replace(fork_upper="disk"), base) as f:
-            spec = f.spec(argv, env=apt_env(), uid=0, gid=0, capabilities=APT_CAPABILITIES,
-                          network=True, allow_setuid=True, hostname=HOSTNAME,
+            spec = f.spec(argv, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                          capabilities=APT_CAPABILITIES, network=True, allow_setuid=True,
+                          hostname=HOSTNAME,
                           timeout_s=config.timeout_s,
                           binds=(Bind(dummy.parent, DEPS_MOUNT),))
             try:
@@ -473,8 +469,8 @@ def run_external_resolver(config: Config, f: Fork, info: SourceInfo, build_dir: 
     argv = [*shlex.split(config.satisfydepends_cmd),
             f"{BUILD_MOUNT}/{info.directory_name}/debian/control"]
     blog.note(f"installing build dependencies with the external resolver: {shlex.join(argv)}")
-    sandboxed(f.spec(argv, env=apt_env(), capabilities=APT_CAPABILITIES, network=True,
-                     allow_setuid=True, hostname=HOSTNAME, timeout_s=config.timeout_s,
+    sandboxed(f.spec(argv, env=apt_env(throwaway_root=True), capabilities=APT_CAPABILITIES,
+                     network=True, allow_setuid=True, hostname=HOSTNAME, timeout_s=config.timeout_s,
                      binds=(Bind(build_dir, BUILD_MOUNT, readonly=True),)),
               blog, "the external build-dependency resolver failed")
 

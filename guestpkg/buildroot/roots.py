@@ -45,7 +45,7 @@ from guestpkg import fsutil
 from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
-from guestpkg.run import base_env, run
+from guestpkg.run import apt_env, run
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def create_base_root(
                         name, suite, arch, log_path)
             # mmdebstrap inherits the lock: if we are killed, nobody reaps its tree
             # while it still writes there.
-            run(argv, env=base_env(inherit=True), log_path=log_path, pass_fds=(lock_fd,),
+            run(argv, env=apt_env(throwaway_root=True), log_path=log_path, pass_fds=(lock_fd,),
                 hint=f"mmdebstrap failed; its full log is {log_path}")
             now = time.time()
             write_metadata(tmp, {
@@ -435,9 +435,7 @@ def _upgrade(tree: Path, log_path: Path) -> None:
 
     spec = SandboxSpec(
         argv=("/bin/sh", "-c", UPGRADE_SCRIPT), root=tree, network=True,
-        capabilities=APT_CAPABILITIES, allow_setuid=True,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root",
-             "DEBIAN_FRONTEND": "noninteractive"})
+        capabilities=APT_CAPABILITIES, allow_setuid=True, env=apt_env(throwaway_root=True))
     log.warning("upgrading %s (network, apt capabilities); log: %s", tree, log_path)
     run_sandboxed(spec, log_path=log_path)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guestpkg.errors import SystemStateError
-from guestpkg.run import base_env, run
+from guestpkg.run import apt_env, run
 
 DPKG_ADMINDIR = Path("/var/lib/dpkg")
 
@@ -172,13 +172,13 @@ HOOK_GUARD = "GUESTPKG_HOOK_ACTIVE"
 
 
 def install_env() -> dict[str, str]:
-    """Environment of the dpkg and apt-get runs that install a guest: no questions (no
-    terminal may be there), and the recursion guard the APT hook checks first.
+    """Environment of the dpkg and apt-get runs that install a guest:
+    :func:`guestpkg.run.apt_env` and the recursion guard the APT hook checks first.
 
     Inside apt's Post-Invoke, apt holds the frontend lock and says so with
     ``DPKG_FRONTEND_LOCKED``; dpkg -i must see it, or it waits for the lock apt holds
     and fails (dpkg(1), ENVIRONMENT; REFERENCE.md)."""
-    extra = {"DEBIAN_FRONTEND": "noninteractive", HOOK_GUARD: "1"}
+    extra = {HOOK_GUARD: "1"}
     if "DPKG_FRONTEND_LOCKED" in os.environ:
         extra["DPKG_FRONTEND_LOCKED"] = os.environ["DPKG_FRONTEND_LOCKED"]
-    return base_env(extra)
+    return apt_env(extra)

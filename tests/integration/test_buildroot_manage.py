@@ -7,8 +7,11 @@ tests work on a copy of it in a vardir of their own.
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +95,41 @@ def test_update_makes_a_new_generation_and_keeps_the_one_in_use(
     reap_buildroots(config)
     assert generations(new.directory) == [new.path]
     assert not [p for p in new.directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+class RefusingProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that records each request line and answers 502 Bad Gateway."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        self.send_error(502)
+
+    do_HEAD = do_CONNECT = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_update_goes_through_the_proxy_of_the_environment(
+        config: Config, copy: BaseRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    # buildroot update used to run apt without the proxy settings that create passes
+    # to mmdebstrap: behind a proxy, create worked and update went around it.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    for name in ("http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    RefusingProxy.seen = []
+    try:
+        # apt-get update warns about what it could not fetch and keeps the old lists.
+        update_base_root(config, "copy")
+    finally:
+        server.shutdown()
+        server.server_close()
+    mirror = urllib.parse.urlsplit(copy.mirror).hostname
+    assert mirror and any(mirror in line for line in RefusingProxy.seen), RefusingProxy.seen
 
 
 def test_remove_is_refused_while_a_fork_uses_the_root(config: Config, copy: BaseRoot) -> None:
