@@ -9,9 +9,11 @@ so that a later run can recognise and reap what an interrupted one left.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +104,83 @@ def locked(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterat
         yield True
     finally:
         os.close(fd)
+
+
+# --- reading what an untrusted party could have written ------------------------------
+
+_NOFOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_untrusted(directory: Path | int, relative: str, *, shown: Path | str | None = None,
+                   max_bytes: int | None = None) -> tuple[int, os.stat_result]:
+    """Open the regular file *relative* below *directory* (a path, or an open
+    directory's descriptor) for reading, when *directory* is writable by someone we
+    don't trust (a build, a package's maintainer scripts).  Returns the descriptor
+    and its fstat(2).
+
+    Each component is opened relative to the one before with ``O_NOFOLLOW`` (no
+    symlink anywhere, no path race), the file also with ``O_NONBLOCK`` (a FIFO does
+    not block the open), and fstat must say a regular file no larger than
+    *max_bytes*.  Anything else raises :class:`~guestpkg.errors.InputError` with one
+    line naming *shown*; a missing file raises FileNotFoundError."""
+    from guestpkg.errors import InputError
+
+    shown = shown if shown is not None else (
+        relative if isinstance(directory, int) else directory / relative)
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InputError(f"{shown}: not a plain relative path")
+    top = os.open(directory, _NOFOLLOW_DIR) if not isinstance(directory, int) \
+        else os.dup(directory)
+    fd = -1
+    try:
+        for part in parts[:-1]:
+            try:
+                parent = os.open(part, _NOFOLLOW_DIR, dir_fd=top)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise InputError(f"{shown}: {part} is not a directory (a symbolic "
+                                     "link?); refusing to read through it") from None
+                raise
+            os.close(top)
+            top = parent
+        try:
+            fd = os.open(parts[-1], _NOFOLLOW_READ, dir_fd=top)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise InputError(f"{shown} is a symbolic link; refusing to read it") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{shown} is {_kind(st.st_mode)}, not a regular file; "
+                             "refusing to read it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise InputError(f"{shown} is {st.st_size} bytes, more than the {max_bytes} "
+                             "allowed; refusing to read it")
+        os.set_blocking(fd, True)
+        result = (fd, st)
+        fd = -1
+        return result
+    finally:
+        os.close(top)
+        if fd >= 0:
+            os.close(fd)
+
+
+def read_untrusted(directory: Path | int, relative: str, max_bytes: int, *,
+                   shown: Path | str | None = None) -> bytes:
+    """The content of a regular file opened as :func:`open_untrusted` does, at most
+    *max_bytes* (a file that grows while read is cut there, not read on)."""
+    fd, _st = open_untrusted(directory, relative, shown=shown, max_bytes=max_bytes)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(max_bytes + 1)[:max_bytes]

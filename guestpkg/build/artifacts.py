@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +33,11 @@ from guestpkg.debian.version import without_epoch
 from guestpkg.errors import BuildFailed, InputError, ParseError
 
 STAGING_PREFIX = fsutil.TMP_PREFIX + "guestpkg-output."
+
+#: Bounds of what is read from the build directory: a .changes is a page of text; a
+#: .deb of a large data package can be gigabytes, but not a disk's worth.
+MAX_CHANGES_BYTES = 1 << 20
+MAX_ARTIFACT_BYTES = 16 << 30
 
 
 def build_log_name(source: str, version: str, arch: str) -> str:
@@ -50,12 +53,16 @@ def changes_name(source: str, version: str, suffix: str) -> str:
 
 
 def changes_files(path: Path) -> list[str]:
-    """The file names a ``.changes`` lists, in order (deb-changes(5) ``Files``)."""
+    """The file names a ``.changes`` lists, in order (deb-changes(5) ``Files``).
+
+    The build wrote it: it is read as :func:`guestpkg.fsutil.read_untrusted` reads
+    (no symlink to a host file or to /dev/zero, no FIFO, at most
+    :data:`MAX_CHANGES_BYTES`)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            changes = Changes(f)
+        data = fsutil.read_untrusted(path.parent, path.name, MAX_CHANGES_BYTES, shown=path)
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror}", path) from e
+    changes = Changes(data.decode("utf-8", "replace").splitlines())
     names = []
     for entry in changes.get("Files", []):
         name = entry.get("name", "")
@@ -77,20 +84,25 @@ def find_changes(directory: Path, source: str, version: str) -> Path:
     return found[0]
 
 
-def copy_regular_file(source: Path, target: Path) -> None:
-    """Copy *source* only if it is a regular file: the build directory is written by
-    the sandboxed build, which could plant a symlink to a host file."""
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{source} is not a regular file; refusing to collect it")
-        with os.fdopen(os.dup(fd), "rb") as src, open(target, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fchmod(dst.fileno(), 0o644)
-            os.fsync(dst.fileno())
-    finally:
-        os.close(fd)
+def copy_regular_file(source: Path, target: Path,
+                      max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
+    """Copy *source* only if it is a regular file of at most *max_bytes*: the build
+    directory is written by the sandboxed build, which could plant a symlink to a
+    host file or to /dev/zero, a FIFO that blocks a reader for ever, or a sparse file
+    of a terabyte (:func:`guestpkg.fsutil.open_untrusted`)."""
+    fd, st = fsutil.open_untrusted(source.parent, source.name, shown=source,
+                                   max_bytes=max_bytes)
+    with os.fdopen(fd, "rb") as src, open(target, "xb") as dst:
+        remaining = st.st_size
+        while remaining > 0:
+            chunk = src.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            dst.write(chunk)
+            remaining -= len(chunk)
+        dst.flush()
+        os.fchmod(dst.fileno(), 0o644)
+        os.fsync(dst.fileno())
 
 
 @contextlib.contextmanager

@@ -69,6 +69,7 @@ from guestpkg.debian.debfile import write_deb
 from guestpkg.errors import (
     BuildFailed,
     CommandFailed,
+    InputError,
     SandboxSetupFailed,
     SystemStateError,
     UsageError,
@@ -187,17 +188,36 @@ def reap_build_directories(top: Path) -> None:
                 lock.unlink(missing_ok=True)
 
 
+#: /etc/passwd of a root or layer: a few lines; a bound against a planted giant file.
+MAX_PASSWD_BYTES = 4 << 20
+
+
+def read_passwd(tree: Path) -> list[list[str]] | None:
+    """The entries of *tree*'s etc/passwd (passwd(5)), or None if it has none.
+
+    Layers and fork uppers are written by apt's maintainer scripts and by the
+    external resolver: read as :func:`guestpkg.fsutil.read_untrusted` reads, so that
+    a planted symlink or FIFO is refused rather than followed."""
+    try:
+        data = fsutil.read_untrusted(tree, "etc/passwd", MAX_PASSWD_BYTES)
+    except FileNotFoundError:
+        return None
+    return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()]
+
+
 def lookup_user(trees: Sequence[Path], name: str) -> tuple[int, int] | None:
     """uid and gid of *name* in the topmost of *trees* that has an /etc/passwd
     (passwd(5)): what the merged overlay shows."""
     for tree in trees:
-        passwd = tree / "etc" / "passwd"
-        if not passwd.is_file():
+        entries = read_passwd(tree)
+        if entries is None:
             continue
-        for line in passwd.read_text(encoding="utf-8", errors="replace").splitlines():
-            fields = line.split(":")
+        for fields in entries:
             if len(fields) >= 4 and fields[0] == name:
-                return int(fields[2]), int(fields[3])
+                try:
+                    return int(fields[2]), int(fields[3])
+                except ValueError:
+                    raise InputError(f"{tree}/etc/passwd: bad uid or gid for {name}") from None
         return None
     return None
 
@@ -391,11 +411,9 @@ def ensure_build_user(config: Config, f: Fork, blog: BuildLog) -> tuple[int, int
 
 def uid_taken(trees: Sequence[Path], uid: int) -> bool:
     for tree in trees:
-        passwd = tree / "etc" / "passwd"
-        if passwd.is_file():
-            return any(len(fields) >= 3 and fields[2] == str(uid) for fields in
-                       (line.split(":") for line in
-                        passwd.read_text(encoding="utf-8", errors="replace").splitlines()))
+        entries = read_passwd(tree)
+        if entries is not None:
+            return any(len(fields) >= 3 and fields[2] == str(uid) for fields in entries)
     return False
 
 

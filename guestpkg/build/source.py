@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from guestpkg import fsutil
 from guestpkg.build.artifacts import copy_regular_file
-from guestpkg.debian.changelog import ChangelogEntry, read_changelog
-from guestpkg.debian.control import Dsc, SourceControl, read_control, read_dsc
-from guestpkg.errors import InputError, UsageError
+from guestpkg.debian.changelog import ChangelogEntry, parse_changelog
+from guestpkg.debian.control import Dsc, SourceControl, parse_control, read_dsc
+from guestpkg.errors import InputError, ParseError, UsageError
 
 #: Where the build directory appears inside the sandbox.
 BUILD_MOUNT = "/build"
@@ -113,10 +115,32 @@ def copy_orig_tarballs(tree: Path, info: SourceInfo, build_dir: Path) -> list[st
     return copied
 
 
+#: Bounds of the files read from an unpacked source: a changelog of decades is a few
+#: MB, the largest debian/control files some hundred KB.
+MAX_CHANGELOG_BYTES = 32 << 20
+MAX_CONTROL_BYTES = 8 << 20
+
+
+def _read_metadata(tree: Path, relative: str, max_bytes: int) -> str:
+    """A file of the unpacked source's debian/: unpacked from an untrusted .dsc by
+    the build user, so read without following symlinks or blocking on a FIFO."""
+    try:
+        data = fsutil.read_untrusted(tree, relative, max_bytes)
+    except FileNotFoundError as e:
+        raise ParseError("no such file", tree / relative,
+                         hint="is this a Debian source tree?") from e
+    except OSError as e:
+        raise ParseError(f"cannot read: {e.strerror}", tree / relative) from e
+    return data.decode("utf-8", "replace")
+
+
 def read_source(tree: Path) -> SourceInfo:
     """Read debian/changelog and debian/control of an unpacked tree."""
-    changelog = read_changelog(tree / "debian" / "changelog")
-    control = read_control(tree / "debian" / "control")
+    changelog = parse_changelog(
+        _read_metadata(tree, "debian/changelog", MAX_CHANGELOG_BYTES),
+        tree / "debian" / "changelog")
+    control = parse_control(_read_metadata(tree, "debian/control", MAX_CONTROL_BYTES),
+                            tree / "debian" / "control")
     if control.source != changelog.source:
         raise InputError(f"debian/control says Source: {control.source} but "
                          f"debian/changelog says {changelog.source}",
@@ -127,11 +151,25 @@ def read_source(tree: Path) -> SourceInfo:
 def refuse_symlinked_metadata(tree: Path) -> None:
     """The files guestpkg and a prepare_source hook read or write as root must be
     what they seem: an unpacked .dsc is untrusted, and a symlinked debian/changelog
-    could point a root-run hook at a host file."""
-    for relative in ("debian", "debian/changelog", "debian/control"):
+    could point a root-run hook at a host file, a FIFO would block its read for ever
+    and a file of gigabytes exhaust its memory.  Nothing runs in the tree meanwhile
+    (the sandbox that unpacked it is gone), so lstat(2) tells the truth."""
+    for relative, is_dir, limit in (("debian", True, 0),
+                                    ("debian/changelog", False, MAX_CHANGELOG_BYTES),
+                                    ("debian/control", False, MAX_CONTROL_BYTES)):
         path = tree / relative
-        if path.is_symlink():
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
             raise InputError(f"{relative} is a symbolic link in the source; refusing it")
+        if is_dir != stat.S_ISDIR(st.st_mode) or not (is_dir or stat.S_ISREG(st.st_mode)):
+            raise InputError(f"{relative} is not a regular {'directory' if is_dir else 'file'}"
+                             " in the source; refusing it")
+        if not is_dir and st.st_size > limit:
+            raise InputError(f"{relative} is {st.st_size} bytes, more than the {limit} "
+                             "allowed; refusing it")
 
 
 def settle(staged: Path, info: SourceInfo) -> Path:

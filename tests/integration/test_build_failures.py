@@ -154,6 +154,23 @@ def test_build_cannot_rewrite_the_log_and_a_huge_line_is_bounded(
     assert result.log_path.stat().st_size < 1 << 20
 
 
+def test_a_deb_planted_as_a_symlink_is_not_collected(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    """debian/rules replaces its .deb with a symlink to a host path: dpkg-genchanges
+    lists it (it read the sandbox's file), guestpkg refuses to copy it, in one line,
+    and OUTPUT_DIR gets nothing."""
+    tree = make_tiny(tmp_path / "src")
+    rules = tree / "debian" / "rules"
+    rules.write_text(rules.read_text() + "\tln -sf /etc/hostname ../tiny_1.0_all.deb\n")
+    out = tmp_path / "out"
+    result = guestpkg(test_config, "build", "--quiet-build", str(tree), str(out))
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "tiny_1.0_all.deb is a symbolic link" in errors[0], \
+        result.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_prepare_source_hook_and_user(test_config: Config, base_root: BaseRoot,
                                       tmp_path: Path) -> None:
     """The host lifecycle's use: version ~local and the host in Depends."""
