@@ -153,6 +153,12 @@ SETTINGS: tuple[Setting, ...] = (
             ("fetch", "upstream-check"), "TIME"),
     Setting("download_retries", parse_int, 3, "retries of a failed download",
             ("fetch", "upstream-check"), "N"),
+    Setting("download_deadline", parse_seconds, 3600.0,
+            "longest a whole fetch may take, discovery, retries and downloads together "
+            "(0: none)", ("fetch", "upstream-check"), "TIME", shown_default="1h"),
+    Setting("download_min_rate", parse_size, 1024,
+            "slowest transfer accepted, in bytes/s over each download_timeout "
+            "(0: any)", ("fetch", "upstream-check"), "SIZE", shown_default="1K"),
     Setting("max_download_size", parse_size, 4 << 30, "largest download accepted",
             ("fetch",), "SIZE", shown_default="4G"),
     # trust
@@ -213,6 +219,8 @@ class Config:
     faketime: bool
     download_timeout: float
     download_retries: int
+    download_deadline: float
+    download_min_rate: int
     max_download_size: int
     trustdir: Path
     trust_policy: str

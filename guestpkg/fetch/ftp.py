@@ -4,7 +4,10 @@
 uscan reads an FTP directory as the server's ``LIST`` output (``ls -l`` lines) and
 downloads with ``RETR``; so does this module, with :mod:`ftplib`: anonymous login,
 passive mode, ``download_timeout`` on every socket operation, the size cap applied
-to listings and files.  FTP has neither TLS nor redirects; like plain http it is
+to listings and files.  The control connection goes to an address the fetch's
+:class:`~guestpkg.fetch.guard.FetchGuard` checked; the data connection to the same
+peer (ftplib ignores the address in a PASV reply); the guard's watchdog holds both
+to the deadline and the minimum rate.  FTP has neither TLS nor redirects; like plain http it is
 accepted only because the SHA256 of what it delivers is pinned.  Retries are the
 caller's (:mod:`guestpkg.fetch.transport`): transient failures raise
 :class:`Transient`.
@@ -20,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from guestpkg.config import Config
 from guestpkg.errors import NetworkError
+from guestpkg.fetch.guard import ConnectFailed, FetchGuard
 
 CHUNK_BYTES = 1 << 16
 
@@ -30,13 +34,40 @@ class Transient(Exception):
     :mod:`guestpkg.fetch.transport`'s retry loop catches."""
 
 
+class _GuardedFTP(ftplib.FTP):
+    """ftplib's client, connecting as :meth:`FetchGuard.connect` does.  Insecure as a
+    channel, like plain http: what it delivers is checked by its pinned SHA256."""
+
+    def __init__(self, guard: FetchGuard, timeout_s: float | None) -> None:
+        if timeout_s:
+            super().__init__(timeout=timeout_s)
+        else:  # no timeout but the guard's
+            super().__init__()
+        self.guard = guard
+
+    def connect(self, host: str = "", port: int = 0, timeout: float = -999,
+                source_address: tuple[str, int] | None = None) -> str:
+        # ftplib.FTP.connect, with the guard's checked address (Python 3.11)
+        self.host, self.port = host, port
+        timeout_s = self.timeout if isinstance(self.timeout, (int, float)) else None
+        self.sock = self.guard.connect(host, port, timeout_s)
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.guard.unwatch(self.sock.fileno())
+        super().close()
+
+
 @contextlib.contextmanager
-def _session(config: Config, url: str) -> Iterator[tuple[ftplib.FTP, str]]:
+def _session(config: Config, url: str,
+             guard: FetchGuard) -> Iterator[tuple[ftplib.FTP, str]]:
     parts = urlsplit(url)
-    # Insecure as a channel, like plain http: what it delivers is checked by its
-    # pinned SHA256 before use.
-    client = (ftplib.FTP(timeout=config.download_timeout)  # noqa: S321
-              if config.download_timeout else ftplib.FTP())  # noqa: S321
+    client = _GuardedFTP(guard, config.download_timeout or None)
     try:
         client.connect(parts.hostname or "", parts.port or 21)
         client.login(unquote(parts.username or "anonymous"),
@@ -45,8 +76,14 @@ def _session(config: Config, url: str) -> Iterator[tuple[ftplib.FTP, str]]:
     except ftplib.error_perm as e:
         raise NetworkError(f"{url}: FTP: {e}",
                            hint="the watch file may point at a moved or removed file") from e
+    except ConnectFailed as e:  # no address, or too slow
+        raise Transient(f"{url}: FTP: {e}") from e
     except (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError,
             EOFError) as e:
+        try:
+            guard.check_time()  # the watchdog's verdict, if it cut the connection
+        except ConnectFailed as slow:
+            raise Transient(f"{url}: FTP: {slow}") from e
         raise Transient(f"{url}: FTP: {e}") from e
     finally:
         with contextlib.suppress(Exception):
@@ -54,7 +91,7 @@ def _session(config: Config, url: str) -> Iterator[tuple[ftplib.FTP, str]]:
         client.close()
 
 
-def list_directory(config: Config, url: str, limit: int) -> str:
+def list_directory(config: Config, url: str, limit: int, guard: FetchGuard) -> str:
     """The ``LIST`` output of the directory *url*, as uscan reads it."""
     lines: list[str] = []
     size = 0
@@ -64,8 +101,10 @@ def list_directory(config: Config, url: str, limit: int) -> str:
         size += len(line) + 1
         if size > limit:
             raise NetworkError(f"{url}: the listing is larger than {limit} bytes")
+        guard.received(len(line) + 1)
+        guard.take(url, len(line) + 1)
         lines.append(line)
-    with _session(config, url) as (client, path):
+    with _session(config, url, guard) as (client, path):
         client.encoding = "utf-8"
         client.cwd(path)
         client.retrlines("LIST", collect)
@@ -73,10 +112,10 @@ def list_directory(config: Config, url: str, limit: int) -> str:
 
 
 @contextlib.contextmanager
-def open_file(config: Config, url: str,
-              limit: int) -> Iterator[tuple[int | None, Iterator[bytes]]]:
+def open_file(config: Config, url: str, limit: int,
+              guard: FetchGuard) -> Iterator[tuple[int | None, Iterator[bytes]]]:
     """(announced size or None, the file's bytes) for ``RETR``; the size cap holds."""
-    with _session(config, url) as (client, path):
+    with _session(config, url, guard) as (client, path):
         client.voidcmd("TYPE I")
         try:
             total: int | None = client.size(path)
@@ -86,22 +125,29 @@ def open_file(config: Config, url: str,
             raise NetworkError(f"{url}: {total} bytes is more than the limit of {limit}",
                                hint="raise max_download_size if this is expected")
         connection = client.transfercmd(f"RETR {path}")
+        guard.watch(connection)
         try:
-            yield total, _chunks(connection, url, total, limit)
+            yield total, _chunks(connection, url, total, limit, guard)
         finally:
+            guard.unwatch(connection.fileno())
             connection.close()
         client.voidresp()
 
 
-def _chunks(connection: socket.socket, url: str, total: int | None, limit: int) -> Iterator[bytes]:
+def _chunks(connection: socket.socket, url: str, total: int | None, limit: int,
+            guard: FetchGuard) -> Iterator[bytes]:
     received = 0
     while True:
         try:
             chunk = connection.recv(CHUNK_BYTES)
         except OSError as e:
+            guard.check_time()
             raise Transient(f"{url}: the transfer broke off: {e}") from e
+        guard.received(len(chunk))
+        guard.check_time()  # a cut connection reads as the end of the file
         if not chunk:
             break
+        guard.take(url, len(chunk))
         received += len(chunk)
         if received > limit:
             raise NetworkError(f"{url}: more than the limit of {limit} bytes",

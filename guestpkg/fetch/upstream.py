@@ -16,6 +16,7 @@ component's version from its package.json/META.json when the tree has it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestpkg.config import Config
-from guestpkg.debian.changelog import read_changelog
+from guestpkg.debian.changelog import ChangelogEntry, read_changelog
 from guestpkg.debian.deb822 import is_sha256
 from guestpkg.debian.perlre import apply_rules
 from guestpkg.debian.watch import WatchEntry, WatchFile, read_watch
 from guestpkg.errors import InputError, SystemStateError, UsageError
 from guestpkg.fetch.discover import Found, PageSource, Search, orig_name
+from guestpkg.fetch.guard import FetchGuard
 from guestpkg.fetch.transport import Page, fetch_verified, get_page
 from guestpkg.fsutil import atomic_file
 
@@ -83,19 +85,38 @@ def _name_or_empty(tarball: Tarball) -> str:
         return ""
 
 
-def _page_source(config: Config) -> PageSource:
+def _page_source(config: Config, guard: FetchGuard) -> PageSource:
     def pages(url: str, user_agent: str | None) -> Page:
-        return get_page(config, url, user_agent=user_agent)
+        return get_page(config, url, user_agent=user_agent, guard=guard)
     return pages
+
+
+def watching(config: Config, watch: WatchFile) -> contextlib.AbstractContextManager[FetchGuard]:
+    """The guard of one fetch through *watch*: its deadline, budget and minimum rate
+    hold for every page and download, and it may reach a local host only if the watch
+    file names one (:mod:`guestpkg.fetch.guard`)."""
+    return FetchGuard.watching(config, [entry.url for entry in watch.entries])
 
 
 def plan(config: Config, source_dir: Path, *, download: bool,
          pages: PageSource | None = None) -> Plan:
     """Resolve the tarballs of *source_dir* (network access through *pages*)."""
+    changelog, watch = _read(source_dir)
+    if pages is not None:
+        return _resolve(changelog, watch, source_dir, download, pages)
+    with watching(config, watch) as guard:
+        return _resolve(changelog, watch, source_dir, download, _page_source(config, guard))
+
+
+def _read(source_dir: Path) -> tuple[ChangelogEntry, WatchFile]:
     changelog = read_changelog(source_dir / "debian" / "changelog")
     watch = read_watch(source_dir / "debian" / "watch", changelog.source)
     _check_usable(watch)
-    pages = pages or _page_source(config)
+    return changelog, watch
+
+
+def _resolve(changelog: ChangelogEntry, watch: WatchFile, source_dir: Path, download: bool,
+             pages: PageSource) -> Plan:
     upstream = changelog.upstream_version
     group_versions = upstream.split("+~")
     notes: list[str] = []
@@ -207,7 +228,15 @@ def fetch_upstream(config: Config, source_dir: Path, destdir: Path, expected_sha
                    *, pages: PageSource | None = None) -> list[Path]:
     """Download, verify and place the orig tarball(s) of *source_dir*'s changelog
     version into *destdir*; returns the placed paths, main tarball first."""
-    resolved = plan(config, source_dir, download=True, pages=pages)
+    changelog, watch = _read(source_dir)
+    with watching(config, watch) as guard:
+        resolved = _resolve(changelog, watch, source_dir, True,
+                            pages or _page_source(config, guard))
+        return _download_and_place(config, resolved, destdir, expected_sha256, guard)
+
+
+def _download_and_place(config: Config, resolved: Plan, destdir: Path,
+                        expected_sha256: Pins, guard: FetchGuard) -> list[Path]:
     for note in resolved.notes:
         log.warning("%s", note)
     digests = pins_for(resolved.tarballs, expected_sha256)
@@ -217,7 +246,7 @@ def fetch_upstream(config: Config, source_dir: Path, destdir: Path, expected_sha
     for tarball in resolved.tarballs:
         cached = fetch_verified(config, tarball.found.url, digests[tarball.component],
                                 user_agent=tarball.found.entry.user_agent,
-                                label=tarball.found.filename)
+                                label=tarball.found.filename, guard=guard)
         placed.append(place(cached, destdir / tarball.name, digests[tarball.component]))
     return placed
 

@@ -11,7 +11,14 @@ Routes besides the files under ``root``:
 - ``/oversized/<path>``: announces ``1 << 40`` bytes;
 - ``/chunked/<path>``: no Content-Length, chunked transfer encoding;
 - ``/flaky/<path>``: 503 for the first ``flaky_failures`` requests, then the file;
-- ``/stall/<path>``: half the body, a stall of ``slow_s`` seconds, then the rest.
+- ``/stall/<path>``: half the body, a stall of ``slow_s`` seconds, then the rest;
+- ``/drip/<path>``: the body one byte every ``drip_s`` seconds (within every read
+  timeout, far past any sane deadline);
+- ``/drip-headers``: the status line, then a header one byte every ``drip_s`` seconds;
+- ``/encoded``: ``encoded_body`` as text/html with ``Content-Encoding: encoding``
+  (a compression bomb, when the test sets it so);
+- ``/reason``: a 404 whose reason phrase is ``reason`` (escape sequences, say);
+- ``/location``: a redirect to ``location``, sent as is (escape sequences, say).
 
 ``hits`` counts requests per path, so tests can tell a cache hit from a download;
 ``user_agents`` keeps the last User-Agent per path.  The same handler also answers
@@ -37,13 +44,19 @@ class Upstream:
     port: int = 0
     slow_s: float = 3.0
     flaky_failures: int = 1
+    drip_s: float = 0.25
+    encoded_body: bytes = b""
+    encoding: str = "gzip, gzip"
+    reason: str = "Not Found"
+    location: str = "/"
+    host: str = "127.0.0.1"
     hits: collections.Counter[str] = field(default_factory=collections.Counter)
     user_agents: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def count(self, path: str) -> int:
         with self.lock:
@@ -77,7 +90,12 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
                 return self._redirect(target)
             if route.startswith("redirect-to?"):
                 return self._redirect(self.path.split("?", 1)[1])
-            if route in ("slow", "truncated", "oversized", "chunked", "flaky", "stall"):
+            if route == "location":
+                return self._redirect(upstream.location)
+            if route in ("drip-headers", "encoded", "reason"):
+                return self._hostile(route)
+            if route in ("slow", "truncated", "oversized", "chunked", "flaky", "stall",
+                         "drip"):
                 return self._special(route, "/" + parts[2], hits)
             return super().do_GET()
 
@@ -86,6 +104,32 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
             self.send_header("Location", target)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def _hostile(self, route: str) -> None:
+            if route == "reason":
+                self.send_response(404, upstream.reason)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif route == "encoded":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Encoding", upstream.encoding)
+                self.send_header("Content-Length", str(len(upstream.encoded_body)))
+                self.end_headers()
+                self.wfile.write(upstream.encoded_body)
+            else:
+                self.close_connection = True
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self._drip(b"X-Slow: " + b"x" * 1000)
+
+        def _drip(self, data: bytes) -> None:
+            for start in range(len(data)):
+                try:
+                    self.wfile.write(data[start:start + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up: what the tests want
+                    return
+                time.sleep(upstream.drip_s)
 
         def _special(self, route: str, path: str, hits: int) -> None:
             data = (upstream.root / path.lstrip("/")).read_bytes()
@@ -121,6 +165,9 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
             if route == "oversized":
                 self.close_connection = True
                 return
+            if route == "drip":
+                self.close_connection = True
+                return self._drip(data)
             self.wfile.write(data)
 
     return Handler
@@ -128,9 +175,10 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
 
 @contextmanager
 def serve(root: Path, **settings: Any) -> Iterator[Upstream]:
-    """Serve *root* on 127.0.0.1 (a free port) for the duration of the block."""
+    """Serve *root* on 127.0.0.1 (or ``host=``; a free port unless ``port=``) for the
+    duration of the block."""
     upstream = Upstream(root, **settings)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))
+    server = ThreadingHTTPServer((upstream.host, upstream.port), _handler(upstream))
     server.daemon_threads = True
     upstream.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A hostile upstream on 127.0.0.1 (issue 10, findings 2, 3 and 8): compression
+bombs, servers that drip a byte at a time, and escape sequences in what a server
+controls (a redirect's URL, a reason phrase) on their way to the user's terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guestpkg.config import Config
+from guestpkg.errors import NetworkError
+from guestpkg.fetch.transport import fetch_verified, get_page, sources_dir
+from tests.support.upstream_server import Upstream, serve
+
+REPO = Path(__file__).resolve().parents[2]
+DRIPPED = b"x" * 40          # 10 s at one byte every 0.25 s
+BOMB_ZEROS = 1 << 30         # what the bomb decodes to: 1 GiB
+
+
+def gzip_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for chunk in chunks:
+        if out := compressor.compress(chunk):
+            yield out
+    yield compressor.flush()
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    """``gzip(gzip(1 GiB of zeros))``: 1827 bytes on the wire."""
+    zeros = bytes(1 << 20)
+    inner = b"".join(gzip_stream(zeros for _ in range(BOMB_ZEROS >> 20)))
+    return b"".join(gzip_stream(iter([inner])))
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, bomb: bytes) -> Iterator[Upstream]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "dripped.tar.gz").write_bytes(DRIPPED)
+    with serve(root, drip_s=0.25, encoded_body=bomb, encoding="gzip, gzip") as server:
+        yield server
+
+
+def config_for(tmp_path: Path, **settings: object) -> Config:
+    values: dict[str, object] = {"cachedir": tmp_path / "cache", "logdir": tmp_path / "log",
+                                 "download_timeout": 0.5, "download_retries": 0}
+    values.update(settings)
+    return Config.defaults(**values)
+
+
+# -- finding 2: compression bombs -----------------------------------------------------
+
+# Runs get_page in a child process, so that its peak RSS (VmHWM) says what the fetch
+# cost, not what the test process did before.
+RSS_PROBE = textwrap.dedent("""\
+    import json, sys
+    from pathlib import Path
+    from guestpkg.config import Config
+    from guestpkg.errors import GuestpkgError
+    from guestpkg.fetch.transport import get_page
+
+    def peak_bytes():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+
+    work = Path(sys.argv[2])
+    config = Config.defaults(cachedir=work / "cache", logdir=work / "log",
+                             download_retries=0, max_download_size=int(sys.argv[3]))
+    before = peak_bytes()
+    try:
+        page = get_page(config, sys.argv[1])
+        error = None
+        size = len(page.text)
+    except GuestpkgError as e:
+        error = [type(e).__name__, e.message]
+        size = None
+    print(json.dumps({"before": before, "after": peak_bytes(), "error": error,
+                      "size": size}))
+""")
+
+
+def test_stacked_gzip_bomb_is_bounded_in_decoded_bytes(tmp_path: Path, upstream: Upstream,
+                                                        bomb: bytes) -> None:
+    cap = 8 << 20
+    assert len(bomb) < 2000  # the attack: under 2 kB on the wire, 1 GiB decoded
+    probe = subprocess.run(
+        ["/usr/bin/python3", "-c", RSS_PROBE, f"{upstream.url}/encoded", str(tmp_path),
+         str(cap)], cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(probe.stdout)
+    assert result["error"] is not None, result
+    kind, message = result["error"]
+    assert kind == "NetworkError"
+    assert f"more than the limit of {cap} bytes" in message
+    # what the fetch cost: the cap (the page is kept up to it) plus slack, never the
+    # decoded size (1 GiB; the unbounded decoder peaked at 800+ MiB)
+    grown = result["after"] - result["before"]
+    assert grown < cap + (32 << 20), f"peak RSS grew by {grown >> 20} MiB"
+    assert "gzip, gzip" in message  # says what it was decoding
+
+
+def test_unknown_content_encoding_is_refused(tmp_path: Path, upstream: Upstream) -> None:
+    upstream.encoding = "br"
+    with pytest.raises(NetworkError, match="Content-Encoding br"):
+        get_page(config_for(tmp_path), f"{upstream.url}/encoded")
+
+
+def test_gzip_page_is_still_decoded(tmp_path: Path, upstream: Upstream) -> None:
+    text = "<a href='foo-1.0.tar.gz'>foo</a>\n" * 1000
+    upstream.encoded_body = b"".join(gzip_stream(iter([text.encode()])))
+    upstream.encoding = "gzip"
+    assert get_page(config_for(tmp_path), f"{upstream.url}/encoded").text == text
+    upstream.encoded_body = zlib.compress(text.encode())
+    upstream.encoding = "deflate"
+    assert get_page(config_for(tmp_path), f"{upstream.url}/encoded").text == text
+
+
+def test_tarballs_are_never_decoded(tmp_path: Path, upstream: Upstream, bomb: bytes) -> None:
+    """The digest is of the bytes upstream published: a tarball served with
+    Content-Encoding is kept as sent, so a bomb is 1827 bytes in the cache."""
+    import hashlib
+    path = fetch_verified(config_for(tmp_path), f"{upstream.url}/encoded",
+                          hashlib.sha256(bomb).hexdigest())
+    assert path.read_bytes() == bomb
+
+
+# -- finding 3: an overall deadline and a minimum rate --------------------------------
+
+def test_dripping_download_is_cut_off_by_the_deadline(tmp_path: Path,
+                                                       upstream: Upstream) -> None:
+    config = config_for(tmp_path, download_deadline=2.0, download_min_rate=0)
+    with pytest.raises(NetworkError, match="deadline of 2 s") as caught:
+        fetch_verified(config, f"{upstream.url}/drip/dripped.tar.gz", "0" * 64)
+    assert "download_deadline" in (caught.value.hint or "")
+    assert [p.name for p in sources_dir(config).iterdir()
+            if not p.name.startswith(".lock-")] == []
+
+
+def test_dripping_page_is_cut_off_by_the_deadline(tmp_path: Path, upstream: Upstream) -> None:
+    with pytest.raises(NetworkError, match="deadline of 2 s"):
+        get_page(config_for(tmp_path, download_deadline=2.0, download_min_rate=0),
+                 f"{upstream.url}/drip/dripped.tar.gz")
+
+
+def test_dripping_headers_are_cut_off_by_the_deadline(tmp_path: Path,
+                                                      upstream: Upstream) -> None:
+    with pytest.raises(NetworkError, match="deadline of 2 s"):
+        get_page(config_for(tmp_path, download_deadline=2.0, download_min_rate=0),
+                 f"{upstream.url}/drip-headers")
+
+
+def test_dripping_server_is_cut_off_by_the_minimum_rate(tmp_path: Path,
+                                                        upstream: Upstream) -> None:
+    # no deadline: only the rate (4 bytes/s, under 1000 bytes/s over 0.5 s) stops it
+    config = config_for(tmp_path, download_deadline=0.0, download_min_rate=1000)
+    with pytest.raises(NetworkError, match="slower than 1000 bytes/s"):
+        fetch_verified(config, f"{upstream.url}/drip/dripped.tar.gz", "0" * 64)
+
+
+def test_a_fetch_within_deadline_and_rate_succeeds(tmp_path: Path,
+                                                  upstream: Upstream) -> None:
+    import hashlib
+    config = config_for(tmp_path, download_deadline=30.0, download_min_rate=1000)
+    path = fetch_verified(config, f"{upstream.url}/dripped.tar.gz",
+                          hashlib.sha256(DRIPPED).hexdigest())
+    assert path.read_bytes() == DRIPPED
+
+
+# -- finding 8: escape sequences from a server never reach the terminal raw -----------
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+
+
+def _fetch_command(tmp_path: Path, watch_url: str) -> subprocess.CompletedProcess[bytes]:
+    tree = tmp_path / "foo-1.0"
+    (tree / "debian").mkdir(parents=True)
+    (tree / "debian" / "changelog").write_text(
+        "foo (1.0-1) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- Test <test@example.org>  Sat, 21 Nov 2026 12:00:00 +0000\n")
+    (tree / "debian" / "watch").write_text(f"version=4\n{watch_url} foo-(\\d\\S+)\\.tar\\.gz\n")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
+           "GUESTPKG_CONFDIR": str(tmp_path / "etc"),
+           "GUESTPKG_CACHEDIR": str(tmp_path / "cache"),
+           "GUESTPKG_LOGDIR": str(tmp_path / "log"), "GUESTPKG_DOWNLOAD_RETRIES": "0"}
+    return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "-v", "fetch",
+                           "--sha256", "0" * 64, str(tree)],
+                          env=env, capture_output=True, timeout=120, check=False)
+
+
+def test_escapes_in_a_reason_phrase_are_shown_escaped(tmp_path: Path,
+                                                      upstream: Upstream) -> None:
+    upstream.reason = f"Not Found{ESCAPES}"
+    done = _fetch_command(tmp_path, f"{upstream.url}/reason")
+    assert done.returncode == 4
+    assert b"\x1b" not in done.stderr and b"\x07" not in done.stderr
+    assert "\xc2\x9b".encode("latin-1") not in done.stderr  # C1 CSI, UTF-8 encoded
+    assert rb"Not Found\x1b]0;owned\x07\x1b[2J\x9b31m" in done.stderr
+    assert len(done.stderr.decode().strip().splitlines()) <= 4
+
+
+def test_escapes_in_a_redirect_url_are_shown_escaped(tmp_path: Path,
+                                                     upstream: Upstream) -> None:
+    upstream.location = f"{upstream.url}/gone{ESCAPES}/"
+    done = _fetch_command(tmp_path, f"{upstream.url}/location")
+    assert done.returncode == 4
+    assert b"\x1b" not in done.stderr and b"\x07" not in done.stderr
+    assert b"\\x1b]0;owned\\x07" in done.stderr
+    assert os.fsdecode(done.stderr).count("guestpkg: error:") == 1
