@@ -23,6 +23,7 @@ from types import ModuleType
 from guestpkg import __version__, config
 from guestpkg.errors import GuestpkgError, Interrupted
 from guestpkg.log import setup_logging
+from guestpkg.text import printable
 
 log = logging.getLogger("guestpkg")
 
@@ -105,16 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("unexpected error", exc_info=True)
         print("guestpkg: this is a bug in guestpkg; please report it with this traceback:",
               file=sys.stderr)
-        traceback.print_exc()
+        print(printable(traceback.format_exc()), end="", file=sys.stderr)
         return 70
 
 
 def report(error: GuestpkgError) -> int:
+    """The error for the user.  Messages carry what servers, files and builds chose
+    (a URL, a reason phrase, a file name, output): escaped, never raw on a terminal."""
     log.debug("error: %s", error, exc_info=True)
-    print(f"guestpkg: error: {error.message}", file=sys.stderr)
+    print(f"guestpkg: error: {printable(error.message)}", file=sys.stderr)
     if error.output_tail:
         print("guestpkg: last lines of output:", file=sys.stderr)
-        print(error.output_tail, file=sys.stderr)
+        print(printable(error.output_tail), file=sys.stderr)
     if error.hint:
-        print(f"guestpkg: hint: {error.hint}", file=sys.stderr)
+        print(f"guestpkg: hint: {printable(error.hint)}", file=sys.stderr)
     return error.exit_code

@@ -9,6 +9,15 @@ import sys
 from pathlib import Path
 
 from guestpkg.config import Config
+from guestpkg.text import printable
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log lines carry URLs, file names and messages from upstreams and builds: their
+    control characters escaped (:mod:`guestpkg.text`), on the console and in the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def setup_logging(config: Config, verbose: int = 0, quiet: bool = False,
@@ -22,7 +31,7 @@ def setup_logging(config: Config, verbose: int = 0, quiet: bool = False,
     console.setLevel(logging.ERROR if quiet else
                      logging.DEBUG if verbose > 1 else
                      logging.INFO if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("guestpkg: %(message)s"))
+    console.setFormatter(EscapingFormatter("guestpkg: %(message)s"))
     root.addHandler(console)
 
     path = config.logdir / "guestpkg.log"
@@ -34,7 +43,7 @@ def setup_logging(config: Config, verbose: int = 0, quiet: bool = False,
     except OSError:
         return None
     handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(EscapingFormatter(
         f"%(asctime)s [{os.getpid()}] {command or '-'} %(name)s %(levelname)s: %(message)s"))
     root.addHandler(handler)
     return path

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from guestpkg.errors import CommandFailed
+from guestpkg.text import printable_bytes
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +248,8 @@ class LogSink:
         return line
 
     def _line(self, line: bytes) -> None:
-        if self.console is not None:
-            self.console.write(line)
+        if self.console is not None:  # escaped: the build chooses these bytes
+            self.console.write(printable_bytes(line))
             self.console.flush()
         if self.written + len(line) <= self.head and not self.kept_tail:
             self.logfile.write(line)

@@ -28,6 +28,7 @@ from guestpkg.host.lifecycle import (
     observe_guest,
     retry_if_cause_gone,
 )
+from guestpkg.text import printable
 
 DESCRIPTION = """\
 Show, for each host package (or the HOSTs named), whether the user consented to
@@ -130,15 +131,21 @@ def retry_recovered(config: Config, rows: list[dict[str, Any]]) -> None:
 
 def _print_row(row: dict[str, Any]) -> None:
     consent = {True: "yes", False: "no", None: "not asked"}[row["consent"]]
-    print(f"{row['host']}: {row['state']}")
-    print(f"  consent: {consent}")
-    print(f"  guest: {row['guest_package'] or '?'} {row['bundled_version'] or '?'} "
+    _show(f"{row['host']}: {row['state']}")
+    _show(f"  consent: {consent}")
+    _show(f"  guest: {row['guest_package'] or '?'} {row['bundled_version'] or '?'} "
           f"(built: {row['built_version'] or '-'}, installed: {row['installed_version'] or '-'})")
     if row["in_progress"]:
-        print(f"  {row['in_progress']} (or interrupted; the next run starts it again)")
+        _show(f"  {row['in_progress']} (or interrupted; the next run starts it again)")
     if row["last_error"]:
-        print(f"  last error ({row['failures']} failures): {row['last_error']}")
+        _show(f"  last error ({row['failures']} failures): {row['last_error']}")
         if row["next_retry"] and row["state"] != "failed permanently":
-            print(f"  next retry: {row['next_retry']}")
+            _show(f"  next retry: {row['next_retry']}")
     if row["state"] in ("failed permanently", "removed by user", "waiting to retry"):
-        print(f"  to try again: guestpkg rebuild {row['host']}")
+        _show(f"  to try again: guestpkg rebuild {row['host']}")
+
+
+def _show(line: str) -> None:
+    """A line of the status: versions and the last error come from dpkg, the state
+    and the guest, so control characters are escaped (:mod:`guestpkg.text`)."""
+    print(printable(line))

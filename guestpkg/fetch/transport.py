@@ -430,6 +430,9 @@ def _open(s: requests.Session, config: Config, url: str, guard: FetchGuard,
         except requests.RequestException as e:
             _translate(current, guard, e)
             raise Transient(f"{current}: {e}") from e
+        except UnicodeError as e:  # requests decodes a Location as UTF-8, even unasked
+            raise NetworkError(f"{current}: a redirect to a URL that is not UTF-8",
+                               hint="the upstream server is broken or hostile") from e
         try:  # http.client takes headers the watchdog cut short for all of them
             guard.check_time()
         except GuestpkgError:

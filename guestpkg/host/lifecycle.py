@@ -49,6 +49,7 @@ from guestpkg.host.manifest import Manifest, read_manifest
 from guestpkg.host.plan import Decision, Step, decide, observe
 from guestpkg.host.source import binary_packages
 from guestpkg.host.versions import add_depends, local_version, set_changelog_version
+from guestpkg.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ Builder = Callable[[Config, HostPaths, Manifest, Path], list[Path]]
 
 
 def say(message: str) -> None:
-    """A line for the user: in apt's output when we run from the hook or a postinst."""
-    print(f"guestpkg: {message}", file=sys.stderr, flush=True)
+    """A line for the user: in apt's output when we run from the hook or a postinst.
+    One line, control characters escaped: the message may carry an upstream's URL or
+    reason phrase, or a build's output (:mod:`guestpkg.text`)."""
+    print(f"guestpkg: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def format_time(timestamp: float) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from guestpkg.errors import InputError
 from guestpkg.fsutil import atomic_write
+from guestpkg.text import one_line
 
 STATE_FORMAT = 1
 MAX_RETRY_DELAY_S = 86400.0
@@ -83,7 +84,8 @@ class HostState:
         if f.count == 1:
             f.first_at = now
         f.last_at = now
-        f.last_error = error
+        # kept one line, control characters escaped: status and the hook print it
+        f.last_error = one_line(error)
         f.next_retry_at = now + backoff_s(f.count, retry_delay_s)
         f.permanent = now - f.first_at >= permanent_after_s and f.count >= 2
 

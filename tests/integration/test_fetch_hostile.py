@@ -211,9 +211,22 @@ def test_escapes_in_a_reason_phrase_are_shown_escaped(tmp_path: Path,
 
 def test_escapes_in_a_redirect_url_are_shown_escaped(tmp_path: Path,
                                                      upstream: Upstream) -> None:
-    upstream.location = f"{upstream.url}/gone{ESCAPES}/"
+    # sent as the UTF-8 bytes of ESC ] 0 ; ... BEL and of U+009B (CSI)
+    upstream.location = f"{upstream.url}/gone\x1b]0;owned\x07\xc2\x9b31m/"
     done = _fetch_command(tmp_path, f"{upstream.url}/location")
     assert done.returncode == 4
     assert b"\x1b" not in done.stderr and b"\x07" not in done.stderr
-    assert b"\\x1b]0;owned\\x07" in done.stderr
+    assert b"\xc2\x9b" not in done.stderr
+    assert b"gone\\x1b]0;owned\\x07" in done.stderr  # shown, escaped
     assert os.fsdecode(done.stderr).count("guestpkg: error:") == 1
+
+
+def test_a_redirect_that_is_not_utf8_is_one_clear_line(tmp_path: Path,
+                                                       upstream: Upstream) -> None:
+    """requests decodes a Location as UTF-8 even when redirects are not followed; a
+    byte 0x9b there was a UnicodeDecodeError, reported as a bug (exit 70)."""
+    upstream.location = f"{upstream.url}/gone\x9b31m/"
+    done = _fetch_command(tmp_path, f"{upstream.url}/location")
+    assert done.returncode == 4
+    assert b"a redirect to a URL that is not UTF-8" in done.stderr
+    assert b"Traceback" not in done.stderr
