@@ -285,7 +285,7 @@ def spawn_detached(
 
     This is how a maintainer script leaves work for after the package manager has
     exited: debconf's frontend waits until every holder of its fd 3 has closed it
-    (REFERENCE.md), so nothing of the script's may stay open in the child."""
+    (docs/reference.md), so nothing of the script's may stay open in the child."""
     args = [os.fspath(a) for a in argv]
     log.info("detach: %s", shlex.join(args))
     try:

@@ -4,7 +4,7 @@
 None of them is meant to be typed by a person; guestpkg-host(7) describes who calls
 which.  Those called from apt and dpkg never make the caller fail for a guest's sake:
 ``post-invoke`` always exits 0 (a failing Post-Invoke command makes apt exit 100 and
-skips the later hooks, REFERENCE.md), and failures are recorded for ``guestpkg
+skips the later hooks, docs/reference.md), and failures are recorded for ``guestpkg
 status`` and retried later instead.
 """
 

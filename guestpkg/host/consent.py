@@ -6,7 +6,7 @@ The host's maintainer scripts stay in shell and source
 standard input reading the frontend's replies and sends commands through fd 3 (it runs
 ``exec 3>&1`` before pointing stdout at stderr).  A Python helper started from such a
 script talks to the same frontend with ``debconf.Debconf(read=sys.stdin,
-write=os.fdopen(3, "w"))`` (REFERENCE.md): a Python maintainer script of its own would
+write=os.fdopen(3, "w"))`` (docs/reference.md): a Python maintainer script of its own would
 not get its templates loaded.
 
 Under ``DEBIAN_FRONTEND=noninteractive`` a question never seen keeps its default,

@@ -11,7 +11,7 @@ So the postinst, and the hook in the second case, start ``guestpkg hook job``:
    every other descriptor closed, debconf's fd 3 included), so the maintainer script
    and apt finish without waiting for it;
 2. it waits for dpkg's frontend lock, an fcntl record lock that apt and dpkg hold for
-   their whole run (REFERENCE.md): once it is free, the apt run that started us has
+   their whole run (docs/reference.md): once it is free, the apt run that started us has
    exited, and the Post-Invoke hook, if there was one, has had its turn;
 3. it works on the hosts that are still pending, installing with ``apt-get install``
    (``-o DPkg::Lock::Timeout`` in case another apt starts meanwhile).

@@ -10,7 +10,7 @@ Who calls what (guestpkg-host(7) has the user's view):
 ``process_pending`` in :attr:`Mode.POST_INVOKE`
     apt's ``DPkg::Post-Invoke`` (apt-hooks/apt-post-invoke): builds, and installs with
     ``dpkg -i`` when the guest's dependencies are satisfied; apt still holds dpkg's
-    frontend lock there, but dpkg's own lock is free (REFERENCE.md).
+    frontend lock there, but dpkg's own lock is free (docs/reference.md).
 ``process_pending`` in :attr:`Mode.DETACHED`
     the detached job, once apt has exited: builds if needed and installs with
     ``apt-get install``, which resolves the guest's dependencies.  This is how the
@@ -327,7 +327,7 @@ def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostS
 def _keep_debs(paths: HostPaths, files: Sequence[Path]) -> None:
     """Put a build's results into <srcdir>/<host>/ as a whole: the new directory is made
     under a temporary name and swapped in, so the directory always holds one complete
-    build (STYLE.md rule 5)."""
+    build (docs/style.md, rule 5)."""
     old = paths.debs.with_name(".old-" + paths.debs.name)
     remove_tree(old)
     staged = paths.debs.with_name(".new-" + paths.debs.name)
@@ -354,7 +354,7 @@ def _install(config: Config, paths: HostPaths, state: st.HostState, mode: Mode,
         unmet = system.unmet_dependencies(debs, provided=[paths.host])
         if unmet:
             # dpkg -i would leave the guest unpacked and the system broken; apt-get can
-            # resolve them once this apt run is over (REFERENCE.md).
+            # resolve them once this apt run is over (docs/reference.md).
             st.save(config.vardir, state, pending=True)
             return Outcome(paths.host, decision, f"{paths.host}: the guest needs "
                            f"{', '.join(unmet)}; installing it with apt-get after this "

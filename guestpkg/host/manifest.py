@@ -21,7 +21,7 @@ guest, then one stanza per upstream file::
     Sha256: 4567...89ab
 
 The upstream URL is not in the manifest: the guest's ``debian/watch`` finds it (so the
-host's maintainer gets the guest's upstream-release notifications, DESIGN.md), and the
+host's maintainer gets the guest's upstream-release notifications, docs/design.md), and the
 pinned SHA256 decides whether what was found is accepted.  See guestpkg-host(7).
 
 This module is pure: it parses and renders text, nothing else.  The syntax is

@@ -2,8 +2,8 @@
 """What to do for a host: the lifecycle rules as one pure function.
 
 :func:`observe` folds what dpkg says now into the state (a guest that vanished without
-its host was removed by the user: dpkg forgets removed packages, REFERENCE.md), and
-:func:`decide` picks the next step.  Neither runs anything, so every rule of DESIGN.md
+its host was removed by the user: dpkg forgets removed packages, docs/reference.md), and
+:func:`decide` picks the next step.  Neither runs anything, so every rule of docs/design.md
 has a unit test without root; :mod:`guestpkg.host.lifecycle` carries the steps out.
 
 The rules, in the order they are checked:

@@ -2,9 +2,9 @@
 """What guestpkg remembers about each host package: ``<vardir>/hosts/<host>.json``.
 
 dpkg can't hold this: it forgets a removed package without conffiles entirely
-(REFERENCE.md), so "the user removed the guest" must live here, and so must the
+(docs/reference.md), so "the user removed the guest" must live here, and so must the
 failures and their retry times.  One JSON file per host, replaced atomically (write a
-temporary file, fsync, rename: STYLE.md rule 5), so an interrupted run leaves either the
+temporary file, fsync, rename: docs/style.md, rule 5), so an interrupted run leaves either the
 old or the new state, never half of one.
 
 Alongside, ``<vardir>/pending/<host>`` exists while the host has work to do.  It is

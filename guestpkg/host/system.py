@@ -2,7 +2,7 @@
 """What the host system's dpkg and apt say: installed versions, broken packages,
 unmet dependencies, and dpkg's frontend lock.
 
-Facts this relies on (REFERENCE.md, checked on bookworm):
+Facts this relies on (docs/reference.md, checked on bookworm):
 
 - Inside apt's ``DPkg::Post-Invoke`` apt still holds ``/var/lib/dpkg/lock-frontend``,
   so ``apt-get check`` fails there; python-apt's ``DepCache.broken_count`` reads the
@@ -86,7 +86,7 @@ def audit() -> str:
 
 
 def check_system() -> None:
-    """Refuse to build on a system with broken or half-installed packages (DESIGN.md)."""
+    """Refuse to build on a system with broken or half-installed packages (docs/design.md)."""
     broken = broken_packages()
     if broken:
         raise SystemStateError(
@@ -177,7 +177,7 @@ def install_env() -> dict[str, str]:
 
     Inside apt's Post-Invoke, apt holds the frontend lock and says so with
     ``DPKG_FRONTEND_LOCKED``; dpkg -i must see it, or it waits for the lock apt holds
-    and fails (dpkg(1), ENVIRONMENT; REFERENCE.md)."""
+    and fails (dpkg(1), ENVIRONMENT; docs/reference.md)."""
     extra = {HOOK_GUARD: "1"}
     if "DPKG_FRONTEND_LOCKED" in os.environ:
         extra["DPKG_FRONTEND_LOCKED"] = os.environ["DPKG_FRONTEND_LOCKED"]

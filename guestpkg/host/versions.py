@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Version rules between a host and its guest, and the two edits made to the guest.
 
-The rules (DESIGN.md, "The lifecycle rules"):
+The rules (docs/design.md, "The lifecycle rules"):
 
 - The host's version without its Debian revision is the guest's full version:
   ``foo-installer 1.2-3-1`` carries ``foo 1.2-3``.  A host-only change bumps the last

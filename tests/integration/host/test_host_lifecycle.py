@@ -4,7 +4,7 @@ own apt, dpkg and debconf: guestpkg's .deb and the example host for hello (built
 dh_guestpkg, its watch file pointing at an upstream on 127.0.0.1) in a local apt
 repository, the guest built for real in guestpkg's sandbox.
 
-The tests of this module share one system and run in order, one rule of DESIGN.md
+The tests of this module share one system and run in order, one rule of docs/design.md
 each, as a user would meet them: install guestpkg and the host in one apt run; a
 host-only upgrade; a guest revision upgrade (built and installed from the APT hook); the
 user removes the guest; dpkg-reconfigure; removing the host; purging it, with a

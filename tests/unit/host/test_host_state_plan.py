@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The lifecycle rules (DESIGN.md) as decisions, and the state file they live in."""
+"""The lifecycle rules (docs/design.md) as decisions, and the state file they live in."""
 
 from __future__ import annotations
 
