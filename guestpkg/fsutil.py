@@ -70,6 +70,27 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         raise
 
 
+def private_directory(path: Path) -> Path:
+    """*path* as a directory that only root may enter: made 0700 (with its parents), or,
+    if an older guestpkg made it open, tightened to 0700 root:root.
+
+    For the state that holds base roots, dependency layers, forks and build trees:
+    they carry setuid-root binaries of the suite they were made from, which never get
+    the host's security updates, and no local user may reach them."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+            os.fchown(fd, 0, 0)
+            st = os.fstat(fd)
+        if st.st_mode & 0o7777 != 0o700 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return path
+
+
 def remove_tree(path: Path) -> None:
     """Remove *path* whatever it is; read-only directories inside don't stop it."""
     def onerror(func: object, p: str, exc: object) -> None:

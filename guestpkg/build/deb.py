@@ -149,8 +149,7 @@ def build_directory(config: Config, preserve: str) -> Iterator[Path]:
 
     Removed at the end unless preserved; directories of killed builds (lock free) are
     reaped first."""
-    top = config.vardir / "builds"
-    top.mkdir(parents=True, exist_ok=True, mode=0o700)
+    top = fsutil.private_directory(config.vardir / "builds")
     reap_build_directories(top)
     build_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
     directory = top / build_id

@@ -258,9 +258,7 @@ def creating_layer(config: Config, key: str) -> Iterator[Path | None]:
     fill with ``tree/`` (the kept upper) and ``layer.json``, or None if another build
     created the layer while we waited.  On success the directory is renamed to
     ``<key>`` atomically; on any error it is removed."""
-    top = layers_dir(config)
-    top.mkdir(parents=True, exist_ok=True)
-    top.chmod(0o700)
+    top = fsutil.private_directory(layers_dir(config))
     with fsutil.locked(_lock_path(config, key)):
         if read_layer(config, key) is not None:
             yield None

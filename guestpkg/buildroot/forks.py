@@ -181,7 +181,7 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
             raise UsageError(f"layer {layer} is not a directory")
     reap_forks(config)
     top = forks_dir(config)
-    top.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fsutil.private_directory(top)
     fork_id = secrets.token_hex(8)
     directory = top / fork_id
     with contextlib.ExitStack() as stack:

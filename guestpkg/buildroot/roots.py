@@ -158,6 +158,8 @@ def open_base_root(config: Config, name: str | None = None) -> BaseRoot:
     """The current generation of base root *name* (default: ``config.buildroot``)."""
     name = name or config.buildroot
     directory = root_dir(config, name)
+    if os.geteuid() == 0 and directory.parent.is_dir():
+        fsutil.private_directory(directory.parent)  # an older guestpkg left it open
     try:
         data = read_metadata(directory)
     except FileNotFoundError:
@@ -231,7 +233,7 @@ def changing_root(config: Config, name: str) -> Iterator[int]:
     """Hold root *name*'s lock exclusively (create, update, remove); yields its fd so
     that long-running helpers can inherit it."""
     path = name_lock(config, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.private_directory(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -272,8 +274,8 @@ def create_base_root(
         generation = new_generation_id()
         log_path = log_path or config.logdir / "buildroot" / f"create-{name}-{generation}.log"
         with fsutil.atomic_directory(directory) as tmp:
-            # mkdtemp(3) makes it 0700; like the trees inside, anyone may read it.
-            os.chmod(tmp, 0o755)  # noqa: S103
+            # mkdtemp(3) makes it 0700, and so it stays: the trees inside hold setuid
+            # binaries that no local user may run (fsutil.private_directory).
             tree = tmp / (GENERATION_PREFIX + generation)
             argv = _mmdebstrap_argv(suite, arch, tree, [s.line() for s in sources],
                                     config.user, packages)

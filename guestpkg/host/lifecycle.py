@@ -42,7 +42,7 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError
-from guestpkg.fsutil import atomic_directory, locked, remove_tree
+from guestpkg.fsutil import atomic_directory, locked, private_directory, remove_tree
 from guestpkg.host import state as st
 from guestpkg.host.layout import HostPaths, host_paths
 from guestpkg.host.manifest import Manifest, read_manifest
@@ -312,7 +312,8 @@ def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostS
         from guestpkg.host.build import build_guest as builder_function
         builder = builder_function
     remove_tree(paths.work)
-    paths.work.mkdir(parents=True)
+    private_directory(paths.work.parent)
+    paths.work.mkdir()
     try:
         debs = builder(config, paths, manifest, paths.work / "out")
         _keep_debs(paths, debs)

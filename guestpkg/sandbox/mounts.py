@@ -9,7 +9,8 @@ while the host's paths are still visible):
    mount_namespaces(7)).  Everything below dies with the namespace, also on SIGKILL.
 2. :func:`mount_staging`: a tmpfs on a host directory that no spec path lives under; it
    holds the new root's mount point and, without an ``upperdir``, the throwaway upper.
-3. :func:`mount_root`: an overlay of the layers (``nodev``), or a bind of ``root``.
+3. :func:`mount_root`: an overlay of the layers (``nosuid,nodev``), or a bind of
+   ``root``.
 4. :func:`mount_binds`, then :func:`mount_proc`, :func:`mount_dev`, :func:`mount_sys`:
    a fresh /proc with the kernel's sensitive files masked and /proc/sys read-only (the
    list follows Docker's masked and read-only paths), a minimal /dev (the six safe
@@ -121,7 +122,7 @@ def mount_root(spec: SandboxSpec, staging: Path) -> Path:
     root = staging / "root"
     if spec.root is not None:
         mount(spec.root, root, None, MS_BIND)
-        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV)
+        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | MS_NOSUID)
         return root
     upper, work = spec.upperdir, spec.workdir
     if upper is None or work is None:
@@ -132,10 +133,10 @@ def mount_root(spec: SandboxSpec, staging: Path) -> Path:
         if not path.is_dir():
             raise UsageError(f"sandbox layer {path} is not a directory")
     lower = ":".join(str(p) for p in spec.lowerdirs)
-    # nodev: device nodes in a layer must not open devices; setuid files stay setuid
-    # on purpose, the escape suite proves no_new_privs and the bounding set make them
-    # harmless.
-    mount("overlay", root, "overlay", MS_NODEV,
+    # nodev: device nodes in a layer must not open devices.  nosuid: setuid files
+    # grant nothing, whatever the layers hold (no_new_privs and the empty bounding set
+    # already make them harmless: the escape suite checks that on its own).
+    mount("overlay", root, "overlay", MS_NODEV | MS_NOSUID,
           f"lowerdir={lower},upperdir={upper},workdir={work}")
     return root
 
