@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from guestpkg.dcfpkg.reader import (
 )
 from guestpkg.dcfpkg.writer import write_dcfpkg
 from guestpkg.errors import UsageError
+from guestpkg.text import printable
 
 HELP = "create, inspect, verify and extract dcfpkg packages"
 DESCRIPTION = """\
@@ -73,30 +73,36 @@ def policy(config: Config) -> ReaderPolicy:
                         max_installed_bytes=config.dcfpkg_max_size)
 
 
+def say(text: str) -> None:
+    """Print a line that carries a package's text (paths, targets, fields: anything a
+    package's author chose), control characters escaped (guestpkg.text)."""
+    print(printable(text))
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     if args.action == "create":
         return create(config, args)
     if args.action == "info":
         with open_input(args.file) as f:
-            sys.stdout.write(read_metadata(f, str(args.file)).to_bytes()
-                             .decode().split("\n", 1)[1].rstrip("\n") + "\n")
+            say(read_metadata(f, str(args.file)).to_bytes()
+                .decode("utf-8", errors="backslashreplace").split("\n", 1)[1].rstrip("\n"))
     elif args.action == "list":
         _, entries = read_manifest(args.file, policy(config))
         for entry in entries:
-            print(describe(entry))
+            say(describe(entry))
     elif args.action == "verify":
         meta = verify(args.file, policy(config))
-        print(f"{args.file}: OK: {meta.package} {meta.full_version} {meta.architecture}, "
+        say(f"{args.file}: OK: {meta.package} {meta.full_version} {meta.architecture}, "
               f"{meta.entries} entries, {meta.installed_size} bytes")
     else:
         if args.repository:
             from guestpkg.commands.trust import store
 
             verdict = store(config).verify_package(args.file, args.repository, int(time.time()))
-            print(f"{args.file}: signatures accepted: "
+            say(f"{args.file}: signatures accepted: "
                   + ", ".join(f"{k} ({level})" for k, level in verdict.signers))
         meta = extract(args.file, args.directory, policy(config))
-        print(f"extracted {meta.package} {meta.full_version} into {args.directory}")
+        say(f"extracted {meta.package} {meta.full_version} into {args.directory}")
     return 0
 
 
@@ -128,8 +134,8 @@ def describe(entry: Entry) -> str:
     """``ls -l``-like: mode, owner, size, path and link target."""
     kind = {DIRECTORY: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}.get(entry.kind, stat.S_IFREG)
     mode = stat.filemode(kind | entry.mode)
-    path = os.fsdecode(entry.path)
-    target = os.fsdecode(entry.target) if entry.target is not None else ""
+    path = entry.path.decode("utf-8", errors="backslashreplace")
+    target = entry.target.decode("utf-8", errors="backslashreplace") if entry.target else ""
     suffix = f" -> {target}" if entry.kind == SYMLINK else \
         f" link to {target}" if entry.kind == HARDLINK else ""
     return f"{mode} {entry.uid}/{entry.gid} {entry.size:>10} {path}{suffix}"

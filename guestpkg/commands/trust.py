@@ -8,7 +8,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from guestpkg.commands.dcfpkg import policy
+from guestpkg.commands.dcfpkg import policy, say
 from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import (
     ANY,
@@ -117,7 +117,7 @@ def add_key(config: Config, args: argparse.Namespace, now: int) -> None:
                          hint="use guestpkg trust promote or demote to change its level")
     path = store_key(config.trustdir, key, args.level)
     LevelLog(config.trustdir).append(now, ("add", key.key_id, args.level, ANY, ANY, "-"))
-    print(f"added {key.key_id} as {args.level}: {path}")
+    say(f"added {key.key_id} as {args.level}: {path}")
 
 
 def change_level(config: Config, args: argparse.Namespace, now: int) -> None:
@@ -139,7 +139,7 @@ def change_level(config: Config, args: argparse.Namespace, now: int) -> None:
         store_key(config.trustdir, key, args.level)
     log.append(now, (args.action, key.key_id, args.level, args.repository, args.package,
                      "manual"))
-    print(f"{args.action}d {key.key_id} to {args.level} "
+    say(f"{args.action}d {key.key_id} to {args.level} "
           f"(repository {args.repository}, package {args.package})")
 
 
@@ -174,35 +174,35 @@ def sign_file(config: Config, args: argparse.Namespace, now: int) -> None:
     archive = Archive(archive.repository, archive.archive_version,
                       (*archive.signatures, signature))
     atomic_write(args.archive, archive.to_bytes())
-    print(f"signed {meta.package} {meta.full_version} into {args.archive}")
+    say(f"signed {meta.package} {meta.full_version} into {args.archive}")
 
 
 def import_archive(config: Config, args: argparse.Namespace, now: int) -> None:
     archive = store(config).import_archive(args.archive, now)
-    print(f"imported {archive.repository} version {archive.archive_version}: "
+    say(f"imported {archive.repository} version {archive.archive_version}: "
           f"{len(archive.signatures)} signatures")
 
 
 def verify_file(config: Config, args: argparse.Namespace, now: int) -> None:
     verdict = store(config).verify_package(args.file, args.repository, now)
-    print(f"{args.file}: {verdict.package} {verdict.version} accepted in {verdict.repository}"
+    say(f"{args.file}: {verdict.package} {verdict.version} accepted in {verdict.repository}"
           f" by " + ", ".join(f"{key} ({level})" for key, level in verdict.signers))
 
 
 def list_store(config: Config, args: argparse.Namespace, now: int) -> None:
     events = LevelLog(config.trustdir).read()
     for key in sorted(load_keys(config.trustdir).values(), key=lambda k: (k.level, k.key_id)):
-        print(f"{key.level:9} {key.key_id} repositories={','.join(key.repositories)} "
+        say(f"{key.level:9} {key.key_id} repositories={','.join(key.repositories)} "
               f"packages={','.join(key.packages)} {key.comment}")
         if not was_added(key, events):
-            print(f"{'':9}   no \"add\" in levels.log: counts as untrusted")
+            say(f"{'':9}   no \"add\" in levels.log: counts as untrusted")
         for e in events:
             if e.key_id == key.key_id and not e.is_global:
-                print(f"{'':9}   {e.action} {e.level} in {e.repository}/{e.package} "
+                say(f"{'':9}   {e.action} {e.level} in {e.repository}/{e.package} "
                       f"at {time.strftime('%Y-%m-%d', time.gmtime(e.time))} ({e.note})")
     trust = store(config)
     for path in sorted((config.trustdir / "pkgs").glob("*.sigs")):
         archive = trust.stored_archive(path.stem)
         if archive is not None:
-            print(f"archive {archive.repository} version {archive.archive_version}: "
+            say(f"archive {archive.repository} version {archive.archive_version}: "
                   f"{len(archive.signatures)} signatures")

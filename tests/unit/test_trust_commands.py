@@ -101,3 +101,30 @@ def test_setuid_refusal_names_a_setting_that_works(
     monkeypatch.setenv("GUESTPKG_DCFPKG_ALLOW_SETUID", "yes")
     assert guestpkg("trust", "sign", "su.dcfpkg", "--key", "k.key", "--repository", "main",
                     "--archive-version", "1", "--expires", "2099-01-01") == 0
+
+
+def test_dcfpkg_info_and_list_escape_control_characters(
+        tmp_path: Path, guestpkg: Callable[..., int],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A package's text (a path, a link target, a field) reaches the terminal escaped."""
+    from tests.support.dcfpkg_craft import Crafted, line
+
+    crafted = Crafted([line("usr", "d"), line(b"usr/not-utf8-\xff", "l", "0777", target="z"),
+                       line("usr/x\x1b[2J", "l", "0777", target="y\x07")])
+    crafted.fields["Description"] = "hi \x1b]0;owned\x07 \x9b31m"
+    (tmp_path / "p.dcfpkg").write_bytes(crafted.build())
+    for action in ("info", "list", "verify"):
+        assert guestpkg("dcfpkg", action, "p.dcfpkg") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out, out
+    assert "usr/x\\x1b[2J -> y\\x07" in out and "hi \\x1b]0;owned\\x07" in out, out
+    assert "usr/not-utf8-\\xff -> z" in out, out
+
+
+def test_trust_list_escapes_a_keys_comment(tmp_path: Path, guestpkg: Callable[..., int],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert guestpkg("trust", "keygen", "k", "--comment", "mallory \x1b]0;owned\x07") == 0
+    assert guestpkg("trust", "add-key", "k.pub", "junior") == 0
+    assert guestpkg("trust", "list") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "mallory \\x1b]0;owned\\x07" in out, out
