@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 #: What a buildd buildroot of bookworm amd64 costs, measured (docs/host-lifecycle.md):
 #: downloaded from the apt sources, and on disk once made.
-BUILDROOT_DOWNLOAD_MB = 90
-BUILDROOT_DISK_MB = 400
+BUILDROOT_DOWNLOAD_MB = 100
+BUILDROOT_DISK_MB = 500
 #: Free space asked for before a buildroot is made (its tree, a build and a layer).
 NEEDED_FREE_MB = 1200
 
@@ -113,24 +113,34 @@ def check_build_needs(config: Config) -> None:
 # --- making and updating ---------------------------------------------------------------
 
 def _creation_lock(config: Config) -> Path:
-    return config.vardir / "buildroots" / f".ensure-{config.buildroot}.lock"
+    # Beside the buildroots directory, not in it: that may be read-only (a buildroot
+    # shared into a container), and the lock is ours, not the buildroot's.
+    return config.vardir / f"buildroot-{config.buildroot}.lock"
 
 
 def ensure_buildroot(config: Config, say: Say = _say) -> BaseRoot:
     """The default buildroot, made now if there is none, updated first if stale."""
     lock = _creation_lock(config)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    config.vardir.mkdir(parents=True, exist_ok=True)
     # Blocking: a second host (or job) waiting here finds the root made by the first.
     with fsutil.locked(lock):
         if not buildroot_exists(config):
             return _create(config, say)
         base = open_base_root(config)
         stale = lists_stale(base.path / "var" / "lib" / "apt" / "lists", SYSTEM_LISTS)
-        if stale:
-            say(f"updating the build environment (buildroot {base.name!r}): its package "
-                f"lists are older than this system's ({stale})")
+        if not stale:
+            return base
+        say(f"the build environment (buildroot {base.name!r}) has package lists older "
+            f"than this system's ({stale}): updating it")
+        try:
             return update(config, say)
-        return base
+        except (GuestpkgError, OSError) as e:
+            # A stale root still builds most guests; a build-dependency install that
+            # fails for its lists updates it again (guestpkg.host.build).
+            message = e.message_and_hint if isinstance(e, GuestpkgError) else str(e)
+            say(f"updating the build environment failed, building with the current one: "
+                f"{message}")
+            return base
 
 
 def _create(config: Config, say: Say) -> BaseRoot:
