@@ -16,6 +16,7 @@ import pytest
 if TYPE_CHECKING:
     from guestpkg.buildroot import BaseRoot
     from guestpkg.config import Config
+    from guestpkg.recipe.bootstrap import BootstrapSet
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -79,3 +80,36 @@ def base_root(test_config: Config) -> BaseRoot:
             if (test_config.vardir / "buildroots" / "default" / "root.json").exists():
                 remove_base_root(test_config, "default")  # broken: start again
         return create_base_root(test_config, "default")
+
+
+def _bootstrap_set(test_config: Config, arch: str) -> BootstrapSet:
+    """The bootstrap set of *arch* in the test cache, made once through the front door
+    (``guestpkg recipe bootstrap``) and reused across runs, as the base root is."""
+    import fcntl
+    import subprocess
+
+    from guestpkg.errors import SystemStateError
+    from guestpkg.recipe.bootstrap import open_set
+
+    test_config.cachedir.mkdir(parents=True, exist_ok=True)
+    with open(TEST_AREA / f"bootstrap-{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return open_set(test_config, arch)
+        except SystemStateError:
+            env = {**os.environ, "GUESTPKG_CACHEDIR": str(test_config.cachedir),
+                   "GUESTPKG_VARDIR": str(test_config.vardir),
+                   "GUESTPKG_LOGDIR": str(test_config.logdir)}
+            subprocess.run([sys.executable, "-m", "guestpkg", "recipe", "bootstrap",
+                            "--arch", arch, "--update"], env=env, check=True)
+        return open_set(test_config, arch)
+
+
+@pytest.fixture(scope="session")
+def bootstrap_x86_64(test_config: Config) -> BootstrapSet:
+    return _bootstrap_set(test_config, "x86_64")
+
+
+@pytest.fixture(scope="session")
+def bootstrap_i586(test_config: Config) -> BootstrapSet:
+    return _bootstrap_set(test_config, "i586")

@@ -23,6 +23,9 @@ docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
   list                     one line per recipe: name, version-release, type, arches
   graph [RECIPE...]        the recipes and everything they need, by build level
                            (--dot: as a Graphviz digraph, edges from input to user)
+  bootstrap [--arch ARCH]  make the bootstrap set: Debian's Essential set and
+                           toolchain (mmdebstrap), imported as one dcfpkg per Debian
+                           package with its provenance; --update makes it again
 
 RECIPE is NAME, NAME/VERSION or NAME/VERSION/RELEASE (the newest match); without
 one, graph shows the newest version of every recipe that builds for --arch.
@@ -44,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     graph.add_argument("--arch", choices=ARCHES, default=None,
                        help="the architecture to resolve for (default: this machine's)")
     graph.add_argument("--dot", action="store_true", help="print Graphviz dot")
-    for action in (lint, listing, graph):
+    bootstrap = sub.add_parser("bootstrap", help="make the seed packages")
+    bootstrap.add_argument("--arch", choices=ARCHES, default=None,
+                           help="the architecture (default: this machine's)")
+    bootstrap.add_argument("--update", action="store_true",
+                           help="make a new set even if one exists")
+    for action in (lint, listing, graph, bootstrap):
         settings.add_options(action, "recipe", default=argparse.SUPPRESS)
 
 
@@ -69,6 +77,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if tree.problems:
             raise RecipeError(list(tree.problems), config.recipes)
         return 0
+    if args.action == "bootstrap":
+        return bootstrap(config, args.arch or host_arch(), args.update)
     tree = checked_tree(config)
     arch = args.arch or host_arch()
     requested = ([tree.find(spec) for spec in args.recipes_requested]
@@ -87,4 +97,22 @@ def lint(config: Config) -> int:
         raise InputError(f"{len(problems)} problem(s) in the recipe tree {config.recipes}",
                          hint="fix each path:line above, then run guestpkg recipe lint again")
     print(f"{config.recipes}: {len(tree.recipes)} recipes, no problems")
+    return 0
+
+
+def bootstrap(config: Config, arch: str, update: bool) -> int:
+    from guestpkg.errors import SystemStateError
+    from guestpkg.recipe.bootstrap import make_set, open_set
+
+    try:
+        if not update:
+            found = open_set(config, arch)
+            print(f"bootstrap set {found.id} for {arch}: {len(found.members)} packages "
+                  f"in {found.directory} (made earlier; --update makes a new one)")
+            return 0
+    except SystemStateError:
+        pass
+    made = make_set(config, arch)
+    print(f"bootstrap set {made.id} for {arch}: {len(made.members)} packages "
+          f"in {made.directory}")
     return 0
