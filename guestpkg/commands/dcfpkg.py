@@ -93,15 +93,17 @@ def run(config: Config, args: argparse.Namespace) -> int:
     elif args.action == "verify":
         meta = verify(args.file, policy(config))
         say(f"{args.file}: OK: {meta.package} {meta.full_version} {meta.architecture}, "
-              f"{meta.entries} entries, {meta.installed_size} bytes")
+            f"{meta.entries} entries, {meta.installed_size} bytes")
     else:
+        verified = None
         if args.repository:
             from guestpkg.commands.trust import store
 
             verdict = store(config).verify_package(args.file, args.repository, int(time.time()))
             say(f"{args.file}: signatures accepted: "
-                  + ", ".join(f"{k} ({level})" for k, level in verdict.signers))
-        meta = extract(args.file, args.directory, policy(config))
+                + ", ".join(f"{k} ({level})" for k, level in verdict.signers))
+            verified = verdict.metadata
+        meta = extract(args.file, args.directory, policy(config), expect=verified)
         say(f"extracted {meta.package} {meta.full_version} into {args.directory}")
     return 0
 

@@ -140,7 +140,7 @@ def change_level(config: Config, args: argparse.Namespace, now: int) -> None:
     log.append(now, (args.action, key.key_id, args.level, args.repository, args.package,
                      "manual"))
     say(f"{args.action}d {key.key_id} to {args.level} "
-          f"(repository {args.repository}, package {args.package})")
+        f"(repository {args.repository}, package {args.package})")
 
 
 def sign_file(config: Config, args: argparse.Namespace, now: int) -> None:
@@ -180,29 +180,29 @@ def sign_file(config: Config, args: argparse.Namespace, now: int) -> None:
 def import_archive(config: Config, args: argparse.Namespace, now: int) -> None:
     archive = store(config).import_archive(args.archive, now)
     say(f"imported {archive.repository} version {archive.archive_version}: "
-          f"{len(archive.signatures)} signatures")
+        f"{len(archive.signatures)} signatures")
 
 
 def verify_file(config: Config, args: argparse.Namespace, now: int) -> None:
     verdict = store(config).verify_package(args.file, args.repository, now)
     say(f"{args.file}: {verdict.package} {verdict.version} accepted in {verdict.repository}"
-          f" by " + ", ".join(f"{key} ({level})" for key, level in verdict.signers))
+        f" by " + ", ".join(f"{key} ({level})" for key, level in verdict.signers))
 
 
 def list_store(config: Config, args: argparse.Namespace, now: int) -> None:
     events = LevelLog(config.trustdir).read()
     for key in sorted(load_keys(config.trustdir).values(), key=lambda k: (k.level, k.key_id)):
         say(f"{key.level:9} {key.key_id} repositories={','.join(key.repositories)} "
-              f"packages={','.join(key.packages)} {key.comment}")
+            f"packages={','.join(key.packages)} {key.comment}")
         if not was_added(key, events):
             say(f"{'':9}   no \"add\" in levels.log: counts as untrusted")
         for e in events:
             if e.key_id == key.key_id and not e.is_global:
                 say(f"{'':9}   {e.action} {e.level} in {e.repository}/{e.package} "
-                      f"at {time.strftime('%Y-%m-%d', time.gmtime(e.time))} ({e.note})")
+                    f"at {time.strftime('%Y-%m-%d', time.gmtime(e.time))} ({e.note})")
     trust = store(config)
     for path in sorted((config.trustdir / "pkgs").glob("*.sigs")):
         archive = trust.stored_archive(path.stem)
         if archive is not None:
             say(f"archive {archive.repository} version {archive.archive_version}: "
-                  f"{len(archive.signatures)} signatures")
+                f"{len(archive.signatures)} signatures")

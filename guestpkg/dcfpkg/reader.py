@@ -421,14 +421,22 @@ def verify(path: Path, policy: ReaderPolicy | None = None) -> Metadata:
         return reader.metadata
 
 
-def extract(path: Path, destination: Path, policy: ReaderPolicy | None = None) -> Metadata:
-    """Extract into *destination*, which must not exist; all or nothing."""
+def extract(path: Path, destination: Path, policy: ReaderPolicy | None = None,
+            expect: Metadata | None = None) -> Metadata:
+    """Extract into *destination*, which must not exist; all or nothing.  With *expect*
+    (the header whose signatures were checked), the file must still carry exactly that
+    header: its Payload-SHA256, checked at the end before anything is renamed into
+    place, then binds what is extracted to what was verified, even if the file was
+    swapped or rewritten since."""
     policy = policy or ReaderPolicy()
     if destination.exists() or destination.is_symlink():
         raise UnsafeArchive(f"{destination}: already exists",
                             hint="extract into a new directory")
     with open_input(path) as f:
         reader = DcfpkgReader(f, str(path), policy)
+        if expect is not None and reader.metadata != expect:
+            raise UnsafeArchive(f"{path} changed after its signatures were checked",
+                                hint="extract from a directory only root can write to")
         with atomic_directory(destination) as tmp:
             _extract_into(reader, tmp, policy)
         return reader.metadata

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
+from guestpkg.dcfpkg.format import Metadata
 from guestpkg.dcfpkg.keys import (
     ANY,
     LEVELS,
@@ -110,6 +111,9 @@ class Verdict:
     version: str
     repository: str
     signers: tuple[tuple[str, str], ...]
+    #: the header that was accepted: its Payload-SHA256 binds the contents, so a
+    #: reader that finds the same header later reads what was verified
+    metadata: Metadata | None = None
 
 
 def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, package: str,
@@ -356,7 +360,7 @@ class TrustStore:
             raise TrustError(f"{path}: {meta.full_version} is older than the {newest} "
                              "already accepted (rollback)")
         return Verdict(meta.package, meta.full_version, repository,
-                       tuple((key.key_id, level) for key, level in counted))
+                       tuple((key.key_id, level) for key, level in counted), meta)
 
 
 def _describe(counted: list[tuple[PublicKey, str]]) -> str:

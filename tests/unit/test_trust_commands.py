@@ -128,3 +128,39 @@ def test_trust_list_escapes_a_keys_comment(tmp_path: Path, guestpkg: Callable[..
     assert guestpkg("trust", "list") == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "mallory \\x1b]0;owned\\x07" in out, out
+
+
+def test_extract_refuses_a_package_swapped_after_its_signatures_were_checked(
+        tmp_path: Path, guestpkg: Callable[..., int], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``dcfpkg extract --repository`` reads the file twice; whoever can write it (a
+    download directory) swaps it in between.  What is extracted must be what was
+    verified."""
+    from guestpkg.dcfpkg.trust import TrustStore
+
+    for name, content in (("good", "signed\n"), ("evil", "swapped in\n")):
+        (tmp_path / name / "usr").mkdir(parents=True)
+        (tmp_path / name / "usr/hello").write_text(content)
+        write_dcfpkg(tmp_path / name, Metadata(package="hello", version="1", release="1",
+                                               architecture="all", build_date=0),
+                     tmp_path / f"{name}.dcfpkg")
+    assert guestpkg("trust", "keygen", "k") == 0
+    assert guestpkg("trust", "add-key", "k.pub", "senior") == 0
+    assert guestpkg("trust", "sign", "good.dcfpkg", "--key", "k.key", "--repository", "main",
+                    "--archive-version", "1", "--expires", "2099-01-01", "--archive",
+                    "main.sigs") == 0
+    assert guestpkg("trust", "import", "main.sigs") == 0
+    package = tmp_path / "hello.dcfpkg"
+    package.write_bytes((tmp_path / "good.dcfpkg").read_bytes())
+    real = TrustStore.verify_package
+
+    def then_swap(self: TrustStore, path: Path, repository: str, now: int) -> object:
+        verdict = real(self, path, repository, now)
+        package.write_bytes((tmp_path / "evil.dcfpkg").read_bytes())  # the attacker
+        return verdict
+
+    monkeypatch.setattr(TrustStore, "verify_package", then_swap)
+    capsys.readouterr()
+    assert guestpkg("dcfpkg", "extract", "hello.dcfpkg", "out", "--repository", "main") != 0
+    assert "changed after its signatures were checked" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
