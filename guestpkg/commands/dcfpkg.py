@@ -19,6 +19,7 @@ from guestpkg.dcfpkg.reader import (
     read_metadata,
     verify,
 )
+from guestpkg.dcfpkg.trust import Policy, TrustSettings, TrustStore
 from guestpkg.dcfpkg.writer import write_dcfpkg
 from guestpkg.errors import UsageError
 from guestpkg.text import printable
@@ -79,6 +80,15 @@ def say(text: str) -> None:
     print(printable(text))
 
 
+def store(config: Config) -> TrustStore:
+    """The trust store as the settings configure it (``guestpkg trust``, and
+    ``extract --repository``)."""
+    return TrustStore(config.trustdir, TrustSettings(
+        policy=Policy.parse(config.trust_policy), promotion_s=config.trust_promotion_time,
+        max_archive_bytes=config.trust_max_archive_size,
+        max_entries=config.trust_max_entries))
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     if args.action == "create":
         return create(config, args)
@@ -97,8 +107,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
     else:
         verified = None
         if args.repository:
-            from guestpkg.commands.trust import store
-
             verdict = store(config).verify_package(args.file, args.repository, int(time.time()))
             say(f"{args.file}: signatures accepted: "
                 + ", ".join(f"{k} ({level})" for k, level in verdict.signers))

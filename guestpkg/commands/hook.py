@@ -16,6 +16,7 @@ import logging
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, UsageError
 from guestpkg.host import consent, job
+from guestpkg.host.buildenv import update_if_stale
 from guestpkg.host.layout import check_host_name
 from guestpkg.host.lifecycle import (
     Mode,
@@ -26,6 +27,7 @@ from guestpkg.host.lifecycle import (
     say,
 )
 from guestpkg.host.plan import Step
+from guestpkg.host.system import package_state
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _host_version(host: str) -> str | None:
-    from guestpkg.host.system import package_state
-
     # While its postinst runs, the host is half-configured: take the version anyway.
     return package_state(host)[1]
 
@@ -112,8 +112,6 @@ def daily(config: Config) -> int:
     """As apt's daily job keeps the system's lists current, this keeps the build
     environment's: updated when the system's lists are newer, then pending hosts are
     retried (a failure whose buildroot changed is retried at once)."""
-    from guestpkg.host.buildenv import update_if_stale
-
     job.hold_job_lock(config)
     try:
         update_if_stale(config)

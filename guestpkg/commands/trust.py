@@ -8,7 +8,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from guestpkg.commands.dcfpkg import policy, say
+from guestpkg.commands.dcfpkg import policy, say, store
 from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import (
     ANY,
@@ -25,7 +25,7 @@ from guestpkg.dcfpkg.keys import (
 )
 from guestpkg.dcfpkg.reader import open_input, verify
 from guestpkg.dcfpkg.sigdb import Archive, parse_archive, parse_time, sign, valid_name
-from guestpkg.dcfpkg.trust import Policy, TrustSettings, TrustStore, effective_level, was_added
+from guestpkg.dcfpkg.trust import effective_level, was_added
 from guestpkg.errors import InputError, UsageError
 from guestpkg.fsutil import atomic_write
 
@@ -79,13 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--repository", required=True)
     sub.add_parser("list", help="list keys and archives")
-
-
-def store(config: Config) -> TrustStore:
-    return TrustStore(config.trustdir, TrustSettings(
-        policy=Policy.parse(config.trust_policy), promotion_s=config.trust_promotion_time,
-        max_archive_bytes=config.trust_max_archive_size,
-        max_entries=config.trust_max_entries))
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

@@ -16,6 +16,10 @@ debian-watch(5)), :mod:`guestpkg.fetch.discover` (finding versions like uscan),
     placed or cached), ``NetworkError``, ``ParseError`` (``file:line``), ``InputError``
     or ``UsageError`` (a pin missing: nothing is downloaded).
 
+``fetch_watch(config, watch_path, source, version, destdir, expected_sha256)``
+    The same without a source tree: the tarballs that the watch file at *watch_path*
+    gives for *source* at Debian *version* (how a host package's guest is fetched).
+
 ``fetch_verified(config, url, sha256) -> Path``
     The content-addressed cache file ``<cachedir>/sources/sha256:<hex>`` for *url*,
     downloaded only when missing, verified while streaming.
@@ -28,6 +32,7 @@ debian-watch(5)), :mod:`guestpkg.fetch.discover` (finding versions like uscan),
 from __future__ import annotations
 
 from guestpkg.fetch.transport import cache_path, fetch_verified
-from guestpkg.fetch.upstream import Plan, Tarball, fetch_upstream, plan
+from guestpkg.fetch.upstream import Plan, Tarball, fetch_upstream, fetch_watch, plan
 
-__all__ = ["Plan", "Tarball", "cache_path", "fetch_upstream", "fetch_verified", "plan"]
+__all__ = ["Plan", "Tarball", "cache_path", "fetch_upstream", "fetch_verified", "fetch_watch",
+           "plan"]

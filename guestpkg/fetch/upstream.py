@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestpkg.config import Config
-from guestpkg.debian.changelog import ChangelogEntry, read_changelog
+from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.deb822 import is_sha256
 from guestpkg.debian.perlre import apply_rules
+from guestpkg.debian.version import upstream_version
 from guestpkg.debian.watch import WatchEntry, WatchFile, read_watch
 from guestpkg.errors import InputError, SystemStateError, UsageError
 from guestpkg.fetch.discover import Found, PageSource, Search, orig_name
@@ -39,6 +40,14 @@ from guestpkg.fsutil import atomic_file
 log = logging.getLogger(__name__)
 
 Pins = Mapping[str, str] | Sequence[str]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is fetched: the source package's name and Debian version."""
+
+    source: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -101,23 +110,30 @@ def watching(config: Config, watch: WatchFile) -> contextlib.AbstractContextMana
 def plan(config: Config, source_dir: Path, *, download: bool,
          pages: PageSource | None = None) -> Plan:
     """Resolve the tarballs of *source_dir* (network access through *pages*)."""
-    changelog, watch = _read(source_dir)
+    subject, watch = _read(source_dir)
     if pages is not None:
-        return _resolve(changelog, watch, source_dir, download, pages)
+        return _resolve(subject, watch, source_dir, download, pages)
     with watching(config, watch) as guard:
-        return _resolve(changelog, watch, source_dir, download, _page_source(config, guard))
+        return _resolve(subject, watch, source_dir, download, _page_source(config, guard))
 
 
-def _read(source_dir: Path) -> tuple[ChangelogEntry, WatchFile]:
+def _read(source_dir: Path) -> tuple[Subject, WatchFile]:
     changelog = read_changelog(source_dir / "debian" / "changelog")
-    watch = read_watch(source_dir / "debian" / "watch", changelog.source)
+    return (Subject(changelog.source, changelog.version),
+            _read_watch(source_dir / "debian" / "watch", changelog.source))
+
+
+def _read_watch(path: Path, source: str) -> WatchFile:
+    watch = read_watch(path, source)
     _check_usable(watch)
-    return changelog, watch
+    return watch
 
 
-def _resolve(changelog: ChangelogEntry, watch: WatchFile, source_dir: Path, download: bool,
+def _resolve(subject: Subject, watch: WatchFile, source_dir: Path | None, download: bool,
              pages: PageSource) -> Plan:
-    upstream = changelog.upstream_version
+    """*source_dir*, the unpacked tree if there is one, is where a ``ctype``
+    component's own version is read (uscan's Ctype::nodejs and perl)."""
+    upstream = upstream_version(subject.version)
     group_versions = upstream.split("+~")
     notes: list[str] = []
     results: list[tuple[WatchEntry, Found]] = []
@@ -136,13 +152,13 @@ def _resolve(changelog: ChangelogEntry, watch: WatchFile, source_dir: Path, down
             group_index += 1
         elif entry.policy == "literal" and entry.literal_version:
             last = entry.literal_version
-        last = _ctype_version(entry, source_dir) or last
+        last = (_ctype_version(entry, source_dir) if source_dir else None) or last
         want = _wanted(entry, last, main_version, download)
         found = Search(entry, pages).find(last, want)
         main_version = main_version or found.version
         results.append((entry, found))
-    return Plan(changelog.source, changelog.version, watch,
-                _tarballs(changelog.source, results), tuple(notes))
+    return Plan(subject.source, subject.version, watch, _tarballs(subject.source, results),
+                tuple(notes))
 
 
 def _check_usable(watch: WatchFile) -> None:
@@ -228,9 +244,22 @@ def fetch_upstream(config: Config, source_dir: Path, destdir: Path, expected_sha
                    *, pages: PageSource | None = None) -> list[Path]:
     """Download, verify and place the orig tarball(s) of *source_dir*'s changelog
     version into *destdir*; returns the placed paths, main tarball first."""
-    changelog, watch = _read(source_dir)
+    subject, watch = _read(source_dir)
     with watching(config, watch) as guard:
-        resolved = _resolve(changelog, watch, source_dir, True,
+        resolved = _resolve(subject, watch, source_dir, True,
+                            pages or _page_source(config, guard))
+        return _download_and_place(config, resolved, destdir, expected_sha256, guard)
+
+
+def fetch_watch(config: Config, watch_path: Path, source: str, version: str,
+                destdir: Path, expected_sha256: Pins, *,
+                pages: PageSource | None = None) -> list[Path]:
+    """:func:`fetch_upstream` without a source tree: the tarballs that the watch file
+    at *watch_path* gives for *source* at Debian *version* (a host package's guest,
+    whose ``debian/`` is read-only package content and whose version is pinned)."""
+    watch = _read_watch(watch_path, source)
+    with watching(config, watch) as guard:
+        resolved = _resolve(Subject(source, version), watch, None, True,
                             pages or _page_source(config, guard))
         return _download_and_place(config, resolved, destdir, expected_sha256, guard)
 

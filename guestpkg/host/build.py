@@ -4,15 +4,16 @@
 The steps, each a function:
 
 1. :func:`fetch_verified_upstream`: the guest's ``debian/watch`` finds the upstream
-   tarballs of its version (uscan's ``--download-current-version``); each is accepted
-   only with the SHA256 the manifest pins (:func:`guestpkg.fetch.fetch_upstream`
-   verifies while streaming and keeps nothing that does not match);
+   tarballs of the manifest's guest version (uscan's ``--download-current-version``);
+   each is accepted only with the SHA256 the manifest pins
+   (:func:`guestpkg.fetch.fetch_watch` verifies while streaming and keeps nothing that
+   does not match);
 2. :func:`guestpkg.host.source.make_dsc`: the host's ``debian/`` plus those tarballs as
    a ``3.0 (quilt)`` source package, so the untrusted tarball is unpacked only inside
    the build sandbox;
 3. :func:`guestpkg.build.deb.build_package` in its sandbox, with ``prepare_source``
    appending ``~local`` to the version and adding the host to every binary package's
-   Depends (:func:`guestpkg.host.lifecycle.prepare_guest_source`);
+   Depends (:func:`prepare_guest_source`);
 4. :func:`write_result_dcfpkg`: a dcfpkg of the build result (the .debs and the
    .buildinfo), kept beside them for inspection and signing out of band.
 """
@@ -22,16 +23,26 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.layers import UnsatisfiableBuildDepends
 from guestpkg.config import Config
+from guestpkg.dcfpkg import Metadata, write_dcfpkg
 from guestpkg.debian.version import without_epoch
 from guestpkg.errors import BuildFailed, InputError
+from guestpkg.fetch import fetch_watch
 from guestpkg.host import buildenv
 from guestpkg.host.layout import HostPaths
 from guestpkg.host.manifest import Manifest
 from guestpkg.host.source import make_dsc
-from guestpkg.host.versions import local_version, upstream_part
+from guestpkg.host.versions import (
+    add_depends,
+    local_version,
+    set_changelog_version,
+    upstream_part,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +50,10 @@ log = logging.getLogger(__name__)
 def fetch_verified_upstream(config: Config, paths: HostPaths, manifest: Manifest,
                             destdir: Path) -> list[Path]:
     """The manifest's upstream files in *destdir*, verified against their pins."""
-    from guestpkg.fetch import fetch_upstream
-
-    # fetch_upstream reads debian/changelog and debian/watch of a source tree: give it
-    # a copy of the guest's debian/ (hostsdir is read-only package content).
-    tree = destdir.parent / "watch-tree"
-    shutil.copytree(paths.debian, tree / "debian", symlinks=True)
     pins = {(f.component or ""): f.sha256 for f in manifest.files}
     destdir.mkdir(parents=True, exist_ok=True)
-    placed = fetch_upstream(config, tree, destdir, pins)
+    placed = fetch_watch(config, paths.debian / "watch", manifest.guest_source,
+                         manifest.guest_version, destdir, pins)
     wanted = {f.name: f for f in manifest.files}
     for path in placed:
         pinned = wanted.get(path.name)
@@ -68,8 +74,6 @@ def lists_too_old(error: BuildFailed) -> bool:
     """Whether a build failed in its build-dependency phase for a package or version
     that the buildroot's package lists and the mirror disagree on.  Only that phase is
     looked at: its log holds our notes and apt's output, not the guest's build."""
-    from guestpkg.build.layers import UnsatisfiableBuildDepends
-
     if not (isinstance(error, UnsatisfiableBuildDepends)
             or error.message.startswith("installing the build dependencies failed")):
         return False
@@ -85,9 +89,6 @@ def lists_too_old(error: BuildFailed) -> bool:
 def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
                 output_dir: Path) -> list[Path]:
     """The complete build; returns the files to keep in ``<srcdir>/<host>/``."""
-    from guestpkg.build.deb import BuildOptions, build_package
-    from guestpkg.host.lifecycle import prepare_guest_source
-
     work = output_dir.parent
     upstream = work / "upstream"
     # What the build needs is checked before anything is downloaded; the upstream
@@ -125,8 +126,6 @@ def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
 def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],
                         output_dir: Path) -> Path:
     """A dcfpkg whose payload is the build result, under ``usr/src/<host>/``."""
-    from guestpkg.dcfpkg import Metadata, write_dcfpkg
-
     bare = without_epoch(local_version(manifest.guest_version))
     version, release = upstream_part(bare), bare.rsplit("-", 1)[1]
     tree = output_dir / "dcfpkg-tree"
@@ -145,3 +144,17 @@ def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],
     write_dcfpkg(tree, metadata, out, prefix=f"usr/src/{paths.host}")
     shutil.rmtree(tree)
     return out
+
+
+def prepare_guest_source(host: str, guest_version: str) -> Callable[[Path], None]:
+    """The edit made to the unpacked guest tree before it is built: ``~local`` appended
+    to its version and the host added to every binary package's Depends."""
+    def prepare(tree: Path) -> None:
+        changelog = tree / "debian" / "changelog"
+        control = tree / "debian" / "control"
+        changelog.write_text(set_changelog_version(
+            changelog.read_text(encoding="utf-8"), local_version(guest_version)),
+            encoding="utf-8")
+        control.write_text(add_depends(control.read_text(encoding="utf-8"), host),
+                           encoding="utf-8")
+    return prepare

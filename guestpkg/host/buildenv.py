@@ -40,10 +40,12 @@ from guestpkg.buildroot.roots import (
     METADATA,
     BaseRoot,
     create_base_root,
+    host_suite,
     open_base_root,
     root_dir,
     update_base_root,
 )
+from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.errors import CommandFailed, GuestpkgError, NetworkError, SystemStateError
 
@@ -92,8 +94,6 @@ def check_build_needs(config: Config) -> None:
             and not Path("/usr/bin/mmdebstrap").exists():
         raise SystemStateError("the build environment can't be made: mmdebstrap is not "
                                "installed", hint="apt-get install mmdebstrap")
-    from guestpkg.buildroot.roots import host_suite
-    from guestpkg.buildroot.sources import read_host_sources, select_sources
 
     suite = config.suite or host_suite()
     sources = select_sources(read_host_sources(), suite, config.mirror)
@@ -170,8 +170,6 @@ def _as_network_error(error: CommandFailed, log_path: Path) -> GuestpkgError:
     text = error.output_tail or ""
     if not any(word in text for word in _UNREACHABLE):
         return error
-    from guestpkg.buildroot.roots import host_suite
-    from guestpkg.buildroot.sources import read_host_sources, select_sources
 
     try:
         mirror = select_sources(read_host_sources(), host_suite())[0].uri

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.host.lifecycle import Mode, Outcome, process_pending
-from guestpkg.host.system import HOOK_GUARD
+from guestpkg.host.system import HOOK_GUARD, wait_for_frontend_lock
 from guestpkg.run import base_env, spawn_detached
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,6 @@ def hold_job_lock(config: Config) -> None:
 
 def run_job(config: Config) -> list[Outcome]:
     """The job's body: wait for apt to be done, then process what is pending."""
-    from guestpkg.host.system import wait_for_frontend_lock
-
     log.info("job %d: waiting for dpkg's frontend lock", os.getpid())
     wait_for_frontend_lock(timeout_s=FRONTEND_WAIT_S)
     # Each outcome is logged by process_host, also into the host's own log.

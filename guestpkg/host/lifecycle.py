@@ -36,7 +36,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +44,16 @@ from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError
 from guestpkg.fsutil import atomic_directory, locked, private_directory, remove_tree
 from guestpkg.host import state as st
+from guestpkg.host import system
+from guestpkg.host.build import build_guest
 from guestpkg.host.layout import HostPaths, host_paths
 from guestpkg.host.manifest import Manifest, read_manifest
 from guestpkg.host.plan import Decision, Step, decide, observe
+from guestpkg.host.recovery import cause_gone, record_cause
 from guestpkg.host.source import binary_packages
-from guestpkg.host.versions import add_depends, local_version, set_changelog_version
+from guestpkg.host.system import check_system, package_state, version_compare
+from guestpkg.host.versions import local_version
+from guestpkg.run import run
 from guestpkg.text import one_line
 
 log = logging.getLogger(__name__)
@@ -67,11 +72,6 @@ class Outcome:
     message: str
     #: the install has to wait for the detached job (unmet dependencies in the hook)
     deferred: bool = False
-
-
-#: Builds the guest: (config, paths, manifest, output dir) -> the files to keep.  The
-#: real one, the default, is :func:`guestpkg.host.build.build_guest`.
-Builder = Callable[[Config, HostPaths, Manifest, Path], list[Path]]
 
 
 def say(message: str) -> None:
@@ -113,7 +113,6 @@ def observe_guest(state: st.HostState, paths: HostPaths) -> str | None:
 
     Gone from dpkg: maybe removed by the user.  Left half-way (an install that was
     interrupted): not removed, and not installed either, so it is installed again."""
-    from guestpkg.host.system import package_state
 
     package = guest_main_package(state, paths)
     current, version = package_state(package) if package else (None, None)
@@ -122,7 +121,6 @@ def observe_guest(state: st.HostState, paths: HostPaths) -> str | None:
 
 
 def _decide(state: st.HostState, paths: HostPaths) -> Decision:
-    from guestpkg.host.system import version_compare
 
     installed = observe_guest(state, paths)
     return decide(state, installed, bool(built_debs(paths)), time.time(), version_compare)
@@ -171,14 +169,14 @@ def note_purged(config: Config, host: str) -> None:
 
 # --- doing the work ----------------------------------------------------------------------
 
-def process_pending(config: Config, mode: Mode, builder: Builder | None = None,
+def process_pending(config: Config, mode: Mode,
                     hosts: Sequence[str] | None = None) -> list[Outcome]:
     """Work on every host that has a pending marker; never raises for one host's
     failure (it is recorded, shown and retried later)."""
     outcomes = []
     for host in hosts if hosts is not None else st.pending_hosts(config.vardir):
         try:
-            outcomes.append(process_host(config, host, mode, builder))
+            outcomes.append(process_host(config, host, mode))
         except GuestpkgError as e:
             # A broken manifest or state file of one host must not stop the others.
             log.debug("%s failed", host, exc_info=True)
@@ -187,7 +185,7 @@ def process_pending(config: Config, mode: Mode, builder: Builder | None = None,
     return outcomes
 
 
-def process_host(config: Config, host: str, mode: Mode, builder: Builder | None = None,
+def process_host(config: Config, host: str, mode: Mode,
                  force_build: bool = False) -> Outcome:
     paths = host_paths(config, host)
     blocking = mode is not Mode.POST_INVOKE
@@ -200,7 +198,7 @@ def process_host(config: Config, host: str, mode: Mode, builder: Builder | None 
             return Outcome(host, Decision(Step.NOTHING, "host not installed"),
                            f"{host} is not installed")
         with host_log(paths):
-            outcome = _process_locked(config, paths, mode, builder, force_build)
+            outcome = _process_locked(config, paths, mode, force_build)
             if outcome.decision.step is not Step.NOTHING:
                 # The message names its host already ("foo-installer: ...").
                 log.warning("%s", outcome.message)
@@ -235,7 +233,7 @@ def host_log(paths: HostPaths) -> Iterator[None]:
         handler.close()
 
 
-def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Builder | None,
+def _process_locked(config: Config, paths: HostPaths, mode: Mode,
                     force_build: bool) -> Outcome:
     state = st.load(config.vardir, paths.host)
     manifest = read_manifest(paths.manifest)
@@ -258,7 +256,7 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
         return Outcome(paths.host, decision, message)
     try:
         if decision.step is Step.BUILD:
-            _build(config, paths, manifest, state, builder)
+            _build(config, paths, manifest, state)
         return _install(config, paths, state, mode, decision)
     except GuestpkgError as e:
         return _failed(config, paths, state, decision, e)
@@ -266,7 +264,6 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode, builder: Build
 
 def retry_if_cause_gone(config: Config, state: st.HostState) -> str:
     """A failing host whose failure's cause is gone is due at once (returns why)."""
-    from guestpkg.host.recovery import cause_gone
 
     f = state.failure
     if not state.failing or not state.consent or state.user_removed or \
@@ -282,7 +279,6 @@ def retry_if_cause_gone(config: Config, state: st.HostState) -> str:
 
 def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Decision,
             error: GuestpkgError) -> Outcome:
-    from guestpkg.host.recovery import record_cause
 
     text = error.message_and_hint
     state.in_progress = None
@@ -299,23 +295,17 @@ def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Dec
                    f"(log: {paths.log}; to retry now: guestpkg rebuild {paths.host})")
 
 
-def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostState,
-           builder: Builder | None) -> None:
-    from guestpkg.host.system import check_system
-
+def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostState) -> None:
     check_system()
     state.in_progress = "building"
     st.save(config.vardir, state, pending=True)
     target = local_version(manifest.guest_version)
     say(f"building {manifest.guest_source} {target} for {paths.host} (log: {paths.log})")
-    if builder is None:
-        from guestpkg.host.build import build_guest as builder_function
-        builder = builder_function
     remove_tree(paths.work)
     private_directory(paths.work.parent)
     paths.work.mkdir()
     try:
-        debs = builder(config, paths, manifest, paths.work / "out")
+        debs = build_guest(config, paths, manifest, paths.work / "out")
         _keep_debs(paths, debs)
     finally:
         remove_tree(paths.work)
@@ -345,8 +335,6 @@ def _keep_debs(paths: HostPaths, files: Sequence[Path]) -> None:
 
 def _install(config: Config, paths: HostPaths, state: st.HostState, mode: Mode,
              decision: Decision) -> Outcome:
-    from guestpkg.host import system
-    from guestpkg.run import run
 
     debs = built_debs(paths)
     if not debs:
@@ -376,19 +364,3 @@ def _install(config: Config, paths: HostPaths, state: st.HostState, mode: Mode,
     return Outcome(paths.host, decision,
                    f"installed {', '.join(state.built_packages)} {state.built_version} "
                    f"for {paths.host}")
-
-
-# --- the two edits of the guest's source (BuildOptions.prepare_source) ------------------
-
-def prepare_guest_source(host: str, guest_version: str) -> Callable[[Path], None]:
-    """The edit made to the unpacked guest tree before it is built: ``~local`` appended
-    to its version and the host added to every binary package's Depends."""
-    def prepare(tree: Path) -> None:
-        changelog = tree / "debian" / "changelog"
-        control = tree / "debian" / "control"
-        changelog.write_text(set_changelog_version(
-            changelog.read_text(encoding="utf-8"), local_version(guest_version)),
-            encoding="utf-8")
-        control.write_text(add_depends(control.read_text(encoding="utf-8"), host),
-                           encoding="utf-8")
-    return prepare

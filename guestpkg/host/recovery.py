@@ -24,6 +24,7 @@ import urllib.parse
 
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, NetworkError
+from guestpkg.host.buildenv import generation_token
 from guestpkg.host.state import Failure
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ def record_cause(config: Config, error: GuestpkgError) -> dict[str, str]:
     """What a failure of *error* depended on (keywords of ``record_failure``): the
     server for a network error, else the buildroot generation (a new buildroot may fix
     any failure of the build or of making the buildroot)."""
-    from guestpkg.host.buildenv import generation_token
 
     server = unreachable_server(error)
     if server:
@@ -70,7 +70,6 @@ def server_reachable(server: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 
 def cause_gone(config: Config, failure: Failure) -> str:
     """Why the recorded failure may be over now ("" if nothing changed)."""
-    from guestpkg.host.buildenv import generation_token
 
     if failure.buildroot and generation_token(config) != failure.buildroot:
         return "the buildroot was made or updated since"

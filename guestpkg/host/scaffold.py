@@ -37,6 +37,7 @@ from guestpkg.fsutil import atomic_directory
 from guestpkg.host.manifest import Manifest, UpstreamFile, render_manifest
 from guestpkg.host.source import check_source_format
 from guestpkg.host.versions import changelog_head, upstream_part
+from guestpkg.run import base_env, run
 
 ORIG = re.compile(r"^(?P<stem>.+)\.orig(?:-(?P<component>[A-Za-z0-9][A-Za-z0-9-]*))?"
                   r"\.tar\.(?:gz|xz|bz2|lzma|zst)$")
@@ -94,8 +95,6 @@ def fetch_with_uscan(guest: Guest) -> None:
     (``--download-current-version``): on the maintainer's machine, where uscan also
     checks upstream's OpenPGP signature when the guest's watch file and
     ``debian/upstream/signing-key.asc`` ask for it.  The maintainer pins what it got."""
-    from guestpkg.run import base_env, run
-
     # inherit: uscan downloads from upstream, so the environment's proxies apply.
     run(["uscan", "--download-current-version", "--rename",
          "--destdir", str(guest.tree.resolve().parent)], cwd=guest.tree,

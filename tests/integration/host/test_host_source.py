@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guestpkg.errors import InputError
-from guestpkg.host import lifecycle
+from guestpkg.host.build import prepare_guest_source
 from guestpkg.host.manifest import read_manifest
 from guestpkg.host.source import make_dsc
 from tests.support import hosts
@@ -32,7 +32,7 @@ def test_dsc_unpacks_with_dpkg_source(tmp_path: Path) -> None:
     assert not compare.diff_files and not compare.left_only and not compare.right_only
 
     # The edit the builder's prepare_source hook makes.
-    lifecycle.prepare_guest_source("hello-installer", manifest.guest_version)(unpacked)
+    prepare_guest_source("hello-installer", manifest.guest_version)(unpacked)
     version = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=unpacked,
                              check=True, capture_output=True, text=True).stdout.strip()
     assert version == "2.10-3~local"
