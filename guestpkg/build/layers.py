@@ -244,6 +244,7 @@ def store_resolution(config: Config, generation: str, request: str,
 def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
     """Hold the layer *key* in use (shared lock) for the duration; yields None when
     it does not exist, and then holds nothing."""
+    fsutil.private_directory(layers_dir(config))  # an older guestpkg left it open
     with fsutil.locked(_lock_path(config, key), shared=True):
         layer = read_layer(config, key)
         if layer is not None:

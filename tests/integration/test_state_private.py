@@ -100,6 +100,10 @@ def test_forks_layers_and_builds_are_closed_and_old_ones_tightened(
         with build_directory(config, "never") as directory:
             assert_private(open_vardir / "builds")
             assert_closed(directory / "build")
+        with layers.use_layer(config, "j" * 64) as missing:
+            assert missing is None
+            assert_private(open_vardir / "layers")
+        os.chmod(open_vardir / "layers", 0o755)
         with pytest.raises(Abandoned), layers.creating_layer(config, "k" * 64) as tmp:
             assert tmp is not None
             assert_private(open_vardir / "layers")
