@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def _handler(upstream: Upstream) -> type[SimpleHTTPRequestHandler]:
                 target = f"/redirect/{int(count) - 1}/{rest}" if int(count) > 1 else "/" + rest
                 return self._redirect(target)
             if route.startswith("redirect-to?"):
-                return self._redirect(self.path.split("?", 1)[1])
+                return self._redirect(urllib.parse.unquote(self.path.split("?", 1)[1]))
             if route == "location":
                 return self._redirect(upstream.location)
             if route in ("drip-headers", "encoded", "reason"):
