@@ -10,6 +10,7 @@ from guestpkg import config as settings
 from guestpkg.config import Config
 from guestpkg.errors import InputError, RecipeError
 from guestpkg.recipe import graph as rgraph
+from guestpkg.recipe.bootstrap import BootstrapSet
 from guestpkg.recipe.files import ARCHES
 from guestpkg.recipe.tree import RecipeTree, load_tree
 
@@ -23,6 +24,9 @@ docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
   list                     one line per recipe: name, version-release, type, arches
   graph [RECIPE...]        the recipes and everything they need, by build level
                            (--dot: as a Graphviz digraph, edges from input to user)
+  build [RECIPE...]        build the recipes and what they need, inputs first, into
+                           <cachedir>/dcfpkg/ (-j N in parallel; --keep-going);
+                           a request whose cache key is cached builds nothing
   bootstrap [--arch ARCH]  make the bootstrap set: Debian's Essential set and
                            toolchain (mmdebstrap), imported as one dcfpkg per Debian
                            package with its provenance; --update makes it again
@@ -47,12 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     graph.add_argument("--arch", choices=ARCHES, default=None,
                        help="the architecture to resolve for (default: this machine's)")
     graph.add_argument("--dot", action="store_true", help="print Graphviz dot")
+    build = sub.add_parser("build", help="build recipes into dcfpkgs")
+    build.add_argument("recipes_requested", metavar="RECIPE", nargs="*")
+    build.add_argument("--arch", choices=ARCHES, default=None,
+                       help="the architecture to build for (default: this machine's)")
+    build.add_argument("-j", "--parallel", type=int, default=1, metavar="N",
+                       help="recipes built at the same time (default: 1)")
+    build.add_argument("--keep-going", action="store_true",
+                       help="after a failure, build everything that does not need it")
     bootstrap = sub.add_parser("bootstrap", help="make the seed packages")
     bootstrap.add_argument("--arch", choices=ARCHES, default=None,
                            help="the architecture (default: this machine's)")
     bootstrap.add_argument("--update", action="store_true",
                            help="make a new set even if one exists")
-    for action in (lint, listing, graph, bootstrap):
+    for action in (lint, listing, graph, build, bootstrap):
         settings.add_options(action, "recipe", default=argparse.SUPPRESS)
 
 
@@ -84,6 +96,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     requested = ([tree.find(spec) for spec in args.recipes_requested]
                  or rgraph.default_request(tree, arch))
     resolved = rgraph.resolve(tree, arch, requested)
+    if args.action == "build":
+        return build(config, resolved, args.parallel, args.keep_going)
     print(rgraph.render_dot(resolved) if args.dot else rgraph.render_text(resolved), end="")
     return 0
 
@@ -115,4 +129,40 @@ def bootstrap(config: Config, arch: str, update: bool) -> int:
     made = make_set(config, arch)
     print(f"bootstrap set {made.id} for {arch}: {len(made.members)} packages "
           f"in {made.directory}")
+    return 0
+
+
+def current_set(config: Config, arch: str) -> BootstrapSet:
+    """The bootstrap set, made first if there is none (a newcomer's first build)."""
+    from guestpkg.errors import SystemStateError
+    from guestpkg.recipe.bootstrap import make_set, open_set
+
+    try:
+        return open_set(config, arch)
+    except SystemStateError:
+        print(f"no bootstrap set for {arch} yet: making it first (guestpkg recipe "
+              "bootstrap)", flush=True)
+        return make_set(config, arch)
+
+
+def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool) -> int:
+    from guestpkg.errors import BuildFailed, UsageError
+    from guestpkg.recipe.schedule import FAILED, build_graph
+
+    if parallel < 1:
+        raise UsageError("-j needs a positive number")
+    bootstrap = current_set(config, graph.arch)
+
+    def progress(node: rgraph.Node, state: str, detail: str) -> None:
+        print(f"{state:8} {node.recipe.id} ({node.arch}): {detail}", flush=True)
+
+    outcomes = build_graph(config, graph, bootstrap, jobs=parallel, keep_going=keep_going,
+                           progress=progress, build_jobs=max(1, config.build_jobs // parallel))
+    counts = {state: sum(o.state == state for o in outcomes)
+              for state in ("built", "cached", "failed", "skipped")}
+    print(", ".join(f"{state} {count}" for state, count in counts.items()))
+    failed = [o for o in outcomes if o.state == FAILED]
+    if failed:
+        first = failed[0]
+        raise BuildFailed(f"{len(failed)} recipe(s) failed; first: {first.detail}", None)
     return 0

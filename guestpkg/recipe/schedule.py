@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Building a resolved graph: inputs first, independent recipes in parallel.
+
+Up to *jobs* builds run at once, each a sandboxed process watched by a thread.  A node
+is started when everything it needs is built or cached; its cache key is made then,
+from its inputs' digests (:mod:`guestpkg.recipe.key`), so a cached node starts
+nothing.  A failed node's dependents are skipped with the reason; without
+``keep_going`` nothing new starts after a failure (what runs finishes), with it
+everything that does not need the failure is built.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from guestpkg.build.recipe import Input, RecipeBuild, build_recipe
+from guestpkg.config import Config
+from guestpkg.errors import GuestpkgError
+from guestpkg.recipe import cache, key
+from guestpkg.recipe.bootstrap import BootstrapSet
+from guestpkg.recipe.graph import Graph, Node
+
+BUILT, CACHED, FAILED, SKIPPED = "built", "cached", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    node: Node
+    state: str
+    detail: str = ""
+    seconds: float = 0.0
+    result: cache.Result | None = None
+
+
+#: Called when a build starts (state "building") and when a node is decided.
+Progress = Callable[[Node, str, str], None]
+
+
+def plan_build(config: Config, graph: Graph, node: Node, bootstrap: BootstrapSet,
+               results: dict[str, cache.Result], jobs: int,
+               build_path: str | None = None) -> RecipeBuild:
+    """The context of *node*'s build, its inputs taken from *results*."""
+    order = {n.key: i for i, n in enumerate(graph.order())}
+    inputs = tuple(Input(graph.nodes[need.target].recipe.id, results[need.target].path,
+                         results[need.target].sha256, need.in_key)
+                   for need in sorted(graph.needs[node.key], key=lambda n: order[n.target]))
+    keyed = {i.recipe_id: i.sha256 for i in inputs if i.in_key}
+    text = key.key_text(node.recipe, node.arch, keyed, bootstrap.id).decode()
+    ctx = RecipeBuild(config, node.recipe, node.arch, bootstrap, inputs,
+                      key.cache_key(node.recipe, node.arch, keyed, bootstrap.id), text,
+                      jobs=jobs)
+    if build_path is not None:
+        ctx.build_path = build_path
+    return ctx
+
+
+def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: int = 1,
+                keep_going: bool = False, progress: Progress | None = None,
+                build_jobs: int = 1) -> list[Outcome]:
+    """Build every node of *graph*; returns one outcome per node, in build order."""
+    tell = progress or (lambda node, state, detail: None)
+    order = graph.order()
+    outcomes: dict[str, Outcome] = {}
+    results: dict[str, cache.Result] = {}
+    running: dict[concurrent.futures.Future[cache.Result], tuple[Node, float]] = {}
+    stopped = False
+
+    def decide(node: Node, outcome: Outcome) -> None:
+        outcomes[node.key] = outcome
+        tell(node, outcome.state, outcome.detail)
+        if outcome.result is not None:
+            results[node.key] = outcome.result
+        if outcome.state in (FAILED, SKIPPED):
+            for other in sorted(graph.dependents(node.key)):
+                if other not in outcomes:
+                    outcomes[other] = Outcome(graph.nodes[other], SKIPPED,
+                                              f"needs {node.recipe.id}, which {outcome.state}")
+                    tell(graph.nodes[other], SKIPPED, outcomes[other].detail)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while True:
+            for node in order:
+                if stopped or len(running) >= max(1, jobs):
+                    break
+                if node.key in outcomes or node.key in {n.key for n, _ in running.values()}:
+                    continue
+                if not all(n.target in results for n in graph.needs[node.key]):
+                    continue
+                ctx = plan_build(config, graph, node, bootstrap, results, build_jobs)
+                hit = cache.cached(ctx.result, ctx.key)
+                if hit is not None:
+                    decide(node, Outcome(node, CACHED, ctx.result.name, 0.0, hit))
+                    continue
+                tell(node, "building", str(ctx.log))
+                running[pool.submit(build_recipe, ctx)] = (node, time.monotonic())
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+            for future in done:
+                node, started = running.pop(future)
+                seconds = time.monotonic() - started
+                try:
+                    result = future.result()
+                except GuestpkgError as e:
+                    decide(node, Outcome(node, FAILED, e.message_and_hint, seconds))
+                    stopped = stopped or not keep_going
+                    continue
+                decide(node, Outcome(node, BUILT, result.path.name, seconds, result))
+    for node in order:
+        if node.key not in outcomes:
+            outcomes[node.key] = Outcome(node, SKIPPED, "not started after a failure "
+                                         "(--keep-going builds what it can)")
+    return [outcomes[n.key] for n in order]

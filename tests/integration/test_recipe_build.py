@@ -1,0 +1,255 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``guestpkg recipe build``: a small recipe tree built from the bootstrap set, inputs
+first, into dcfpkgs; the cache, rebuilds of exactly what changed, byte-identical
+results, failures, and no network for binary recipes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from guestpkg.config import Config
+from guestpkg.dcfpkg.reader import read_manifest, read_metadata
+from guestpkg.recipe.bootstrap import BootstrapSet
+from tests.support.recipetree import write_recipe
+
+GREET_C = b'#include "greet.h"\n#include <stdio.h>\nvoid greet(const char *who) ' \
+          b'{ printf("hello, %s\\n", who); }\n'
+GREET_H = b"void greet(const char *who);\n"
+MAIN_C = b'#include <greet.h>\nint main(int argc, char **argv) ' \
+         b'{ greet(argc > 1 ? argv[1] : "world"); return 0; }\n'
+
+
+def sh(script: str) -> bytes:
+    return b"#!/bin/sh\nset -eu\n" + script.encode()
+
+
+def example_tree(root: Path) -> Path:
+    """libgreet <- greeter <- greeting (3 deep), and a sed of our own used by
+    greeting through `from` instead of the seed's."""
+    write_recipe(root, "libgreet/1.0/1", meta="Description: a greeting library\n"
+                 "Homepage: https://example.org/greet\nLicense: MIT\n",
+                 filter="/usr/share/doc\n*.o\n",
+                 extra={"src/greet.c": GREET_C, "src/greet.h": GREET_H},
+                 build=sh("""cd src
+cc $CFLAGS -c greet.c
+ar rcs libgreet.a greet.o
+install -D -m644 libgreet.a "$DESTDIR/usr/lib/libgreet.a"
+install -D -m644 greet.o "$DESTDIR/usr/lib/greet.o"
+install -D -m644 greet.h "$DESTDIR/usr/include/greet.h"
+mkdir -p "$DESTDIR/usr/share/doc/libgreet" && echo docs > "$DESTDIR/usr/share/doc/libgreet/README"
+"""))
+    write_recipe(root, "greeter/1.0/1", builddeps="libgreet\n", rundeps="libgreet\n",
+                 extra={"main.c": MAIN_C}, build=sh("""
+cc $CFLAGS -o greeter main.c -lgreet
+install -D -m755 greeter "$DESTDIR/usr/bin/greeter"
+"""))
+    write_recipe(root, "mysed/4.9/1", build=sh("""
+mkdir -p "$DESTDIR/usr/local/bin"
+printf '#!/bin/sh\\necho "mysed $*"\\n' > "$DESTDIR/usr/local/bin/sed"
+chmod 755 "$DESTDIR/usr/local/bin/sed"
+"""))
+    write_recipe(root, "greeting/1/1", builddeps="greeter\nsed from mysed\n", build=sh("""
+mkdir -p "$DESTDIR/usr/share/greeting"
+greeter recipes > "$DESTDIR/usr/share/greeting/text"
+sed --version > "$DESTDIR/usr/share/greeting/sed"
+id -un > "$DESTDIR/usr/share/greeting/user"
+echo "$SOURCE_DATE_EPOCH $TZ $LC_ALL $(umask) $(hostname) $(pwd)" \\
+    > "$DESTDIR/usr/share/greeting/env"
+"""))
+    return root
+
+
+def guestpkg(config: Config, tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GUESTPKG_CACHEDIR": str(config.cachedir),
+           "GUESTPKG_VARDIR": str(config.vardir), "GUESTPKG_LOGDIR": str(config.logdir),
+           "GUESTPKG_RECIPES": str(tree)}
+    return subprocess.run([sys.executable, "-m", "guestpkg", "recipe", *args], env=env,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture
+def config(tmp_path: Path, test_config: Config, bootstrap_x86_64: BootstrapSet) -> Config:
+    """A fresh result cache and log dir; the bootstrap set and its layers shared."""
+    cachedir = tmp_path / "cache"
+    (cachedir / "dcfpkg").mkdir(parents=True)
+    shutil.copytree(test_config.cachedir / "dcfpkg" / "bootstrap",
+                    cachedir / "dcfpkg" / "bootstrap", copy_function=os.link)
+    return test_config.replace(cachedir=cachedir, logdir=tmp_path / "log")
+
+
+def digests(config: Config) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (config.cachedir / "dcfpkg").glob("*.dcfpkg")}
+
+
+def contents(path: Path) -> dict[str, str]:
+    return {e.path.decode(): e.sha256 or "" for e in read_manifest(path)[1]}
+
+
+def test_build_cache_rebuild_and_identical_bytes(config: Config, tmp_path: Path) -> None:
+    tree = example_tree(tmp_path / "recipes")
+    first = guestpkg(config, tree, "build", "greeting", "--arch", "x86_64", "-j", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.splitlines()[-1] == "built 4, cached 0, failed 0, skipped 0"
+    built = digests(config)
+    assert sorted(built) == ["greeter_1.0-1_amd64.dcfpkg", "greeting_1-1_amd64.dcfpkg",
+                             "libgreet_1.0-1_amd64.dcfpkg", "mysed_4.9-1_amd64.dcfpkg"]
+    results = config.cachedir / "dcfpkg"
+    greeting = results / "greeting_1-1_amd64.dcfpkg"
+
+    # what the build saw: its inputs, `from` shadowing the seed, the fixed environment
+    extract_dir = tmp_path / "x"
+    subprocess.run([sys.executable, "-m", "guestpkg", "dcfpkg", "extract", str(greeting),
+                    str(extract_dir)], check=True, capture_output=True)
+    share = extract_dir / "usr/share/greeting"
+    assert (share / "text").read_text() == "hello, recipes\n"
+    assert (share / "sed").read_text() == "mysed --version\n"
+    assert (share / "user").read_text() == "build\n"
+    assert (share / "env").read_text() == "315532800 UTC C.UTF-8 0022 guestpkg /build/recipe\n"
+
+    # metadata: the recipe, its key, its inputs with their digests, meta and rundeps
+    with open(results / "greeter_1.0-1_amd64.dcfpkg", "rb") as f:
+        meta = read_metadata(f, "greeter")
+    assert meta.inputs == (f"libgreet/1.0/1 {built['libgreet_1.0-1_amd64.dcfpkg']}",)
+    assert meta.depends == "libgreet" and meta.source == "recipes/greeter/1.0/1"
+    assert len(meta.recipe_key) == 64 and len(meta.bootstrap_set) == 64
+    with open(results / "libgreet_1.0-1_amd64.dcfpkg", "rb") as f:
+        lib = read_metadata(f, "libgreet")
+    assert (lib.homepage, lib.license, lib.description) == (
+        "https://example.org/greet", "MIT", "a greeting library")
+    assert sorted(contents(results / "libgreet_1.0-1_amd64.dcfpkg")) == [
+        "usr", "usr/include", "usr/include/greet.h", "usr/lib", "usr/lib/libgreet.a",
+        "usr/share"]
+    log = (config.logdir / "recipes" / "greeter_1.0-1_amd64.log").read_text()
+    for expected in (f"cache key: {meta.recipe_key}",
+                     f"input libgreet/1.0/1 {built['libgreet_1.0-1_amd64.dcfpkg']}",
+                     "SOURCE_DATE_EPOCH=315532800",
+                     "CFLAGS='-O2 -ffile-prefix-map=/build/recipe=.'", "guestpkg: built greeter_"):
+        assert expected in log, expected
+
+    # everything cached: nothing builds
+    again = guestpkg(config, tree, "build", "greeting", "--arch", "x86_64")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "built 0, cached 4, failed 0, skipped 0"
+
+    # a changed recipe rebuilds it and its dependents only
+    (tree / "greeter/1.0/1/main.c").write_bytes(MAIN_C.replace(b"world", b"everyone"))
+    changed = guestpkg(config, tree, "build", "greeting", "--arch", "x86_64")
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.splitlines()[-1] == "built 2, cached 2, failed 0, skipped 0"
+    after = digests(config)
+    assert [n for n in sorted(after) if after[n] != built[n]] == [
+        "greeter_1.0-1_amd64.dcfpkg", "greeting_1-1_amd64.dcfpkg"]
+
+    # built again from nothing: byte-identical
+    (tree / "greeter/1.0/1/main.c").write_bytes(MAIN_C)
+    for path in results.glob("*.dcfpkg"):
+        path.unlink()
+    fresh = guestpkg(config, tree, "build", "greeting", "--arch", "x86_64", "-j", "1")
+    assert fresh.returncode == 0, fresh.stderr
+    assert digests(config) == built
+
+
+def test_a_failed_build_keeps_its_log_and_skips_its_dependents(config: Config,
+                                                                tmp_path: Path) -> None:
+    tree = example_tree(tmp_path / "recipes")
+    (tree / "libgreet/1.0/1/src/greet.c").write_bytes(b"this is not C\n")
+    result = guestpkg(config, tree, "build", "greeting", "mysed", "--arch", "x86_64",
+                      "--keep-going")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "failed   libgreet/1.0/1 (x86_64): libgreet/1.0/1 (x86_64): build exited with " \
+           "status 1 (the full log is" in result.stdout
+    assert "skipped  greeter/1.0/1 (x86_64): needs libgreet/1.0/1, which failed" in lines
+    assert "skipped  greeting/1/1 (x86_64): needs libgreet/1.0/1, which failed" in lines
+    assert lines[-1] == "built 1, cached 0, failed 1, skipped 2"
+    assert sorted(digests(config)) == ["mysed_4.9-1_amd64.dcfpkg"]
+    assert not [p for p in (config.cachedir / "dcfpkg").iterdir() if p.name.startswith(".tmp")]
+    log = (config.logdir / "recipes" / "libgreet_1.0-1_amd64.log").read_text()
+    assert "error" in log and "guestpkg: FAILED: build exited with status 1" in log
+    assert "guestpkg: error: 1 recipe(s) failed; first: libgreet/1.0/1" in result.stderr
+
+
+@pytest.mark.parametrize(("script", "message"), [
+    ("true\n", "the build installed nothing into /var/tmp/install"),
+    ('mkdir -p "$DESTDIR/usr/lib"\n', "the build installed nothing into /var/tmp/install"),
+    ('mkdir -p "$DESTDIR/usr/share/doc"; echo x > "$DESTDIR/usr/share/doc/x"\n',
+     "the filter leaves nothing to package"),
+    ('mkdir -p "$DESTDIR/usr"; ln -s ../../../etc/shadow "$DESTDIR/usr/shadow"\n',
+     "/usr/shadow: a link out of the package ('../../../etc/shadow')"),
+    ('mkdir -p "$DESTDIR"; mkfifo "$DESTDIR/pipe"\n', "/pipe: a device node, FIFO or socket"),
+    ('mkdir -p "$DESTDIR"; echo x > "$DESTDIR/f"; chmod 4755 "$DESTDIR/f"\n',
+     "build exited with status 1"),  # seccomp refuses the setuid chmod itself
+])
+def test_bad_output_is_refused_and_nothing_cached(config: Config, tmp_path: Path,
+                                                  script: str, message: str) -> None:
+    tree = tmp_path / "recipes"
+    write_recipe(tree, "bad/1/1", filter="/usr/share\n", build=sh(script))
+    result = guestpkg(config, tree, "build", "bad", "--arch", "x86_64")
+    assert result.returncode == 1
+    assert message in result.stdout, result.stdout
+    assert digests(config) == {}
+    log = (config.logdir / "recipes" / "bad_1-1_amd64.log").read_text()
+    assert "guestpkg: FAILED:" in log
+
+
+def _serve(sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        conn.sendall(b"reached\n")
+        conn.close()
+
+
+def host_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.connect(("192.0.2.1", 9))
+        return str(udp.getsockname()[0])
+
+
+def test_a_binary_recipe_has_no_network(config: Config, tmp_path: Path) -> None:
+    """A server on the host's 127.0.0.1 and one on its outside address: neither
+    reachable (both are reachable from the host: the probe itself is checked)."""
+    servers = []
+    for address in ("127.0.0.1", host_address()):
+        sock = socket.socket()
+        sock.bind((address, 0))
+        sock.listen()
+        threading.Thread(target=_serve, args=(sock,), daemon=True).start()
+        servers.append(sock)
+    targets = [sock.getsockname()[:2] for sock in servers]
+    for ip, port in targets:
+        with socket.create_connection((ip, port), timeout=3) as control:
+            assert control.recv(16) == b"reached\n"
+    probe = "".join(
+        f"perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(PeerAddr => \"{ip}\", "
+        f"PeerPort => {port}, Timeout => 3) ? \"connected\\n\" : \"refused\\n\"' "
+        f'>> "$DESTDIR/net"\n' for ip, port in targets)
+    tree = tmp_path / "recipes"
+    write_recipe(tree, "netprobe/1/1", build=sh(
+        'mkdir -p "$DESTDIR"\n' + probe + 'cat /proc/net/dev | tail -n +3 | '
+        'cut -d: -f1 | tr -d " " > "$DESTDIR/interfaces"\n'))
+    try:
+        result = guestpkg(config, tree, "build", "netprobe", "--arch", "x86_64")
+    finally:
+        for sock in servers:
+            sock.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "guestpkg", "dcfpkg", "extract",
+                    str(config.cachedir / "dcfpkg/netprobe_1-1_amd64.dcfpkg"), str(out)],
+                   check=True, capture_output=True)
+    assert (out / "net").read_text() == "refused\nrefused\n"
+    assert (out / "interfaces").read_text() == "lo\n"
