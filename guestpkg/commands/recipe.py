@@ -146,8 +146,8 @@ def current_set(config: Config, arch: str) -> BootstrapSet:
 
 
 def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool) -> int:
-    from guestpkg.errors import BuildFailed, UsageError
     from guestpkg.build.schedule import FAILED, build_graph
+    from guestpkg.errors import BuildFailed, UsageError
 
     if parallel < 1:
         raise UsageError("-j needs a positive number")
