@@ -173,8 +173,15 @@ def _make_base(path: Path, packages: Sequence[str], suite: str, mirror: str,
             *[f"--customize-hook={h}" for h in hooks],
             suite, str(tmp), f"deb {mirror} {suite} main"]
     log = path.with_name(path.name + ".log")
-    with open(log, "w") as out:
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
+    # Debian's .debs through the caching proxy of tools/run-example (an environment
+    # variable, not --aptopt, which mmdebstrap would leave in the base's apt.conf.d).
+    from tests.support.debcache import DebCache
+    from tests.support.paths import TEST_CACHE
+
+    hosts = {urllib.parse.urlsplit(mirror).hostname or "deb.debian.org"}
+    with open(log, "w") as out, DebCache(TEST_CACHE / "debs", hosts) as cache:
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "http_proxy": cache.url})
     if result.returncode != 0:
         _remove(tmp)
         raise SystemRootError(f"mmdebstrap failed ({result.returncode}); see {log}")
