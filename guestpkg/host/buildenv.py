@@ -51,7 +51,8 @@ from guestpkg.errors import CommandFailed, GuestpkgError, NetworkError, SystemSt
 
 log = logging.getLogger(__name__)
 
-#: What a buildd buildroot of bookworm amd64 costs, measured (docs/host-lifecycle.md):
+#: What a buildd buildroot of bookworm amd64 costs, measured by tools/run-example (133 MB
+#: of .debs for the buildroot and hello's 40 build dependencies; 494 MB on disk):
 #: downloaded from the apt sources, and on disk once made.
 BUILDROOT_DOWNLOAD_MB = 100
 BUILDROOT_DISK_MB = 500
