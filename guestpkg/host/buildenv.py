@@ -108,7 +108,7 @@ def check_build_needs(config: Config) -> None:
     if free_mb < NEEDED_FREE_MB:
         raise SystemStateError(f"only {free_mb} MB free in {top}; the build environment "
                                f"needs about {NEEDED_FREE_MB} MB",
-                               hint="free some space, then: guestpkg status")
+                               hint=f"free some space in {top}")
 
 
 # --- making and updating ---------------------------------------------------------------

@@ -252,7 +252,8 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode,
         message = f"{paths.host}: {decision.reason}"
         if decision.step is Step.WAIT:
             message += (f": {state.failure.last_error}; next try after "
-                        f"{format_time(state.failure.next_retry_at)} (guestpkg status)")
+                        f"{format_time(state.failure.next_retry_at)}, or at once when the "
+                        f"cause is gone; to retry now: guestpkg rebuild {paths.host}")
         return Outcome(paths.host, decision, message)
     try:
         if decision.step is Step.BUILD:
