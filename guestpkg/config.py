@@ -120,6 +120,9 @@ SETTINGS: tuple[Setting, ...] = (
             "where host packages install their guest's debian/ and manifest", (), "DIR"),
     Setting("recipes", Path, Path("/usr/share/guestpkg/recipes"),
             "the recipe tree (NAME/VERSION/RELEASE/ directories)", ("recipe",), "DIR"),
+    Setting("recipe_mirror", str, "http://deb.debian.org/debian",
+            "the Debian mirror source recipes fetch orig tarballs from ($MIRROR in their "
+            "build)", ("recipe",), "URL"),
     # buildroots
     Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
     Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
@@ -205,6 +208,7 @@ class Config:
     srcdir: Path
     hostsdir: Path
     recipes: Path
+    recipe_mirror: str
     buildroot: str
     suite: str
     arch: str

@@ -136,6 +136,33 @@ def run(
     return result
 
 
+def start(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start *argv* in the background: a helper that lives while guestpkg works (the
+    user-mode network of a sandbox).  Its output is appended to *log_path* (or
+    dropped); the caller stops and waits for it."""
+    args = [os.fspath(a) for a in argv]
+    log.info("start: %s", shlex.join(args))
+    output: int | IO[bytes] = subprocess.DEVNULL
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = open(log_path, "ab")  # noqa: SIM115 (the child keeps its own copy)
+    try:
+        return subprocess.Popen(args, env=dict(env) if env is not None else base_env(),
+                                stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds))
+    except FileNotFoundError as e:
+        raise CommandFailed(args, 127, str(e), hint=f"is {args[0]} installed?") from e
+    finally:
+        if not isinstance(output, int):
+            output.close()
+
+
 def _run_logged(
     args: list[str],
     env: dict[str, str],

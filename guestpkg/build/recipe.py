@@ -29,6 +29,7 @@ umask, user, hostname, build path.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shlex
@@ -49,12 +50,14 @@ from guestpkg.recipe.bootstrap import BUILD_UID, DEBIAN_ARCH, BootstrapSet
 from guestpkg.recipe.files import filtered
 from guestpkg.recipe.layers import package_layer, policy, set_layer
 from guestpkg.recipe.tree import Recipe
-from guestpkg.sandbox import SandboxSpec, run_sandboxed
+from guestpkg.sandbox import SandboxSpec, run_sandboxed, usernet
 
 #: 1980-01-01: a fixed SOURCE_DATE_EPOCH (Nix uses 1), late enough for zip's format.
 SOURCE_DATE_EPOCH = 315532800
 BUILD_PATH = "/build/recipe"
 DESTDIR = "/var/tmp/install"
+#: Where a source recipe leaves what it fetched; each file is checked against its pin.
+DOWNLOADS = "/var/tmp/downloads"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class RecipeBuild:
     def install(self) -> Path:
         return self.upper / DESTDIR.lstrip("/")
 
+    @property
+    def downloads(self) -> Path:
+        return self.upper / DOWNLOADS.lstrip("/")
+
     def fail(self, message: str) -> BuildFailed:
         with open(self.log, "a") as f:
             f.write(f"guestpkg: FAILED: {message}\n")
@@ -111,7 +118,9 @@ class RecipeBuild:
         flags = f"-O2 -ffile-prefix-map={self.build_path}=."
         if self.arch == "i586":
             flags += " -march=i586"
-        return {
+        fetching = ({"DOWNLOADS": DOWNLOADS, "MIRROR": self.config.recipe_mirror}
+                    if self.recipe.type == "source" else {})
+        return {**fetching,
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/build", "USER": "build",
             "LOGNAME": "build", "SHELL": "/bin/sh", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
             "TZ": "UTC", "TMPDIR": "/tmp", "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH),
@@ -146,8 +155,6 @@ def copy_recipe(ctx: RecipeBuild) -> None:
                 destination.mkdir(mode=0o755)
             else:
                 data = _read_beneath(source_fd, entry.path, entry.size)
-                import hashlib
-
                 if hashlib.sha256(data).hexdigest() != entry.sha256:
                     raise ctx.fail(f"{entry.path} changed since the recipe was read")
                 destination.write_bytes(data)
@@ -155,9 +162,13 @@ def copy_recipe(ctx: RecipeBuild) -> None:
             os.chown(destination, BUILD_UID, BUILD_UID)
     finally:
         os.close(source_fd)
-    install = ctx.install
-    install.mkdir(parents=True)
-    os.chown(install, BUILD_UID, BUILD_UID)
+    for directory in (ctx.install, ctx.downloads):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, BUILD_UID, BUILD_UID)
+    if ctx.recipe.type == "source":
+        etc = ctx.upper / "etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {usernet.NAMESERVER}\n")
 
 
 def _read_beneath(dir_fd: int, relative: str, size: int) -> bytes:
@@ -201,13 +212,48 @@ def write_log_header(ctx: RecipeBuild) -> None:
 def run_build(ctx: RecipeBuild) -> None:
     layers = [package_layer(ctx.config, i.path, i.sha256) for i in reversed(ctx.inputs)]
     layers.append(set_layer(ctx.config, ctx.bootstrap))
-    spec = SandboxSpec(argv=(f"{ctx.build_path}/build",), lowerdirs=tuple(layers),
-                       upperdir=ctx.upper, workdir=ctx.work / "ovl", env=ctx.environment(),
-                       cwd=ctx.build_path, uid=BUILD_UID, gid=BUILD_UID,
-                       timeout_s=ctx.config.timeout_s, hostname="guestpkg", umask=0o022)
-    status = run_sandboxed(spec, log_path=ctx.log, check=False)
+    with contextlib.ExitStack() as stack:
+        # binary recipes: a new network namespace with only lo; source recipes: their
+        # own namespace served by slirp4netns, the host's loopback unreachable
+        netns = stack.enter_context(usernet.user_network()) \
+            if ctx.recipe.type == "source" else None
+        spec = SandboxSpec(argv=(f"{ctx.build_path}/build",), lowerdirs=tuple(layers),
+                           upperdir=ctx.upper, workdir=ctx.work / "ovl",
+                           env=ctx.environment(), cwd=ctx.build_path, uid=BUILD_UID,
+                           gid=BUILD_UID, timeout_s=ctx.config.timeout_s,
+                           hostname="guestpkg", umask=0o022, join_netns=netns)
+        status = run_sandboxed(spec, log_path=ctx.log, check=False)
     if status != 0:
         raise ctx.fail(f"build exited with status {status}")
+
+
+def check_downloads(ctx: RecipeBuild) -> None:
+    """A source recipe's output is exactly its pinned downloads, each matching its
+    SHA256, placed at ``/usr/src/<name>/``; anything else is refused."""
+    if ctx.recipe.type != "source":
+        return
+    if _has_files(ctx.install):
+        raise ctx.fail(f"a source recipe installs nothing into {DESTDIR}: its package is "
+                       f"the files it fetched into {DOWNLOADS}, each pinned in sha256sums")
+    pins = {pin.name: pin for pin in ctx.recipe.pins}
+    where = f"{ctx.recipe.directory}/sha256sums"
+    target = ctx.install / "usr" / "src" / ctx.recipe.name
+    target.mkdir(parents=True)
+    for path, st in sorted(_walk(ctx.downloads)):
+        shown = repr(path)[1:-1]
+        pin = pins.pop(path, None)
+        if pin is None or not stat.S_ISREG(st.st_mode):
+            raise ctx.fail(f"{DOWNLOADS}/{shown}: not a file pinned in sha256sums")
+        with open(ctx.downloads / path, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        if actual != pin.sha256:
+            raise ctx.fail(f"{where}:{pin.line}: {pin.name}: SHA256 mismatch: expected "
+                           f"{pin.sha256}, got {actual}")
+        os.rename(ctx.downloads / path, target / path)
+    for pin in pins.values():
+        raise ctx.fail(f"{where}:{pin.line}: {pin.name} was not fetched into {DOWNLOADS}")
+    with open(ctx.log, "a") as f:
+        f.write(f"guestpkg: every fetched file matched its pin ({len(ctx.recipe.pins)})\n")
 
 
 def collect_output(ctx: RecipeBuild) -> None:
@@ -295,14 +341,12 @@ def pack_result(ctx: RecipeBuild) -> None:
 
 
 STEPS: tuple[Callable[[RecipeBuild], None], ...] = (
-    make_workdir, copy_recipe, write_log_header, run_build, collect_output, pack_result)
+    make_workdir, copy_recipe, write_log_header, run_build, check_downloads,
+    collect_output, pack_result)
 
 
 def build_recipe(ctx: RecipeBuild) -> cache.Result:
     """Run every step; the work directory goes away whatever happens, the log stays."""
-    if ctx.recipe.type == "source":
-        raise BuildFailed(f"{ctx.recipe.id}: source recipes need user-mode networking, "
-                          "which this guestpkg does not have yet", None)
     ctx.result.parent.mkdir(parents=True, exist_ok=True)
     try:
         for step in STEPS:

@@ -60,6 +60,7 @@ from guestpkg.sandbox.syscalls import (
     CLONE_NEWUTS,
     setdomainname,
     sethostname,
+    setns,
     unshare,
 )
 
@@ -309,7 +310,17 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
 
 def namespace_flags(spec: SandboxSpec) -> int:
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
-    return flags if spec.network else flags | CLONE_NEWNET
+    return flags if spec.network or spec.join_netns else flags | CLONE_NEWNET
+
+
+def join_network_namespace(path: str) -> None:
+    """Enter the network namespace a user-mode network serves (guestpkg.sandbox.usernet):
+    opened without following links, and refused unless it is one."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, CLONE_NEWNET)  # EINVAL unless fd is a network namespace
+    finally:
+        os.close(fd)
 
 
 def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -> int:
@@ -323,6 +334,9 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     rules = seccomp_filter.build_filter(allow_setuid=spec.allow_setuid)
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)).
+    if spec.join_netns:
+        report.at("join the network namespace")
+        join_network_namespace(spec.join_netns)
     report.at("unshare the namespaces")
     unshare(namespace_flags(spec) | mapping.unshare_flags())
     report.at("make the mounts private")

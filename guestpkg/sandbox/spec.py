@@ -55,6 +55,7 @@ DEFAULT_RLIMITS: Mapping[str, int] = {"CORE": 0}
 
 SPEC_VERSION = 1
 
+_NETNS = re.compile(r"^/proc/[1-9][0-9]{0,9}/ns/net$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -85,6 +86,8 @@ class SandboxSpec:
     gid: int = 0
     capabilities: frozenset[str] = frozenset()  # kept capabilities; only for uid 0
     network: bool = False               # relaxation: the host's network
+    join_netns: str | None = None       # relaxation: this network namespace instead of a
+                                        # new one (/proc/PID/ns/net, user-mode networking)
     allow_setuid: bool = False          # relaxation: chmod may set S_ISUID/S_ISGID
     binds: tuple[Bind, ...] = ()
     hostname: str = "guestpkg"
@@ -104,6 +107,8 @@ class SandboxSpec:
         found = []
         if self.network:
             found.append("network: the host's network namespace")
+        if self.join_netns:
+            found.append(f"network: joins {self.join_netns} (user-mode networking)")
         if self.capabilities:
             found.append("capabilities kept: " + ", ".join(sorted(self.capabilities)))
         if self.allow_setuid:
@@ -141,6 +146,8 @@ def validate(spec: SandboxSpec) -> None:
     for path in (*spec.lowerdirs, spec.upperdir, spec.workdir, spec.root):
         if path is not None and (not path.is_absolute() or not _overlay_safe(path)):
             _fail(f"{path}: paths must be absolute, without ',', ':' or '\\'")
+    if spec.join_netns is not None and (spec.network or not _NETNS.match(spec.join_netns)):
+        _fail("join_netns is a /proc/PID/ns/net path, and not with network")
     if spec.uid < 0 or spec.gid < 0:
         _fail("uid and gid must not be negative")
     unknown = set(spec.capabilities) - set(CAPABILITY_NAMES)
@@ -183,6 +190,7 @@ def to_json(spec: SandboxSpec) -> str:
         "gid": spec.gid,
         "capabilities": sorted(spec.capabilities),
         "network": spec.network,
+        "join_netns": spec.join_netns,
         "allow_setuid": spec.allow_setuid,
         "binds": [{"source": str(b.source), "target": b.target, "readonly": b.readonly}
                   for b in spec.binds],
@@ -222,6 +230,7 @@ def from_json(text: str) -> SandboxSpec:
             gid=int(data.pop("gid", 0)),
             capabilities=frozenset(data.pop("capabilities", [])),
             network=bool(data.pop("network", False)),
+            join_netns=data.pop("join_netns", None),
             allow_setuid=bool(data.pop("allow_setuid", False)),
             binds=tuple(Bind(Path(b["source"]), b["target"], bool(b.get("readonly", True)))
                         for b in data.pop("binds", [])),

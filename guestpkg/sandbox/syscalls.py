@@ -70,6 +70,11 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
 
 
+def setns(fd: int, nstype: int) -> None:
+    """setns(2): move the calling thread into the namespace *fd* refers to."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
+
+
 def mount(
     source: str | os.PathLike[str] | None,
     target: str | os.PathLike[str],

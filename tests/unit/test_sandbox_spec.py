@@ -190,3 +190,15 @@ def test_forbid_imports_stops_new_imports() -> None:
     result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True,
                             text=True, env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert result.stdout == "refused\n", result.stderr
+
+
+def test_join_netns_is_a_proc_path_and_a_named_relaxation() -> None:
+    spec = SandboxSpec(argv=("/bin/true",), root=Path("/r"), join_netns="/proc/123/ns/net")
+    assert from_json(to_json(spec)) == spec
+    assert "network: joins /proc/123/ns/net (user-mode networking)" in spec.relaxations
+    for bad in ("/proc/self/ns/net", "/proc/1/ns/mnt", "/run/netns/x", "/proc/0/ns/net"):
+        with pytest.raises(UsageError, match="join_netns"):
+            SandboxSpec(argv=("/bin/true",), root=Path("/r"), join_netns=bad)
+    with pytest.raises(UsageError, match="join_netns"):
+        SandboxSpec(argv=("/bin/true",), root=Path("/r"), join_netns="/proc/1/ns/net",
+                    network=True)
