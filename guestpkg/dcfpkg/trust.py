@@ -27,6 +27,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 from debian.debian_support import Version
 
@@ -332,14 +333,19 @@ class TrustStore:
             raise TrustError(f"{self.archive_path(repository)}: version "
                              f"{archive.archive_version} is older than the {counter} seen "
                              "(the stored archive was rolled back)")
+        # One pass over one open file: the header parsed is part of the bytes hashed,
+        # so a file swapped or rewritten meanwhile can't pair its header with
+        # another file's digest.
         with open_input(path) as f:
-            meta = read_metadata(f, str(path))
-        candidates = [s for s in archive.signatures if (s.package, s.version, s.architecture)
-                      == (meta.package, meta.full_version, meta.architecture)]
-        if not candidates:
-            raise TrustError(f"{path}: {meta.package} {meta.full_version} "
-                             f"{meta.architecture} is not signed in {repository}")
-        size, sha256 = _digest_capped(path, max(s.size for s in candidates))
+            source = _HashingReader(f)
+            meta = read_metadata(cast("IO[bytes]", source), str(path))
+            candidates = [s for s in archive.signatures
+                          if (s.package, s.version, s.architecture)
+                          == (meta.package, meta.full_version, meta.architecture)]
+            if not candidates:
+                raise TrustError(f"{path}: {meta.package} {meta.full_version} "
+                                 f"{meta.architecture} is not signed in {repository}")
+            size, sha256 = source.rest(path, max(s.size for s in candidates))
         matching = [s for s in candidates if (s.size, s.sha256) == (size, sha256)
                     and s.payload_sha256 == meta.payload_sha256
                     and s.is_valid(repository, archive.archive_version)]
@@ -367,16 +373,30 @@ def _describe(counted: list[tuple[PublicKey, str]]) -> str:
     return ", ".join(f"{key.key_id} {level}" for key, level in counted) or "none"
 
 
-def _digest_capped(path: Path, cap: int) -> tuple[int, str]:
-    """Size and SHA256 of *path*, reading at most *cap* + 1 bytes (endless data)."""
-    digest, size = hashlib.sha256(), 0
-    with open_input(path) as f:
-        while chunk := f.read(min(1 << 20, cap + 1 - size)):
-            digest.update(chunk)
-            size += len(chunk)
-            if size > cap:
-                raise TrustError(f"{path}: longer than any signed size ({cap} bytes)")
-    return size, digest.hexdigest()
+class _HashingReader:
+    """*f* read through a SHA256: every byte handed out (header included) is hashed."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.digest, self.size = f, hashlib.sha256(), 0
+
+    def _seen(self, data: bytes) -> bytes:
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._seen(self.f.read(n))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._seen(self.f.readline(limit))
+
+    def rest(self, path: Path, cap: int) -> tuple[int, str]:
+        """Size and SHA256 of the whole file, reading at most *cap* + 1 bytes in all
+        (endless data)."""
+        while self.size <= cap:
+            if not self.read(min(1 << 20, cap + 1 - self.size)):
+                return self.size, self.digest.hexdigest()
+        raise TrustError(f"{path}: longer than any signed size ({cap} bytes)")
 
 
 __all__ = ["ANY", "DEFAULT_POLICY", "Policy", "TrustSettings", "TrustStore", "Verdict",

@@ -349,3 +349,31 @@ def test_level_log_edit_and_truncation_are_detected(world: World) -> None:
     log.path.write_text(original.splitlines(keepends=True)[0])
     with pytest.raises(TrustError, match="cut or edited"):
         log.read()
+
+
+def test_header_checked_is_the_header_hashed(world: World,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read twice by verify (header, then digest) can be swapped in between: a
+    header of the attacker's (other Depends) over the signed payload would be the one
+    accepted.  The header parsed must be part of the bytes whose digest is checked."""
+    import guestpkg.dcfpkg.trust as trust
+
+    senior, hello = world.key("senior"), world.package("hello", "1.0")
+    world.import_(world.archive(1, (senior, hello)))
+    good = hello.read_bytes()
+    evil = good.replace(b"\nEntries:", b"\nDepends: evil\nEntries:", 1)
+    assert evil != good
+    swapped = world.tmp / "swapped.dcfpkg"
+    swapped.write_bytes(evil)
+    real = trust.read_metadata
+
+    def then_swap_back(f: object, where: str) -> object:
+        meta = real(f, where)  # type: ignore[arg-type]
+        restored = world.tmp / "restored.dcfpkg"
+        restored.write_bytes(good)
+        restored.rename(swapped)           # the attacker, between the two reads
+        return meta
+
+    monkeypatch.setattr(trust, "read_metadata", then_swap_back)
+    with pytest.raises(TrustError):
+        world.store.verify_package(swapped, "main", NOW)
