@@ -151,6 +151,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("faketime", parse_bool, False,
             "freeze the clock at the last changelog entry (may break parallel builds)",
             ("build",), None),
+    Setting("refuse_setuid", parse_bool, False,
+            "refuse .debs with setuid/setgid files, devices, FIFOs, non-root owners, "
+            "or paths or symlinks outside the FHS (default: warn)", ("build",), None),
     # fetching
     Setting("download_timeout", parse_seconds, 60.0, "socket timeout of a download",
             ("fetch", "upstream-check"), "TIME"),
@@ -221,6 +224,7 @@ class Config:
     preserve_build: str
     satisfydepends_cmd: str
     faketime: bool
+    refuse_setuid: bool
     download_timeout: float
     download_retries: int
     download_deadline: float

@@ -9,7 +9,8 @@
                           carries the relations, in a fork with network
     ensure_build_user     the unprivileged user, if the root lacks it
     run_build             dpkg-buildpackage as that user, no network, no capabilities
-    collect_artifacts     the .changes' files and the log into OUTPUT_DIR, as one set
+    collect_artifacts     what the .debs would install checked (guestpkg.build.inspect),
+                          the .changes' files and the log into OUTPUT_DIR, as one set
 
 The build runs in a fork of the base root (:mod:`guestpkg.buildroot`) with the
 dependency layer stacked under the fork's upper directory, and the build directory
@@ -40,6 +41,7 @@ from pathlib import Path
 
 from guestpkg import __version__, fsutil
 from guestpkg.build import artifacts, layers
+from guestpkg.build.inspect import DebReport, check_build_output
 from guestpkg.build.layers import APT_OPTIONS, Layer
 from guestpkg.build.source import (
     BUILD_MOUNT,
@@ -105,6 +107,12 @@ class BuildOptions:
     prepare_source: Callable[[Path], None] | None = None
     #: show the log on the console while building
     tee: bool = True
+    #: refuse .debs with findings (guestpkg.build.inspect); None: the config's
+    #: refuse_setuid (guestpkg build warns by default)
+    refuse_findings: bool | None = None
+    #: absolute paths whose setuid/setgid bits, owner or mode are declared (a host's
+    #: manifest Setuid: list)
+    declared: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,8 @@ class BuildResult:
     version: str = ""
     layer_key: str | None = None    # the build-dependency layer stacked, if any
     layer_cached: bool = False      # True: no apt ran
+    reports: tuple[DebReport, ...] = ()  # what each .deb would install, checked
+    arch: str = ""                  # the build architecture (the base root's)
 
 
 class BuildLog:
@@ -136,6 +146,12 @@ class BuildLog:
             sys.stderr.write(line)
             sys.stderr.flush()
         log.info("%s", text)
+
+    def warn(self, text: str) -> None:
+        """A note that reaches the console even when the log is not shown."""
+        self.note(text)
+        if not self.tee:
+            log.warning("%s", text)
 
     def step(self, title: str) -> None:
         self.note(f"== {title} ({time.strftime('%H:%M:%S')})")
@@ -493,15 +509,20 @@ def run_external_resolver(config: Config, f: Fork, info: SourceInfo, build_dir: 
 
 
 def collect_artifacts(info: SourceInfo, arch: str, build_dir: Path, output_dir: Path,
-                      blog: BuildLog) -> tuple[list[Path], Path, Path]:
+                      refuse: bool, declared: frozenset[str], blog: BuildLog
+                      ) -> tuple[list[Path], Path, Path, list[DebReport]]:
     changes = artifacts.find_changes(build_dir, info.source, info.version)
     files = [build_dir / name for name in artifacts.changes_files(changes)]
+    debs = [path for path in files if path.suffix in (".deb", ".udeb")]
+    blog.note(f"inspecting what {len(debs)} .deb(s) would install")
+    reports = check_build_output(debs, refuse=refuse, declared=declared,
+                                 note=blog.warn, log_path=blog.path)
     log_copy = build_dir / artifacts.build_log_name(info.source, info.version, arch)
     blog.note(f"copying {len(files) + 2} files to {output_dir}")
     blog.step("build successful")
     artifacts.copy_regular_file(blog.path, log_copy)
     done = artifacts.collect([*files, log_copy, changes], output_dir)
-    return done, done[-2], done[-1]
+    return done, done[-2], done[-1], reports
 
 
 def sandboxed(spec: SandboxSpec, blog: BuildLog, what: str) -> None:
@@ -599,11 +620,14 @@ def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
         if preserve == "always":
             _keep_fork(f, work, blog)
     blog.step("artifacts")
-    done, log_copy, changes = collect_artifacts(info, base.arch, build_dir, output_dir, blog)
+    refuse = config.refuse_setuid if options.refuse_findings is None \
+        else options.refuse_findings
+    done, log_copy, changes, reports = collect_artifacts(
+        info, base.arch, build_dir, output_dir, refuse, options.declared, blog)
     if options.tee:
         sys.stderr.writelines(f"guestpkg: {path}\n" for path in done)
     return BuildResult(done, log_copy, changes, info.source, info.version,
-                       layer.key if layer else None, cached)
+                       layer.key if layer else None, cached, tuple(reports), base.arch)
 
 
 def _keep_fork(f: Fork, work: Path, blog: BuildLog) -> None:

@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guestpkg.build.deb import BuildOptions, build_package
 from guestpkg.build.layers import UnsatisfiableBuildDepends
@@ -36,13 +37,16 @@ from guestpkg.fetch import fetch_watch
 from guestpkg.host import buildenv
 from guestpkg.host.layout import HostPaths
 from guestpkg.host.manifest import Manifest
-from guestpkg.host.source import make_dsc
+from guestpkg.host.source import binary_packages, make_dsc
 from guestpkg.host.versions import (
     add_depends,
     local_version,
     set_changelog_version,
     upstream_part,
 )
+
+if TYPE_CHECKING:
+    from guestpkg.build.deb import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +102,12 @@ def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
     buildenv.ensure_buildroot(config)
     dsc = make_dsc(manifest, paths.debian, upstream, upstream)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # A guest's .debs are installed as root: whatever they would install beyond what
+    # the manifest declares is refused (guestpkg.build.inspect), whatever the config.
     options = BuildOptions(prepare_source=prepare_guest_source(paths.host,
                                                                manifest.guest_version),
-                           tee=False)
+                           tee=False, refuse_findings=True,
+                           declared=frozenset(manifest.setuid))
     try:
         result = build_package(config, dsc, output_dir, options)
     except BuildFailed as e:
@@ -114,13 +121,31 @@ def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
         buildenv.update(config)
         result = build_package(config, dsc, output_dir, options)
     log.info("%s: build log %s", paths.host, result.log_path)
+    check_guest_output(result, paths, manifest)
     keep = [p for p in result.artifacts if p.suffix in (".deb", ".buildinfo", ".changes")
             or p == result.log_path]
-    if not any(p.suffix == ".deb" for p in keep):
-        raise InputError(f"the build of {manifest.guest_source} made no .deb",
-                         hint=f"see {result.log_path}")
     keep.append(write_result_dcfpkg(paths, manifest, keep, output_dir))
     return keep
+
+
+def check_guest_output(result: BuildResult, paths: HostPaths, manifest: Manifest) -> None:
+    """The build made exactly the guest's binary packages, at ``<version>~local``,
+    each depending on the host, and nothing else; refused in one line otherwise (the
+    .debs are still in the work area: nothing reached ``<srcdir>/<host>/``)."""
+    from guestpkg.build.inspect import check_identity
+
+    others = [p.name for p in result.artifacts if p.suffix not in (".deb", ".buildinfo")
+              and p not in (result.changes, result.log_path)]
+    problems = [f"the build made {name}, which is not a .deb of the guest"
+                for name in others]
+    problems += check_identity(result.reports, packages=binary_packages(paths.debian),
+                               version=local_version(manifest.guest_version),
+                               arch=result.arch, host=paths.host)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"the build of {manifest.guest_source} is not what its host "
+                         f"describes: {problems[0]}{more}",
+                         hint=f"nothing was installed; see {result.log_path}")
 
 
 def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],

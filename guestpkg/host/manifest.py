@@ -67,6 +67,9 @@ class Manifest:
     guest_source: str
     guest_version: str
     files: tuple[UpstreamFile, ...]
+    #: absolute paths the guest's .debs may install setuid, setgid, owned by others
+    #: than root or world-writable (guestpkg.build.inspect, guestpkg-host(7))
+    setuid: tuple[str, ...] = ()
 
     @property
     def main_file(self) -> UpstreamFile:
@@ -108,12 +111,31 @@ def parse_manifest(text: str, path: Path | str = "<manifest>") -> Manifest:
         guest_source=_required(head, "Guest-Source", deb822.is_package_name, path),
         guest_version=_required(head, "Guest-Version", deb822.is_version, path),
         files=tuple(_parse_file(s, path) for s in rest),
+        setuid=_parse_setuid(head, path),
     )
     if "-" not in manifest.guest_version:
         raise ParseError("Guest-Version has no Debian revision: a native package has no "
                          "upstream tarball to fetch", path, head.first_line)
     _check_files(manifest, rest, path)
     return manifest
+
+
+#: An absolute, normalised path of printable characters without spaces.
+SETUID_PATH = re.compile(r"\A(?:/[!-~]+)+\Z")
+
+
+def _parse_setuid(head: Stanza, path: Path | str) -> tuple[str, ...]:
+    """The ``Setuid:`` list: absolute paths, one per line (or separated by spaces)."""
+    value = head.get("Setuid")
+    if value is None:
+        return ()
+    paths = tuple(value.split())
+    for entry in paths:
+        parts = entry.split("/")[1:]
+        if not SETUID_PATH.match(entry) or any(p in ("", ".", "..") for p in parts):
+            raise ParseError(f"bad Setuid: entry {entry!r} (an absolute path without "
+                             "'.', '..' or '//')", path, head.line("Setuid"))
+    return paths
 
 
 def _check_files(manifest: Manifest, stanzas: list[Stanza], path: Path | str) -> None:
@@ -143,7 +165,8 @@ def render_manifest(manifest: Manifest) -> str:
     """The manifest as text; ``parse_manifest(render_manifest(m)) == m``."""
     stanzas = [deb822.format_stanza([
         ("Format", MANIFEST_FORMAT), ("Host", manifest.host),
-        ("Guest-Source", manifest.guest_source), ("Guest-Version", manifest.guest_version)])]
+        ("Guest-Source", manifest.guest_source), ("Guest-Version", manifest.guest_version),
+        *([("Setuid", "\n".join(["", *manifest.setuid]))] if manifest.setuid else [])])]
     for f in manifest.files:
         component = [("Component", f.component)] if f.component is not None else []
         stanzas.append(deb822.format_stanza([("File", f.name), *component,

@@ -21,7 +21,8 @@ from guestpkg.build.layers import UnsatisfiableBuildDepends
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
-from guestpkg.errors import BuildFailed
+from guestpkg.debian.debfile import tar_entry, write_deb
+from guestpkg.errors import BuildFailed, UnsafeArchive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -169,6 +170,56 @@ def test_a_deb_planted_as_a_symlink_is_not_collected(
     assert len(errors) == 1 and "tiny_1.0_all.deb is a symbolic link" in errors[0], \
         result.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def make_setuid_tiny(parent: Path) -> Path:
+    """tiny whose debian/rules swaps its .deb for a hand-made one: a setuid root
+    /usr/bin/tiny and a device node, which the build user could never chmod or
+    mknod, but can describe in a data archive."""
+    tree = make_tiny(parent)
+    write_deb(tree / "debian" / "evil.deb",
+              "Package: tiny\nVersion: 1.0\nArchitecture: all\nMaintainer: x <x@x.org>\n"
+              "Description: evil\n",
+              [tar_entry("./usr/", "dir", mode=0o755), tar_entry("./usr/bin/", "dir", mode=0o755),
+               tar_entry("./usr/bin/tiny", mode=0o4755, content=b"#!/bin/sh\n"),
+               tar_entry("./usr/bin/kmem", "char", mode=0o666)])
+    rules = tree / "debian" / "rules"
+    rules.write_text(rules.read_text() + "\tcp debian/evil.deb ../tiny_1.0_all.deb\n")
+    return tree
+
+
+def test_a_setuid_deb_is_a_warning_and_refuse_setuid_an_error(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_setuid_tiny(tmp_path / "src")
+    out = tmp_path / "out"
+    warned = guestpkg(test_config, "build", "--quiet-build", str(tree), str(out))
+    assert warned.returncode == 0, warned.stderr
+    assert "WARNING: tiny_1.0_all.deb: /usr/bin/tiny: setuid (mode 4755, uid 0)" \
+        in warned.stderr
+    assert "/usr/bin/kmem: a char device node" in warned.stderr
+    assert (out / "tiny_1.0_all.deb").is_file()
+
+    refused_out = tmp_path / "refused"
+    refused = guestpkg(test_config, "build", "--quiet-build", "--refuse-setuid", str(tree),
+                       str(refused_out))
+    assert refused.returncode == 3, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if "error:" in line]
+    assert errors == ["guestpkg: error: tiny_1.0_all.deb: /usr/bin/tiny: setuid (mode 4755, "
+                      "uid 0) (and 2 more): the .deb would install it as root"], refused.stderr
+    assert not refused_out.exists() or list(refused_out.iterdir()) == []
+
+
+def test_host_builds_refuse_what_the_manifest_does_not_declare(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    """The host lifecycle's options: refused whatever the config says; a declared
+    setuid path passes, a device node never does."""
+    tree = make_setuid_tiny(tmp_path / "src")
+    options = BuildOptions(tee=False, refuse_findings=True,
+                           declared=frozenset({"/usr/bin/tiny", "/usr/bin/kmem"}))
+    with pytest.raises(UnsafeArchive) as error:
+        build_package(test_config, tree, tmp_path / "out", options)
+    assert error.value.message.startswith("tiny_1.0_all.deb: /usr/bin/kmem: a char device")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_prepare_source_hook_and_user(test_config: Config, base_root: BaseRoot,

@@ -159,7 +159,7 @@ def test_collect_all_or_nothing(tmp_path: Path) -> None:
     (build / "a.deb").write_bytes(b"a")
     os.symlink("/etc/passwd", build / "b.deb")  # planted by a hostile build
     out = tmp_path / "out"
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match=r"b\.deb is a symbolic link"):
         artifacts.collect([build / "a.deb", build / "b.deb"], out)
     assert list(out.iterdir()) == []
     (build / "c").mkdir()
