@@ -149,11 +149,12 @@ def open_untrusted(directory: Path | int, relative: str, *, shown: Path | str | 
     don't trust (a build, a package's maintainer scripts).  Returns the descriptor
     and its fstat(2).
 
-    Each component is opened relative to the one before with ``O_NOFOLLOW`` (no
-    symlink anywhere, no path race), the file also with ``O_NONBLOCK`` (a FIFO does
-    not block the open), and fstat must say a regular file no larger than
-    *max_bytes*.  Anything else raises :class:`~guestpkg.errors.InputError` with one
-    line naming *shown*; a missing file raises FileNotFoundError."""
+    Each component below *directory* is opened relative to the one before with
+    ``O_NOFOLLOW`` (no symlink anywhere, no path race), the file also with
+    ``O_NONBLOCK`` (a FIFO does not block the open), and fstat must say a regular
+    file no larger than *max_bytes*.  Anything else raises
+    :class:`~guestpkg.errors.InputError` with one line naming *shown*; a missing file
+    raises FileNotFoundError."""
     from guestpkg.errors import InputError
 
     shown = shown if shown is not None else (
@@ -161,8 +162,10 @@ def open_untrusted(directory: Path | int, relative: str, *, shown: Path | str | 
     parts = [p for p in relative.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise InputError(f"{shown}: not a plain relative path")
-    top = os.open(directory, _NOFOLLOW_DIR) if not isinstance(directory, int) \
-        else os.dup(directory)
+    # *directory* itself is the caller's (a build directory, a layer): trusted, and
+    # followed if it is a symlink; below it nothing is.
+    top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+        if not isinstance(directory, int) else os.dup(directory)
     fd = -1
     try:
         for part in parts[:-1]:
