@@ -25,9 +25,9 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.deb import BuildOptions, BuildResult, build_package
+from guestpkg.build.inspect import check_identity
 from guestpkg.build.layers import UnsatisfiableBuildDepends
 from guestpkg.config import Config
 from guestpkg.dcfpkg import Metadata, write_dcfpkg
@@ -44,9 +44,6 @@ from guestpkg.host.versions import (
     set_changelog_version,
     upstream_part,
 )
-
-if TYPE_CHECKING:
-    from guestpkg.build.deb import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +129,6 @@ def check_guest_output(result: BuildResult, paths: HostPaths, manifest: Manifest
     """The build made exactly the guest's binary packages, at ``<version>~local``,
     each depending on the host, and nothing else; refused in one line otherwise (the
     .debs are still in the work area: nothing reached ``<srcdir>/<host>/``)."""
-    from guestpkg.build.inspect import check_identity
-
     others = [p.name for p in result.artifacts if p.suffix not in (".deb", ".buildinfo")
               and p not in (result.changes, result.log_path)]
     problems = [f"the build made {name}, which is not a .deb of the guest"
