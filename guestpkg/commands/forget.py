@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 
 from guestpkg.config import Config
-from guestpkg.fsutil import locked, remove_tree
-from guestpkg.host import state as st
 from guestpkg.host.layout import check_host_name, host_paths
-from guestpkg.host.lifecycle import lock_path
+from guestpkg.host.lifecycle import forget
 
 DESCRIPTION = """\
 Forget what guestpkg knows about HOST: consent seen, versions, failures and the
@@ -32,10 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     host = check_host_name(args.host)
     paths = host_paths(config, host)
-    with locked(lock_path(config)):
-        st.remove(config.vardir, host)
-        remove_tree(paths.work)
-        if args.debs:
-            remove_tree(paths.debs)
+    forget(config, host, debs=args.debs)
     print(f"forgot {host}" + (f" and deleted {paths.debs}" if args.debs else ""))
     return 0

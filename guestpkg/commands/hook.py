@@ -26,7 +26,7 @@ from guestpkg.host.lifecycle import (
     process_pending,
     say,
 )
-from guestpkg.host.plan import Step
+from guestpkg.host.plan import Reason, Step, describe
 from guestpkg.host.system import package_state
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,17 @@ def postinst(config: Config, host: str, answer: str | None, no_job: bool) -> int
                          "/usr/share/debconf/confmodule")
     decision = note_configured(config, host, given, _host_version(host),
                                consent.is_reconfigure())
+    reason = describe(decision, host)
     if decision.step in (Step.BUILD, Step.INSTALL):
-        say(f"{host}: {decision.reason} after this package run")
+        say(f"{host}: {reason} after this package run")
         if not no_job:
             job.spawn_job(config)
     elif decision.step is Step.WAIT:
-        say(f"{host}: {decision.reason} (see guestpkg status)")
-    elif decision.reason.startswith("guest "):
-        log.info("%s: %s", host, decision.reason)  # installed: nothing worth saying
+        say(f"{host}: {reason} (see guestpkg status)")
+    elif decision.reason is Reason.INSTALLED:
+        log.info("%s: %s", host, reason)  # nothing worth saying
     else:
-        say(f"{host}: {decision.reason}")  # why nothing happens, and how to change it
+        say(f"{host}: {reason}")  # why nothing happens, and how to change it
     return 0
 
 

@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 
 from guestpkg.config import Config
-from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
-from guestpkg.fsutil import locked
-from guestpkg.host import state as st
+from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.host.layout import check_host_name, host_paths
-from guestpkg.host.lifecycle import Mode, lock_path, process_host, say
-from guestpkg.host.plan import Step
+from guestpkg.host.lifecycle import Mode, process_host, request_rebuild, say
 
 DESCRIPTION = """\
 Build the guest of the host package HOST and install it, now and in the foreground.
@@ -40,23 +37,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if not paths.manifest.is_file():
         raise UsageError(f"{host} is not an installed host package ({paths.manifest} is "
                          "missing)", hint="guestpkg status lists the host packages")
-    with locked(lock_path(config)):
-        state = st.load(config.vardir, host)
-        if not state.consent:
-            raise UsageError(f"no consent to build the guest of {host}",
-                             hint=f"dpkg-reconfigure {host} asks again")
-        state.user_removed = False
-        state.clear_failure()
-        st.save(config.vardir, state, pending=True)
+    request_rebuild(config, host)
     outcome = process_host(config, host, Mode.COMMAND, force_build=not args.install_only)
     say(outcome.message)
-    if outcome.decision.step in (Step.BUILD, Step.INSTALL) and not _succeeded(config, host):
+    if not outcome.ok:
         raise SystemStateError(outcome.message)
     return 0
-
-
-def _succeeded(config: Config, host: str) -> bool:
-    try:
-        return not st.load(config.vardir, host).failing
-    except GuestpkgError:
-        return False

@@ -10,6 +10,7 @@ for running detached jobs to finish.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import sys
@@ -17,16 +18,15 @@ import time
 from typing import Any
 
 from guestpkg.config import Config
-from guestpkg.fsutil import locked
 from guestpkg.host import state as st
 from guestpkg.host.job import spawn_job, wait_for_jobs
 from guestpkg.host.layout import check_host_name, host_paths, installed_hosts
 from guestpkg.host.lifecycle import (
     format_time,
     guest_main_package,
-    lock_path,
     observe_guest,
     retry_if_cause_gone,
+    retry_now,
 )
 from guestpkg.text import printable
 
@@ -76,18 +76,33 @@ def describe(config: Config, host: str) -> dict[str, Any]:
     }
 
 
-def _state_word(state: st.HostState, installed: str | None, pending: bool) -> str:
+class Word(enum.StrEnum):
+    """A host's state in one word (the ``state`` of ``--json``)."""
+
+    NO_CONSENT = "no consent"
+    REMOVED = "removed by user"
+    FAILED = "failed permanently"
+    WAITING = "waiting to retry"
+    DUE = "pending retry"
+    PENDING = "pending"
+    INSTALLED = "installed"
+    NOT_INSTALLED = "not installed"
+    CAN_RETRY = "can retry now"       # the failure's cause is gone; not root
+    RETRYING = "retrying now"         # the failure's cause is gone; the job started
+
+
+def _state_word(state: st.HostState, installed: str | None, pending: bool) -> Word:
     if not state.consent:
-        return "no consent"
+        return Word.NO_CONSENT
     if state.user_removed:
-        return "removed by user"
+        return Word.REMOVED
     if state.failure.permanent:
-        return "failed permanently"
+        return Word.FAILED
     if state.failing and pending:
-        return "waiting to retry" if time.time() < state.failure.next_retry_at else "pending retry"
+        return Word.WAITING if time.time() < state.failure.next_retry_at else Word.DUE
     if pending:
-        return "pending"
-    return "installed" if installed else "not installed"
+        return Word.PENDING
+    return Word.INSTALLED if installed else Word.NOT_INSTALLED
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -116,16 +131,13 @@ def retry_recovered(config: Config, rows: list[dict[str, Any]]) -> None:
         return
     if os.geteuid() != 0:
         for row in recovered:
-            row["state"] = "can retry now"
+            row["state"] = Word.CAN_RETRY
             row["next_retry"] = f"now ({row['recovered']}): sudo guestpkg rebuild {row['host']}"
         return
-    with locked(lock_path(config)):
-        for row in recovered:
-            state = st.load(config.vardir, row["host"])
-            state.retry_now()
-            st.save(config.vardir, state, pending=True)
-            row["state"] = "retrying now"
-            row["next_retry"] = f"now ({row['recovered']})"
+    retry_now(config, [row["host"] for row in recovered])
+    for row in recovered:
+        row["state"] = Word.RETRYING
+        row["next_retry"] = f"now ({row['recovered']})"
     spawn_job(config)
 
 
@@ -139,9 +151,9 @@ def _print_row(row: dict[str, Any]) -> None:
         _show(f"  {row['in_progress']} (or interrupted; the next run starts it again)")
     if row["last_error"]:
         _show(f"  last error ({row['failures']} failures): {row['last_error']}")
-        if row["next_retry"] and row["state"] != "failed permanently":
+        if row["next_retry"] and row["state"] != Word.FAILED:
             _show(f"  next retry: {row['next_retry']}")
-    if row["state"] in ("failed permanently", "removed by user", "waiting to retry"):
+    if row["state"] in (Word.FAILED, Word.REMOVED, Word.WAITING):
         _show(f"  to try again: guestpkg rebuild {row['host']}")
 
 

@@ -41,14 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guestpkg.config import Config
-from guestpkg.errors import GuestpkgError
+from guestpkg.errors import GuestpkgError, UsageError
 from guestpkg.fsutil import atomic_directory, locked, private_directory, remove_tree
 from guestpkg.host import state as st
 from guestpkg.host import system
 from guestpkg.host.build import build_guest
 from guestpkg.host.layout import HostPaths, host_paths
 from guestpkg.host.manifest import Manifest, read_manifest
-from guestpkg.host.plan import Decision, Step, decide, observe
+from guestpkg.host.plan import Decision, Reason, Step, decide, describe, observe
 from guestpkg.host.recovery import cause_gone, record_cause
 from guestpkg.host.source import binary_packages
 from guestpkg.host.system import check_system, package_state, version_compare
@@ -70,6 +70,8 @@ class Outcome:
     host: str
     decision: Decision
     message: str
+    #: nothing failed (a failure is recorded in the state and said in *message*)
+    ok: bool = True
     #: the install has to wait for the detached job (unmet dependencies in the hook)
     deferred: bool = False
 
@@ -167,6 +169,42 @@ def note_purged(config: Config, host: str) -> None:
         st.remove(config.vardir, host)
 
 
+# --- called from guestpkg's own commands -------------------------------------------------
+
+def request_rebuild(config: Config, host: str) -> None:
+    """``guestpkg rebuild``: the way out of every stopped state.  The failure record
+    (also a permanent one) and the user-removed flag are cleared and the host marked
+    pending; consent still comes from debconf only."""
+    with locked(lock_path(config)):
+        state = st.load(config.vardir, host)
+        if not state.consent:
+            raise UsageError(f"no consent to build the guest of {host}",
+                             hint=f"dpkg-reconfigure {host} asks again")
+        state.user_removed = False
+        state.clear_failure()
+        st.save(config.vardir, state, pending=True)
+
+
+def forget(config: Config, host: str, *, debs: bool) -> None:
+    """``guestpkg forget``: drop the host's state, pending marker and work space (and
+    with *debs* its generated .debs); dpkg and debconf are not touched."""
+    paths = host_paths(config, host)
+    with locked(lock_path(config)):
+        st.remove(config.vardir, host)
+        remove_tree(paths.work)
+        if debs:
+            remove_tree(paths.debs)
+
+
+def retry_now(config: Config, hosts: Sequence[str]) -> None:
+    """Make *hosts* due at once (their failure's cause is gone, :mod:`.recovery`)."""
+    with locked(lock_path(config)):
+        for host in hosts:
+            state = st.load(config.vardir, host)
+            state.retry_now()
+            st.save(config.vardir, state, pending=True)
+
+
 # --- doing the work ----------------------------------------------------------------------
 
 def process_pending(config: Config, mode: Mode,
@@ -180,8 +218,8 @@ def process_pending(config: Config, mode: Mode,
         except GuestpkgError as e:
             # A broken manifest or state file of one host must not stop the others.
             log.debug("%s failed", host, exc_info=True)
-            outcomes.append(Outcome(host, Decision(Step.WAIT, "error"),
-                                    f"{host}: {e.message_and_hint}"))
+            outcomes.append(Outcome(host, Decision(Step.WAIT, Reason.ERROR),
+                                    f"{host}: {e.message_and_hint}", ok=False))
     return outcomes
 
 
@@ -192,11 +230,12 @@ def process_host(config: Config, host: str, mode: Mode,
     with locked(lock_path(config), blocking=blocking) as got:
         if not got:
             # A detached job is at work on the hosts; it will see this one too.
-            return Outcome(host, Decision(Step.WAIT, "busy"), "another guestpkg run is at work")
+            busy = Decision(Step.WAIT, Reason.BUSY)
+            return Outcome(host, busy, describe(busy, host))
         if not paths.manifest.is_file():
             st.pending_path(config.vardir, host).unlink(missing_ok=True)
-            return Outcome(host, Decision(Step.NOTHING, "host not installed"),
-                           f"{host} is not installed")
+            gone = Decision(Step.NOTHING, Reason.HOST_NOT_INSTALLED)
+            return Outcome(host, gone, describe(gone, host))
         with host_log(paths):
             outcome = _process_locked(config, paths, mode, force_build)
             if outcome.decision.step is not Step.NOTHING:
@@ -246,10 +285,10 @@ def _process_locked(config: Config, paths: HostPaths, mode: Mode,
     decision = _decide(state, paths)
     if force_build and decision.step in (Step.INSTALL, Step.NOTHING, Step.WAIT) \
             and state.consent and not state.user_removed:
-        decision = Decision(Step.BUILD, "rebuild requested")
+        decision = Decision(Step.BUILD, Reason.REBUILD_REQUESTED)
     if decision.step in (Step.NOTHING, Step.WAIT):
         st.save(config.vardir, state, pending=decision.pending)
-        message = f"{paths.host}: {decision.reason}"
+        message = f"{paths.host}: {describe(decision, paths.host)}"
         if decision.step is Step.WAIT:
             message += (f": {state.failure.last_error}; next try after "
                         f"{format_time(state.failure.next_retry_at)}, or at once when the "
@@ -292,13 +331,14 @@ def _failed(config: Config, paths: HostPaths, state: st.HostState, decision: Dec
              "once when the cause is gone")
     log.debug("%s failed", paths.host, exc_info=True)
     return Outcome(paths.host, decision,
-                   f"{paths.host}: {decision.reason} failed: {text}; {later} "
-                   f"(log: {paths.log}; to retry now: guestpkg rebuild {paths.host})")
+                   f"{paths.host}: {describe(decision, paths.host)} failed: {text}; {later} "
+                   f"(log: {paths.log}; to retry now: guestpkg rebuild {paths.host})",
+                   ok=False)
 
 
 def _build(config: Config, paths: HostPaths, manifest: Manifest, state: st.HostState) -> None:
     check_system()
-    state.in_progress = "building"
+    state.in_progress = st.Activity.BUILDING
     st.save(config.vardir, state, pending=True)
     target = local_version(manifest.guest_version)
     say(f"building {manifest.guest_source} {target} for {paths.host} (log: {paths.log})")
@@ -354,7 +394,7 @@ def _install(config: Config, paths: HostPaths, state: st.HostState, mode: Mode,
         # Another apt may hold the lock for a moment: wait for it rather than fail.
         argv = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
                 "-o", "Dpkg::Use-Pty=0", *map(str, debs)]
-    state.in_progress = "installing"
+    state.in_progress = st.Activity.INSTALLING
     st.save(config.vardir, state, pending=True)
     run(argv, env=system.install_env(), log_path=paths.log,
         hint=f"see {paths.log}; guestpkg rebuild {paths.host} tries again")

@@ -3,7 +3,8 @@
 
 :func:`observe` folds what dpkg says now into the state (a guest that vanished without
 its host was removed by the user: dpkg forgets removed packages, docs/reference.md), and
-:func:`decide` picks the next step.  Neither runs anything, so every rule of docs/design.md
+:func:`decide` picks the next step and says why with a :class:`Reason`, which code tests
+and :func:`describe` puts into words.  Neither runs anything, so every rule of docs/design.md
 has a unit test without root; :mod:`guestpkg.host.lifecycle` carries the steps out.
 
 The rules, in the order they are checked:
@@ -42,15 +43,66 @@ class Step(enum.Enum):
     BUILD = "build"
 
 
+class Reason(enum.Enum):
+    """Why a step was chosen.  Code decides on these; :func:`describe` words them."""
+
+    NO_CONSENT = "no consent"
+    USER_REMOVED = "removed by the user"
+    MANIFEST_UNREAD = "manifest not read"
+    INSTALLED = "installed"
+    PERMANENT_FAILURE = "failed permanently"
+    RETRY_LATER = "waiting to retry"
+    BUILT = "built"
+    NOT_BUILT = "not built"
+    REBUILD_REQUESTED = "rebuild requested"
+    # Set by the lifecycle, not by decide():
+    HOST_NOT_INSTALLED = "host not installed"
+    BUSY = "busy"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class Decision:
     step: Step
-    reason: str
+    reason: Reason
+    #: the version the reason names: the installed guest, or the one to build/install
+    version: str | None = None
 
     @property
     def pending(self) -> bool:
         """Whether the hook has something to do for this host (now or later)."""
         return self.step in (Step.WAIT, Step.INSTALL, Step.BUILD)
+
+
+def describe(decision: Decision, host: str) -> str:
+    """The decision in words, with the command that changes it where there is one."""
+    match decision.reason:
+        case Reason.NO_CONSENT:
+            return ("no consent to build the guest (default: no); "
+                    f"dpkg-reconfigure {host} asks again")
+        case Reason.USER_REMOVED:
+            return (f"the guest was removed by the user; guestpkg rebuild {host} or "
+                    f"dpkg-reconfigure {host} installs it again")
+        case Reason.MANIFEST_UNREAD:
+            return "the host's manifest has not been read yet"
+        case Reason.INSTALLED:
+            return f"guest {decision.version} is installed"
+        case Reason.PERMANENT_FAILURE:
+            return f"permanent failure after repeated errors; guestpkg rebuild {host} tries again"
+        case Reason.RETRY_LATER:
+            return "waiting to retry after a failure"
+        case Reason.BUILT:
+            return f"install the built guest {decision.version}"
+        case Reason.NOT_BUILT:
+            return f"build and install guest {decision.version}"
+        case Reason.REBUILD_REQUESTED:
+            return "rebuild requested"
+        case Reason.HOST_NOT_INSTALLED:
+            return f"{host} is not installed"
+        case Reason.BUSY:
+            return "another guestpkg run is at work"
+        case Reason.ERROR:
+            return "error"
 
 
 def observe(state: HostState, installed: str | None) -> None:
@@ -65,22 +117,18 @@ def observe(state: HostState, installed: str | None) -> None:
 def decide(state: HostState, installed: str | None, built_available: bool, now: float,
            compare: VersionCompare) -> Decision:
     if not state.consent:
-        return Decision(Step.NOTHING, "no consent to build the guest (default: no); "
-                        f"dpkg-reconfigure {state.host} asks again")
+        return Decision(Step.NOTHING, Reason.NO_CONSENT)
     if state.user_removed:
-        return Decision(Step.NOTHING, "the guest was removed by the user; "
-                        f"guestpkg rebuild {state.host} or dpkg-reconfigure {state.host} "
-                        "installs it again")
+        return Decision(Step.NOTHING, Reason.USER_REMOVED)
     if state.bundled_version is None:
-        return Decision(Step.NOTHING, "the host's manifest has not been read yet")
+        return Decision(Step.NOTHING, Reason.MANIFEST_UNREAD)
     target = local_version(state.bundled_version)
     if installed is not None and compare(installed, target) >= 0:
-        return Decision(Step.NOTHING, f"guest {installed} is installed")
+        return Decision(Step.NOTHING, Reason.INSTALLED, installed)
     if state.failure.permanent:
-        return Decision(Step.NOTHING, "permanent failure after repeated errors; "
-                        f"guestpkg rebuild {state.host} tries again")
+        return Decision(Step.NOTHING, Reason.PERMANENT_FAILURE)
     if state.failing and now < state.failure.next_retry_at:
-        return Decision(Step.WAIT, "waiting to retry after a failure")
+        return Decision(Step.WAIT, Reason.RETRY_LATER)
     if built_available and state.built_version == target:
-        return Decision(Step.INSTALL, f"install the built guest {target}")
-    return Decision(Step.BUILD, f"build and install guest {target}")
+        return Decision(Step.INSTALL, Reason.BUILT, target)
+    return Decision(Step.BUILD, Reason.NOT_BUILT, target)

@@ -20,6 +20,7 @@ retried: ``guestpkg rebuild <host>`` or ``dpkg-reconfigure <host>`` clears it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,13 @@ from guestpkg.text import one_line
 
 STATE_FORMAT = 1
 MAX_RETRY_DELAY_S = 86400.0
+
+
+class Activity(enum.StrEnum):
+    """What a host's run is doing; saved while it runs, so a crash leaves it set."""
+
+    BUILDING = "building"
+    INSTALLING = "installing"
 
 
 @dataclass
@@ -67,8 +75,8 @@ class HostState:
     installed_version: str | None = None
     #: the user removed the guest: don't reinstall until rebuild or dpkg-reconfigure
     user_removed: bool = False
-    #: "building" or "installing" while that runs; still set after a crash
-    in_progress: str | None = None
+    #: set while that runs; still set after a crash
+    in_progress: Activity | None = None
     failure: Failure = field(default_factory=Failure)
 
     @property
@@ -125,8 +133,10 @@ def from_json(data: dict[str, Any], path: Path | str) -> HostState:
     values = {k: v for k, v in data.items() if k in fields}
     try:
         values["failure"] = Failure(**values.get("failure", {}))
+        if values.get("in_progress") is not None:
+            values["in_progress"] = Activity(values["in_progress"])
         return HostState(**values)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise InputError(f"{path}: bad state: {e}", hint="guestpkg forget <host> drops it") from e
 
 

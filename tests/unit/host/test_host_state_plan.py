@@ -139,3 +139,23 @@ def test_status_words() -> None:
     assert _state_word(s, None, True) == "failed permanently"
     s.user_removed = True
     assert _state_word(s, None, False) == "removed by user"
+
+
+def test_decisions_carry_a_reason_and_are_worded_apart() -> None:
+    from guestpkg.host.plan import Reason, describe
+
+    s = consented()
+    installed = decide(s, "2.10-3~local", False, 0.0, apt_pkg.version_compare)
+    assert (installed.reason, installed.version) == (Reason.INSTALLED, "2.10-3~local")
+    assert describe(installed, "h") == "guest 2.10-3~local is installed"
+    build = decide(s, None, False, 0.0, apt_pkg.version_compare)
+    assert (build.step, build.reason, build.version) == (Step.BUILD, Reason.NOT_BUILT,
+                                                         "2.10-3~local")
+    s.record_failure("x", 0.0, HOUR, DAY)
+    wait = decide(s, None, False, 1.0, apt_pkg.version_compare)
+    assert (wait.step, wait.reason) == (Step.WAIT, Reason.RETRY_LATER)
+    refused = decide(st.HostState("h"), None, False, 0.0, apt_pkg.version_compare)
+    assert refused.reason is Reason.NO_CONSENT
+    assert "dpkg-reconfigure h" in describe(refused, "h")
+    # every reason has words
+    assert all(describe(type(build)(Step.NOTHING, r, "1"), "h") for r in Reason)
