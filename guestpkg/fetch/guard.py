@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import threading
 import time
@@ -133,11 +134,24 @@ class FetchGuard:
     @classmethod
     @contextlib.contextmanager
     def watching(cls, config: Config, origins: Iterable[str]) -> Iterator[FetchGuard]:
+        """The guard of one fetch, its watchdog running while the block runs.  The
+        deadline holds for the block's own work too: matching a watch file's regular
+        expressions against a hostile page can take hours of CPU (Python's re
+        backtracks: 40 kB of ``x/`` take 5 s with ``.*/foo-(\\d\\S+)``, and the time
+        grows with the square of the size), so in the main thread an alarm
+        (``setitimer(2)``) interrupts the block at the deadline (the re engine checks
+        for signals), and leaves here as the deadline's error."""
         guard = cls(config, list(origins))
+        guard._start()
         try:
-            yield guard
-        finally:
-            guard.close()
+            with _alarm(guard.remaining_s()):
+                try:
+                    yield guard
+                finally:
+                    guard.close()
+        except _DeadlineAlarm:
+            guard.tripped = "deadline"
+            guard.check_time()
 
     # -- where ----------------------------------------------------------------------
 
@@ -223,10 +237,7 @@ class FetchGuard:
         duplicate = os.dup(sock.fileno())
         with self._lock:
             self._fds[sock.fileno()] = duplicate
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watchdog, daemon=True,
-                                                name="guestpkg-fetch-watchdog")
-                self._thread.start()
+        self._start()
         if self.tripped:
             self._cut()
 
@@ -252,6 +263,13 @@ class FetchGuard:
         """Count *size* bytes off the wire (for the minimum rate)."""
         with self._lock:
             self._received += size
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watchdog, daemon=True,
+                                                name="guestpkg-fetch-watchdog")
+                self._thread.start()
 
     def _watchdog(self) -> None:
         """Cut every watched socket at the deadline, or when the last window (while
@@ -301,6 +319,34 @@ class FetchGuard:
         if self._thread is not None:
             self._thread.join()
         self.unwatch_all()
+
+
+class _DeadlineAlarm(BaseException):
+    """Raised by the alarm's handler wherever the main thread is; a BaseException so
+    that no ``except Exception`` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_DeadlineAlarm` in the main thread after *seconds*.  Nothing in a
+    thread (signals go to the main thread), nothing without a deadline, and nothing
+    if an alarm is already set (an outer fetch's, whose deadline comes first)."""
+    usable = (seconds is not None and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if not usable or seconds is None:
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise _DeadlineAlarm
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class ConnectFailed(OSError):

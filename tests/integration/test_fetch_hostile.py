@@ -230,3 +230,26 @@ def test_a_redirect_that_is_not_utf8_is_one_clear_line(tmp_path: Path,
     assert done.returncode == 4
     assert b"a redirect to a URL that is not UTF-8" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+# -- the deadline holds for discovery's own work --------------------------------------
+
+def test_a_page_that_makes_matching_quadratic_is_cut_off_by_the_deadline(
+        tmp_path: Path, upstream: Upstream) -> None:
+    """600 kB of ``x/`` against uscan's usual ``.*/foo-(\\d\\S+)`` pattern in
+    searchmode=plain: Python's re backtracks from every ``/``, for about 20 minutes
+    of CPU (40 kB: 5 s, growing with the square).  The fetch's deadline stops it."""
+    from guestpkg.fetch import plan
+    (upstream.root / "hog.txt").write_text("x/" * 300_000)
+    tree = tmp_path / "foo-1.0"
+    (tree / "debian").mkdir(parents=True)
+    (tree / "debian" / "changelog").write_text(
+        "foo (1.0-1) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- Test <test@example.org>  Sat, 21 Nov 2026 12:00:00 +0000\n")
+    (tree / "debian" / "watch").write_text(
+        f"version=4\nopts=searchmode=plain {upstream.url}/hog.txt .*/foo-(\\d\\S+)\\.tar\\.gz\n")
+    config = config_for(tmp_path, download_deadline=3.0)
+    with pytest.raises(NetworkError, match="deadline of 3 s"):
+        plan(config, tree, download=False)
+    import signal
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # no alarm left behind
