@@ -270,3 +270,13 @@ run_sandboxed(spec, log_path=Path("{log}"))
                "the sandbox's mounts to go away")
     assert mountinfo() == before_mounts
     assert snapshot(tiny_root) == before_tree
+
+
+def test_the_command_cannot_forge_a_setup_report(sandbox: Callable[..., ProbeRun]) -> None:
+    """The report descriptor is close-on-exec: a hostile build can't write a made-up
+    "could not be set up" into it (nor anything else of guestpkg's)."""
+    # As uid 0 inside, which owns the pipe (the build user could not reopen it anyway).
+    run = sandbox(*[f"write:/proc/self/fd/{fd}:{{}}" for fd in range(3, 40)], uid=0, gid=0)
+    assert run.status == 0, run.output
+    writes = [line for line in run.lines if line.startswith("write ")]
+    assert len(writes) == 37 and "write OK" not in writes, writes
