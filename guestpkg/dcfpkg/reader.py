@@ -68,6 +68,8 @@ class ReaderPolicy:
     """What a reader accepts.  The defaults are the safe ones."""
 
     allow_setuid: bool = False
+    #: what a refused setuid file's error tells the user to do: the front door's own
+    setuid_hint: str = SETUID_HINT
     max_entries: int = 1_000_000
     max_installed_bytes: int = 64 << 30
     max_manifest_bytes: int = 256 << 20
@@ -259,7 +261,7 @@ def check_manifest(entries: list[Entry], meta: Metadata, policy: ReaderPolicy,
                                 "directory listed before it")
         if e.mode & (stat.S_ISUID | stat.S_ISGID) and not policy.allow_setuid:
             raise UnsafeArchive(f"{where}:{lineno}: {e.path!r} is setuid or setgid",
-                                hint=SETUID_HINT)
+                                hint=policy.setuid_hint)
         _check_entry(e, regular, where, lineno)
         if e.kind == DIRECTORY:
             directories.add(e.path)

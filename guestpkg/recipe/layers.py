@@ -37,7 +37,10 @@ def layers_dir(config: Config) -> Path:
 def policy(config: Config) -> ReaderPolicy:
     """Never setuid files in a build chroot, whatever the dcfpkg setting says."""
     return ReaderPolicy(allow_setuid=False, max_entries=config.dcfpkg_max_entries,
-                        max_installed_bytes=config.dcfpkg_max_size, apply_owners=True)
+                        max_installed_bytes=config.dcfpkg_max_size, apply_owners=True,
+                        setuid_hint="a recipe's package may not carry setuid or setgid "
+                        "files (no setting allows them in a build chroot): rebuild it "
+                        "without them")
 
 
 def _digest(path: Path) -> str:

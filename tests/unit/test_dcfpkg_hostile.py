@@ -328,3 +328,23 @@ def test_list_refuses_without_reading_contents(tmp_path: Path) -> None:
                                                          target="../../x")]).build())
     with pytest.raises(UnsafeArchive, match="leaves"):
         read_manifest(package)
+
+
+def test_setuid_hint_names_what_applies_at_each_front_door(tmp_path: Path) -> None:
+    """``guestpkg dcfpkg`` can be told to allow setuid files; a recipe's build chroot
+    never: its refusal must not send the user to a setting that changes nothing."""
+    from guestpkg import config
+    from guestpkg.commands.dcfpkg import policy as dcfpkg_policy
+    from guestpkg.recipe.layers import policy as recipe_policy
+
+    package = tmp_path / "su.dcfpkg"
+    package.write_bytes(Crafted([line("usr", "d"), file_line("usr/su", DATA, "4755")],
+                                DATA).build())
+    cfg = config.load({}, {}, tmp_path / "etc")
+    with pytest.raises(UnsafeArchive) as dcfpkg_error:
+        verify(package, dcfpkg_policy(cfg))
+    assert "--dcfpkg-allow-setuid" in (dcfpkg_error.value.hint or "")
+    with pytest.raises(UnsafeArchive) as recipe_error:
+        verify(package, recipe_policy(cfg))
+    assert "allow-setuid" not in (recipe_error.value.hint or "")
+    assert "recipe" in (recipe_error.value.hint or ""), recipe_error.value.hint
