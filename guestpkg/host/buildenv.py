@@ -27,12 +27,14 @@ beside ``/var/lib/apt/lists/<the same name>``.  Only the ``Date:`` field is comp
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from guestpkg import fsutil
@@ -152,11 +154,46 @@ def _create(config: Config, say: Say) -> BaseRoot:
         f"{BUILDROOT_DISK_MB} MB on disk; this takes a few minutes (log: {log_path})")
     started = time.monotonic()
     try:
-        base = create_base_root(config, name, log_path=log_path)
+        with progress(log_path, say, started):
+            base = create_base_root(config, name, log_path=log_path)
     except CommandFailed as e:
         raise _as_network_error(e, log_path) from e
     say(f"made the build environment in {time.monotonic() - started:.0f} s")
     return base
+
+
+#: How often a progress line is shown while mmdebstrap works.
+PROGRESS_EVERY_S = 30.0
+
+
+@contextlib.contextmanager
+def progress(log_path: Path, say: Say, started: float) -> Iterator[None]:
+    """Every PROGRESS_EVERY_S, a line with mmdebstrap's latest step (its ``I:`` lines,
+    e.g. "I: extracting archives..."), so a few minutes of silence in apt's output
+    don't look like a hang."""
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(PROGRESS_EVERY_S):
+            say(f"still making the build environment ({time.monotonic() - started:.0f} s): "
+                f"{_last_step(log_path) or 'starting'}")
+
+    thread = threading.Thread(target=report, name="buildroot-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _last_step(log_path: Path) -> str:
+    from guestpkg.run import read_log_tail
+
+    steps = [line[3:].strip() for line in read_log_tail(log_path, 200).splitlines()
+             if line.startswith("I: ")]
+    # Our own text: mmdebstrap's progress words, escaped of anything unprintable.
+    return "".join(c if c.isprintable() else "?" for c in steps[-1][:120]) if steps else ""
 
 
 #: mmdebstrap's and apt's words for a mirror that could not be reached.

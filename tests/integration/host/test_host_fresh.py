@@ -128,6 +128,7 @@ def test_server_back_buildroot_made_by_the_job_sandbox_failure_says_why(
     job_log = root.read_file(HOST_LOG)
     assert "making the build environment (buildroot 'default'), once" in job_log
     assert "made the build environment in" in job_log
+    assert "still making the build environment (" in job_log  # the progress line
     row = status(root)
     assert row["failures"] == 2 and row["state"] == "waiting to retry", row
     reason = "could not be set up: mount the root (overlay): EINVAL"

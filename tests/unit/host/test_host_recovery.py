@@ -134,3 +134,17 @@ def test_state_keeps_the_cause(tmp_path: Path) -> None:
     state = failing("foo-installer", unreachable="http://127.0.0.1:8")
     st.save(tmp_path, state, pending=True)
     assert st.load(tmp_path, "foo-installer").failure.unreachable == "http://127.0.0.1:8"
+
+
+def test_progress_shows_mmdebstraps_latest_step(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "create.log"
+    log.write_text("+ mmdebstrap ...\nI: automatically chose mode: root\n"
+                   "Get:1 http://deb.debian.org/debian bookworm InRelease\n"
+                   "I: extracting archives...\x1b[31m\n")
+    said: list[str] = []
+    monkeypatch.setattr(buildenv, "PROGRESS_EVERY_S", 0.05)
+    with buildenv.progress(log, said.append, time.monotonic()):
+        time.sleep(0.3)
+    assert said and said[-1].startswith("still making the build environment (")
+    assert said[-1].endswith("): extracting archives...?[31m"), said[-1]
