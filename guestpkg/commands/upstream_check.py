@@ -13,6 +13,7 @@ from pathlib import Path
 
 from guestpkg.config import Config
 from guestpkg.fetch import plan
+from guestpkg.text import printable
 
 DESCRIPTION = """\
 Read SOURCE_DIR/debian/watch, find the newest upstream release of every tarball it
@@ -33,11 +34,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
+    # the versions and URLs are what the upstream's pages say: escaped
     for record in records:
         name = record["package"] + (f" ({record['component']})" if record["component"] else "")
-        print(f"{name}: packaged {record['debian-mangled-uversion']}, upstream "
-              f"{record['upstream-version']}: {record['status']}")
-        print(f"  {record['upstream-url']}")
+        print(printable(f"{name}: packaged {record['debian-mangled-uversion']}, upstream "
+                        f"{record['upstream-version']}: {record['status']}"))
+        print(printable(f"  {record['upstream-url']}"))
     for note in result.notes:
-        print(f"note: {note}")
+        print(printable(f"note: {note}"))
     return 0

@@ -92,7 +92,22 @@ def archive_suffix(filename: str) -> str:
                      "the upstream tarball as published")
 
 
+#: What dpkg-source takes in an orig tarball's name (deb-src-control(5), Policy 5.6.12:
+#: an upstream version is alphanumerics and ``.+~-``; a component, alphanumerics and
+#: hyphens).  The version may be what an upstream's link said (``version=ignore``,
+#: or a report): checked before it becomes part of a path.
+ORIG_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~-]*")
+ORIG_COMPONENT = re.compile(r"[A-Za-z0-9-]+")
+
+
 def orig_name(source: str, version: str, filename: str, component: str | None) -> str:
+    if not ORIG_VERSION.fullmatch(version):
+        raise InputError(f"{version!r}: not an upstream version dpkg-source takes in a "
+                         "file name", hint="check the watch file's uversionmangle and "
+                         "oversionmangle; the upstream's links decide this version")
+    if component is not None and not ORIG_COMPONENT.fullmatch(component):
+        raise InputError(f"component={component!r}: only letters, digits and hyphens",
+                         hint="see uscan(1), COMPONENTS")
     part = f"-{component}" if component else ""
     return f"{source}_{version}.orig{part}.{archive_suffix(filename)}"
 

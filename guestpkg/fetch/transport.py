@@ -63,6 +63,7 @@ from guestpkg.fetch import ftp
 from guestpkg.fetch.ftp import Transient
 from guestpkg.fetch.guard import ConnectFailed, FetchGuard
 from guestpkg.fsutil import fsync_dir, locked
+from guestpkg.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +500,8 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
             return
         last[0] = now
         size = f"{done / 2**20:.1f}" + (f"/{total / 2**20:.1f}" if total else "")
-        sys.stderr.write(f"\rguestpkg: fetching {label}: {size} MiB\x1b[K")
+        # the label is the file name the upstream's link gave: escaped
+        sys.stderr.write(f"\rguestpkg: fetching {one_line(label)}: {size} MiB\x1b[K")
         sys.stderr.flush()
     try:
         yield show

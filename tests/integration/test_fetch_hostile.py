@@ -253,3 +253,48 @@ def test_a_page_that_makes_matching_quadratic_is_cut_off_by_the_deadline(
         plan(config, tree, download=False)
     import signal
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # no alarm left behind
+
+
+def _upstream_check(tmp_path: Path, watch: str) -> subprocess.CompletedProcess[bytes]:
+    tree = tmp_path / "foo-1.0"
+    (tree / "debian").mkdir(parents=True)
+    (tree / "debian" / "changelog").write_text(
+        "foo (1.0-1) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- Test <test@example.org>  Sat, 21 Nov 2026 12:00:00 +0000\n")
+    (tree / "debian" / "watch").write_text(watch)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
+           "GUESTPKG_CONFDIR": str(tmp_path / "etc"),
+           "GUESTPKG_CACHEDIR": str(tmp_path / "cache"),
+           "GUESTPKG_LOGDIR": str(tmp_path / "log")}
+    return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "upstream-check", str(tree)],
+                          env=env, capture_output=True, timeout=120, check=False)
+
+
+def test_upstream_check_shows_an_upstreams_version_escaped(tmp_path: Path,
+                                                          upstream: Upstream) -> None:
+    """The version and URL upstream-check prints are what the upstream's links say."""
+    (upstream.root / "rel").mkdir()
+    (upstream.root / "rel" / "index.html").write_text(
+        '<a href="foo-1.1\x1b]0;owned\x07.tar.gz">new</a>\n')
+    done = _upstream_check(tmp_path, f"version=4\n{upstream.url}/rel/ foo-(\\S+)\\.tar\\.gz\n")
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in done.stdout and b"\x07" not in done.stdout
+    assert b"upstream 1.1\\x1b]0;owned\\x07: newer package available" in done.stdout
+
+
+def test_the_progress_line_shows_the_file_name_escaped(
+        tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fetch_verified(config_for(tmp_path), f"{upstream.url}/dripped.tar.gz",
+                   hashlib.sha256(DRIPPED).hexdigest(), label="foo\x1b]0;owned\x07.tar.gz")
+    shown = terminal.getvalue()
+    assert "fetching foo\\x1b]0;owned\\x07.tar.gz: " in shown
+    assert "\x07" not in shown and "\x1b]0" not in shown

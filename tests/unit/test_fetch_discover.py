@@ -97,6 +97,21 @@ def test_helpers() -> None:
         orig_name("foo", "1.0", "foo-1.0.zip", None)
 
 
+@pytest.mark.parametrize(("version", "component"), [
+    ("1/../../../etc/cron.d/x", None),      # what an upstream's link can make a version
+    ("1.0\x1b]0;owned\x07", None),
+    ("1.0\nfoo", None),
+    ("", None),
+    ("../1.0", None),
+    ("1.0", "../data"),
+    ("1.0", "data/x"),
+])
+def test_orig_name_refuses_what_is_no_file_name_part(version: str,
+                                                     component: str | None) -> None:
+    with pytest.raises(InputError):
+        orig_name("foo", version, "foo.tar.gz", component)
+
+
 @pytest.mark.parametrize(("a", "b", "sign"), [
     ("1.0", "1.0", 0), ("1.0~rc1", "1.0", -1), ("1.10", "1.9", 1), ("1.0a", "1.0", 1),
     ("1.0+b", "1.0a", 1), ("2:0.1", "1:9", 1), ("1.0-2", "1.0-10", -1), ("1_2", "1.2", 1),
