@@ -50,6 +50,7 @@ from guestpkg.buildroot.roots import (
 from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.errors import CommandFailed, GuestpkgError, NetworkError, SystemStateError
+from guestpkg.run import read_log_tail
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ def progress(log_path: Path, say: Say, started: float) -> Iterator[None]:
 
 
 def _last_step(log_path: Path) -> str:
-    from guestpkg.run import read_log_tail
-
     steps = [line[3:].strip() for line in read_log_tail(log_path, 200).splitlines()
              if line.startswith("I: ")]
     # Our own text: mmdebstrap's progress words, escaped of anything unprintable.
