@@ -114,3 +114,45 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
             outcomes[node.key] = Outcome(node, SKIPPED, "not started after a failure "
                                          "(--keep-going builds what it can)")
     return [outcomes[n.key] for n in order]
+
+
+def check_reproducible(config: Config, graph: Graph, node: Node, bootstrap: BootstrapSet,
+                       results: dict[str, cache.Result], log: Callable[[str], None]) -> str:
+    """Build *node* twice more, varying the build path, the job count and (by running
+    later) the time, and compare with its cached result; returns the common SHA256.
+    On a difference the outputs are compared with diffoscope(1) if it is installed,
+    into the second build's log, and :class:`BuildFailed` is raised."""
+    import os
+    import secrets
+    import shutil
+
+    from guestpkg.errors import BuildFailed
+    from guestpkg.fsutil import TMP_PREFIX, remove_tree
+    from guestpkg.run import run
+
+    scratch = config.vardir / "recipes" / "check" / f"{TMP_PREFIX}{secrets.token_hex(6)}"
+    variants = (("/build/recipe", 1), (f"/build/check-{secrets.token_hex(4)}",
+                                       max(2, len(os.sched_getaffinity(0)) * 2)))
+    digests: list[str] = []
+    try:
+        for number, (build_path, jobs) in enumerate(variants, 1):
+            ctx = plan_build(config, graph, node, bootstrap, results, jobs, build_path)
+            reference = ctx.result
+            ctx.result = scratch / str(number) / reference.name
+            ctx.log = ctx.log.with_name(f"{ctx.log.stem}.check{number}.log")
+            log(f"check    {node.recipe.id} ({node.arch}): build {number} at {build_path}, "
+                f"JOBS={jobs}; log: {ctx.log}")
+            digests.append(build_recipe(ctx).sha256)
+        cached = results[node.key]
+        if len({*digests, cached.sha256}) == 1:
+            return cached.sha256
+        outputs = [str(scratch / str(n) / reference.name) for n in (1, 2)]
+        detail = f"SHA256 {', '.join(digests)}; cached {cached.sha256}"
+        if shutil.which("diffoscope", path="/usr/bin:/bin") is not None:
+            run(["diffoscope", "--no-progress", cached.path, outputs[-1]], check=False,
+                log_path=ctx.log)
+            detail += f"; diffoscope's report is in {ctx.log}"
+        raise BuildFailed(f"{node.recipe.id} ({node.arch}) is not reproducible: {detail}",
+                          ctx.log)
+    finally:
+        remove_tree(scratch)

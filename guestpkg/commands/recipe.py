@@ -27,6 +27,9 @@ docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
   build [RECIPE...]        build the recipes and what they need, inputs first, into
                            <cachedir>/dcfpkg/ (-j N in parallel; --keep-going);
                            a request whose cache key is cached builds nothing
+  check RECIPE...          build, then build each RECIPE twice more with another build
+                           path and job count, and compare the three packages
+                           (diffoscope into the log when they differ and it is there)
   bootstrap [--arch ARCH]  make the bootstrap set: Debian's Essential set and
                            toolchain (mmdebstrap), imported as one dcfpkg per Debian
                            package with its provenance; --update makes it again
@@ -59,12 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="recipes built at the same time (default: 1)")
     build.add_argument("--keep-going", action="store_true",
                        help="after a failure, build everything that does not need it")
+    check = sub.add_parser("check", help="build recipes twice and compare")
+    check.add_argument("recipes_requested", metavar="RECIPE", nargs="+")
+    check.add_argument("--arch", choices=ARCHES, default=None,
+                       help="the architecture to build for (default: this machine's)")
     bootstrap = sub.add_parser("bootstrap", help="make the seed packages")
     bootstrap.add_argument("--arch", choices=ARCHES, default=None,
                            help="the architecture (default: this machine's)")
     bootstrap.add_argument("--update", action="store_true",
                            help="make a new set even if one exists")
-    for action in (lint, listing, graph, build, bootstrap):
+    for action in (lint, listing, graph, build, check, bootstrap):
         settings.add_options(action, "recipe", default=argparse.SUPPRESS)
 
 
@@ -98,6 +105,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     resolved = rgraph.resolve(tree, arch, requested)
     if args.action == "build":
         return build(config, resolved, args.parallel, args.keep_going)
+    if args.action == "check":
+        return check(config, resolved)
     print(rgraph.render_dot(resolved) if args.dot else rgraph.render_text(resolved), end="")
     return 0
 
@@ -165,4 +174,24 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool) 
     if failed:
         first = failed[0]
         raise BuildFailed(f"{len(failed)} recipe(s) failed; first: {first.detail}", None)
+    return 0
+
+
+def check(config: Config, graph: rgraph.Graph) -> int:
+    """Build (or find cached) everything, then rebuild each requested recipe twice."""
+    from guestpkg.build.schedule import check_reproducible, plan_build
+    from guestpkg.recipe import cache
+
+    build(config, graph, 1, False)
+    bootstrap = current_set(config, graph.arch)
+    results: dict[str, cache.Result] = {}
+    for node in graph.order():  # all cached now: the results the checks build on
+        ctx = plan_build(config, graph, node, bootstrap, results, 1)
+        hit = cache.cached(ctx.result, ctx.key)
+        assert hit is not None, node.key
+        results[node.key] = hit
+    for key in graph.requested:
+        digest = check_reproducible(config, graph, graph.nodes[key], bootstrap, results,
+                                    lambda line: print(line, flush=True))
+        print(f"reproducible {graph.nodes[key].recipe.id} ({graph.arch}): sha256 {digest}")
     return 0

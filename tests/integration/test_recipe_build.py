@@ -253,3 +253,20 @@ def test_a_binary_recipe_has_no_network(config: Config, tmp_path: Path) -> None:
                    check=True, capture_output=True)
     assert (out / "net").read_text() == "refused\nrefused\n"
     assert (out / "interfaces").read_text() == "lo\n"
+
+
+def test_check_builds_twice_more_and_compares(config: Config, tmp_path: Path) -> None:
+    tree = example_tree(tmp_path / "recipes")
+    write_recipe(tree, "clock/1/1", build=sh(
+        'mkdir -p "$DESTDIR/usr/share"; echo "$(date +%s%N) $(pwd) $JOBS" '
+        '> "$DESTDIR/usr/share/built"\n'))
+    good = guestpkg(config, tree, "check", "greeter", "--arch", "x86_64")
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert lines[-1].startswith("reproducible greeter/1.0/1 (x86_64): sha256 ")
+    assert any(line.startswith("check    greeter/1.0/1 (x86_64): build 2 at /build/check-")
+               for line in lines)
+    bad = guestpkg(config, tree, "check", "clock", "--arch", "x86_64")
+    assert bad.returncode == 1
+    assert "guestpkg: error: clock/1/1 (x86_64) is not reproducible: SHA256 " in bad.stderr
+    assert not list((config.vardir / "recipes" / "check").glob(".tmp-*"))
