@@ -331,7 +331,10 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     if parent_pid is not None and os.getppid() != parent_pid:
         return SETUP_FAILED_STATUS  # guestpkg died before we could notice
     report.at("build the seccomp filter")
-    rules = seccomp_filter.build_filter(allow_setuid=spec.allow_setuid)
+    # lower layers only: a bound root= is writable, a fork's upper is the build's
+    rules = seccomp_filter.build_filter(
+        allow_setuid=spec.allow_setuid,
+        i386_socketcall=seccomp_filter.runs_i386_programs(spec.lowerdirs))
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)).
     if spec.join_netns:

@@ -27,8 +27,11 @@ takes the strictest answer of all loaded filters (seccomp(2), "Filter return val
 from __future__ import annotations
 
 import errno
+import os
 import stat
 import struct
+from collections.abc import Sequence
+from pathlib import Path
 
 import seccomp
 
@@ -124,9 +127,18 @@ NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLO
 CHMOD_CALLS = (("chmod", 1), ("fchmod", 1), ("fchmodat", 2))
 
 
-def build_filter(*, allow_setuid: bool = False) -> seccomp.SyscallFilter:
-    """The filter as a libseccomp object; :func:`load` installs it."""
-    f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+class SyscallFilter(seccomp.SyscallFilter):  # type: ignore[misc]
+    """libseccomp's filter, plus what :func:`load` needs for the guard program."""
+
+    i386_socketcall = False
+
+
+def build_filter(*, allow_setuid: bool = False, i386_socketcall: bool = False
+                 ) -> seccomp.SyscallFilter:
+    """The filter as a libseccomp object; :func:`load` installs it with the guard.
+    *i386_socketcall*: see :func:`runs_i386_programs`."""
+    f = SyscallFilter(defaction=seccomp.ALLOW)
+    f.i386_socketcall = i386_socketcall
     # system_arch() is unsigned, the Arch constants are signed: compare 32-bit values.
     if seccomp.system_arch() & 0xFFFFFFFF == seccomp.Arch.X86_64 & 0xFFFFFFFF:
         f.add_arch(seccomp.Arch.X86)
@@ -246,8 +258,9 @@ def _numbers(asm: _Assembler, socket_calls: tuple[int, ...], socketcall: int | N
     asm.ret(SECCOMP_RET_ALLOW)
 
 
-def guard_program() -> bytes:
-    """The raw-number and socket-family filter, as ``struct sock_filter[]`` bytes."""
+def guard_program(*, i386_socketcall: bool = False) -> bytes:
+    """The raw-number and socket-family filter, as ``struct sock_filter[]`` bytes.
+    With *i386_socketcall*, i386's socketcall(2) may create sockets (unchecked)."""
     asm = _Assembler()
     asm.load(OFFSET_ARCH)
     asm.jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, "x86_64")
@@ -264,7 +277,7 @@ def guard_program() -> bytes:
     _numbers(asm, (X86_64_SOCKET, X86_64_SOCKETPAIR), None)
     asm.label("i386")
     asm.load(OFFSET_NR)
-    _numbers(asm, (I386_SOCKET, I386_SOCKETPAIR), I386_SOCKETCALL)
+    _numbers(asm, (I386_SOCKET, I386_SOCKETPAIR), None if i386_socketcall else I386_SOCKETCALL)
     asm.label("reviewed-new")           # the same numbers on every ABI since Linux 5.1
     for number in sorted(NEW_NOT_IMPLEMENTED):
         asm.jump(BPF_JMP_JEQ_K, number, "enosys")
@@ -293,10 +306,27 @@ def guard_program() -> bytes:
     return asm.assemble()
 
 
+#: The i386 dynamic loader (Debian's libc6:i386 ships both names).
+I386_LOADERS = ("lib/ld-linux.so.2", "usr/lib/ld-linux.so.2")
+
+
+def runs_i386_programs(trees: Sequence[Path]) -> bool:
+    """Is one of *trees* made to run 32-bit x86 programs (an i386 buildroot, a
+    recipe's i586 set, libc6:i386 installed)?  Their libc (bookworm's, built for
+    kernels before 4.3) creates every socket through socketcall(2), whose arguments
+    lie in memory where seccomp can't look: in such a root the guard lets it through
+    rather than take all sockets from them.  The caller passes trusted trees only (the
+    base root, dependency layers made by apt), never a fork's upper: nothing a build
+    writes turns this on."""
+    return any(os.path.lexists(Path(tree) / loader) for tree in trees
+               for loader in I386_LOADERS)
+
+
 def load(f: seccomp.SyscallFilter) -> None:
     """Install the guard and *f* on the calling thread; needs no_new_privs (or
     CAP_SYS_ADMIN).  The guard is only written for x86 machines; elsewhere *f* alone
     is loaded (docs/threat-model.md, "Other ABIs")."""
     if seccomp.system_arch() & 0xFFFFFFFF == AUDIT_ARCH_X86_64:
-        seccomp_set_mode_filter(guard_program())
+        seccomp_set_mode_filter(guard_program(
+            i386_socketcall=getattr(f, "i386_socketcall", False)))
     f.load()

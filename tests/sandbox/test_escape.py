@@ -391,3 +391,23 @@ def test_tiocsti_into_a_real_terminal(probe: Path, tiny_root: Path, interactive:
     assert "tiocsti-high EPERM" in text, text
     assert "tioclinux EPERM" in text, text
     assert "STATUS 0 INJECTED b''" in text, text
+
+
+def test_socketcall_only_where_a_lower_layer_runs_i386_programs(
+        sandbox: Callable[..., ProbeRun], tiny_root: Path, tmp_path: Path) -> None:
+    """An i386 root's libc creates sockets through socketcall(2): allowed when a lower
+    layer has the i386 loader, never because the fork's upper (what a build wrote)
+    has one; socket(2) itself is checked either way."""
+    i386 = tmp_path / "i386-layer"
+    (i386 / "usr/lib").mkdir(parents=True)
+    (i386 / "usr/lib/ld-linux.so.2").write_text("the i386 loader, as far as the check goes")
+    probes = ("int80-socketcall-unix", "int80-socket-vsock")
+    relaxed = sandbox(*probes, lowerdirs=(i386, tiny_root))
+    assert relaxed.results["int80-socketcall-unix"] == "OK", relaxed.output
+    assert relaxed.results["int80-socket-vsock"] == "EAFNOSUPPORT", relaxed.output
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    (upper / "usr/lib").mkdir(parents=True)
+    (upper / "usr/lib/ld-linux.so.2").write_text("planted by a build")
+    work.mkdir()
+    planted = sandbox(*probes, upperdir=upper, workdir=work)
+    assert planted.results["int80-socketcall-unix"] == "EAFNOSUPPORT", planted.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -29,11 +30,11 @@ AUDIT_ARCH_AARCH64 = 0xC00000B7
 PROGRAM = guard_program()
 
 
-def run(nr: int, arch: int = AUDIT_ARCH_X86_64, *args: int) -> int:
+def run(nr: int, arch: int = AUDIT_ARCH_X86_64, *args: int, program: bytes = PROGRAM) -> int:
     """The program's verdict on one system call (struct seccomp_data, little-endian)."""
     full = (*args, *(0,) * (6 - len(args)))
     data = struct.pack("<iIQ6Q", nr if nr < 2**31 else nr - 2**32, arch, 0, *full)
-    code = [struct.unpack_from("<HBBI", PROGRAM, i) for i in range(0, len(PROGRAM), 8)]
+    code = [struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)]
     pc, accumulator = 0, 0
     for _ in range(len(code)):          # forward jumps only: each line at most once
         op, jt, jf, k = code[pc]
@@ -113,3 +114,30 @@ def test_i386_socketcall_may_not_create_sockets() -> None:
         assert run(102, AUDIT_ARCH_I386, call, 0xFFFF0000) == expected, call
     # 102 on x86_64 is getuid: untouched
     assert run(102, AUDIT_ARCH_X86_64, 1) == ALLOW
+
+
+def test_an_i386_root_keeps_socketcall() -> None:
+    """In a root made to run 32-bit programs their libc creates sockets through
+    socketcall(2), whose family no filter can see: allowed there, and only there."""
+    relaxed = guard_program(i386_socketcall=True)
+    assert relaxed != PROGRAM
+    for call in range(1, 21):
+        assert run(102, AUDIT_ARCH_I386, call, program=relaxed) == ALLOW, call
+    # the direct calls are still checked
+    assert run(359, AUDIT_ARCH_I386, 40, 1, 0, program=relaxed) == EAFNOSUPPORT
+    assert run(41, AUDIT_ARCH_X86_64, 40, 1, 0, program=relaxed) == EAFNOSUPPORT
+
+
+def test_i386_programs_are_recognised_by_the_lower_layers_only(tmp_path: Path) -> None:
+    from guestpkg.sandbox.seccomp_filter import runs_i386_programs
+
+    amd64, i386, upper = tmp_path / "amd64", tmp_path / "i386", tmp_path / "upper"
+    for tree in (amd64, i386, upper):
+        (tree / "usr/lib").mkdir(parents=True)
+    (i386 / "usr/lib/ld-linux.so.2").symlink_to("i386-linux-gnu/ld-linux.so.2")
+    (upper / "usr/lib/ld-linux.so.2").write_text("planted by a build")
+    assert runs_i386_programs((i386, amd64))
+    assert not runs_i386_programs((amd64,))
+    # a regular file counts as much as the loader's symlink: the caller decides which
+    # trees are asked, and never passes a fork's upper (see init.run_helper)
+    assert runs_i386_programs((upper,))
