@@ -123,6 +123,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recipe_mirror", str, "http://deb.debian.org/debian",
             "the Debian mirror source recipes fetch orig tarballs from ($MIRROR in their "
             "build)", ("recipe",), "URL"),
+    Setting("recipe_repository", str, "recipes",
+            "the trust store repository recipe results are signed into and installed from",
+            ("recipe",), "NAME"),
+    Setting("recipe_signature_lifetime", parse_seconds, 365 * 86400.0,
+            "how long a signature made by recipe build --sign stays valid", ("recipe",),
+            "TIME", shown_default="365d"),
     # buildroots
     Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
     Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
@@ -212,6 +218,8 @@ class Config:
     hostsdir: Path
     recipes: Path
     recipe_mirror: str
+    recipe_repository: str
+    recipe_signature_lifetime: float
     buildroot: str
     suite: str
     arch: str

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+from pathlib import Path
 
 from guestpkg import config as settings
 from guestpkg.config import Config
-from guestpkg.errors import InputError, RecipeError
+from guestpkg.errors import InputError, RecipeError, UsageError
 from guestpkg.recipe import graph as rgraph
 from guestpkg.recipe.bootstrap import BootstrapSet
 from guestpkg.recipe.files import ARCHES
-from guestpkg.recipe.tree import RecipeTree, load_tree
+from guestpkg.recipe.tree import Recipe, RecipeTree, load_tree
 
 DESCRIPTION = """\
 Work with a recipe tree: directories NAME/VERSION/RELEASE/ holding the files type,
@@ -30,6 +31,11 @@ docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
   check RECIPE...          build, then build each RECIPE twice more with another build
                            path and job count, and compare the three packages
                            (diffoscope into the log when they differ and it is there)
+  install RECIPE... --root DIR
+                           put the built packages and their rundeps into DIR, each
+                           accepted by the trust policy first (repository: the
+                           recipe-repository setting); nothing is written if any is
+                           refused
   bootstrap [--arch ARCH]  make the bootstrap set: Debian's Essential set and
                            toolchain (mmdebstrap), imported as one dcfpkg per Debian
                            package with its provenance; --update makes it again
@@ -62,16 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="recipes built at the same time (default: 1)")
     build.add_argument("--keep-going", action="store_true",
                        help="after a failure, build everything that does not need it")
+    build.add_argument("--sign", type=Path, metavar="KEY",
+                       help="sign every result into the trust store with this .key file")
     check = sub.add_parser("check", help="build recipes twice and compare")
     check.add_argument("recipes_requested", metavar="RECIPE", nargs="+")
     check.add_argument("--arch", choices=ARCHES, default=None,
                        help="the architecture to build for (default: this machine's)")
+    install = sub.add_parser("install", help="install built packages into a root")
+    install.add_argument("recipes_requested", metavar="RECIPE", nargs="+")
+    install.add_argument("--root", type=Path, required=True, help="the root directory")
+    install.add_argument("--arch", choices=ARCHES, default=None,
+                         help="the architecture (default: this machine's)")
     bootstrap = sub.add_parser("bootstrap", help="make the seed packages")
     bootstrap.add_argument("--arch", choices=ARCHES, default=None,
                            help="the architecture (default: this machine's)")
     bootstrap.add_argument("--update", action="store_true",
                            help="make a new set even if one exists")
-    for action in (lint, listing, graph, build, check, bootstrap):
+    for action in (lint, listing, graph, build, check, install, bootstrap):
         settings.add_options(action, "recipe", default=argparse.SUPPRESS)
 
 
@@ -104,7 +117,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
                  or rgraph.default_request(tree, arch))
     resolved = rgraph.resolve(tree, arch, requested)
     if args.action == "build":
-        return build(config, resolved, args.parallel, args.keep_going)
+        return build(config, resolved, args.parallel, args.keep_going, args.sign)
+    if args.action == "install":
+        return install(config, tree, resolved, args.root)
     if args.action == "check":
         return check(config, resolved)
     print(rgraph.render_dot(resolved) if args.dot else rgraph.render_text(resolved), end="")
@@ -154,9 +169,10 @@ def current_set(config: Config, arch: str) -> BootstrapSet:
         return make_set(config, arch)
 
 
-def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool) -> int:
+def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
+          sign_key: Path | None = None) -> int:
     from guestpkg.build.schedule import FAILED, build_graph
-    from guestpkg.errors import BuildFailed, UsageError
+    from guestpkg.errors import BuildFailed
 
     if parallel < 1:
         raise UsageError("-j needs a positive number")
@@ -174,6 +190,50 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool) 
     if failed:
         first = failed[0]
         raise BuildFailed(f"{len(failed)} recipe(s) failed; first: {first.detail}", None)
+    if sign_key is not None:
+        sign(config, sign_key, [o.result.path for o in outcomes if o.result is not None])
+    return 0
+
+
+def sign(config: Config, key_path: Path, results: list[Path]) -> None:
+    import time
+
+    from guestpkg.commands.dcfpkg import policy, store
+    from guestpkg.dcfpkg.keys import read_secret_key
+    from guestpkg.recipe.publish import sign_results
+
+    archive = sign_results(store(config), read_secret_key(key_path), results,
+                           config.recipe_repository, int(time.time()),
+                           int(config.recipe_signature_lifetime), policy(config))
+    print(f"signed {len(results)} results into {config.recipe_repository}, archive version "
+          f"{archive.archive_version} ({len(archive.signatures)} signatures)")
+
+
+def install(config: Config, tree: RecipeTree, graph: rgraph.Graph, root: Path) -> int:
+    import time
+
+    from guestpkg.commands.dcfpkg import policy, store
+    from guestpkg.recipe import cache
+    from guestpkg.recipe.publish import install as install_packages
+
+    wanted: list[Recipe] = []
+    for key in graph.requested:
+        recipe = graph.nodes[key].recipe
+        for needed in [*rgraph.runtime_closure(tree, recipe, graph.arch), recipe]:
+            if needed not in wanted:
+                wanted.append(needed)
+    packages = []
+    for recipe in wanted:
+        path = cache.result_path(config, recipe, graph.arch)
+        if not path.is_file():
+            raise UsageError(f"{recipe.id} ({graph.arch}) is not built",
+                             hint=f"guestpkg recipe build {recipe.id} --arch {graph.arch}")
+        packages.append(path)
+    verdicts = install_packages(store(config), packages, root, config.recipe_repository,
+                                int(time.time()), policy(config))
+    for path, verdict in zip(packages, verdicts, strict=True):
+        print(f"installed {path.name} into {root}: signed by "
+              + ", ".join(f"{key} ({level})" for key, level in verdict.signers))
     return 0
 
 

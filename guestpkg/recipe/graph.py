@@ -227,6 +227,15 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def runtime_closure(tree: RecipeTree, recipe: Recipe, arch: str) -> list[Recipe]:
+    """*recipe*'s rundeps, transitively: what must be installed with it."""
+    resolver = _Resolver(tree, arch)
+    closure = [target for target, _ in resolver.runtime_closure(recipe)]
+    if resolver.problems:
+        raise RecipeError(_unique(resolver.problems), tree.root)
+    return closure
+
+
 def default_request(tree: RecipeTree, arch: str) -> list[Recipe]:
     """What a command without recipe names works on: the newest version of every
     recipe that builds for *arch*."""

@@ -19,6 +19,7 @@ import pytest
 from guestpkg.config import Config
 from guestpkg.dcfpkg.reader import read_manifest, read_metadata
 from guestpkg.recipe.bootstrap import BootstrapSet
+from tests.support.recipemirror import host_address
 from tests.support.recipetree import write_recipe
 
 GREET_C = b'#include "greet.h"\n#include <stdio.h>\nvoid greet(const char *who) ' \
@@ -212,13 +213,6 @@ def _serve(sock: socket.socket) -> None:
         conn.close()
 
 
-def host_address() -> str:
-    """This machine's address on its default route (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.connect(("192.0.2.1", 9))
-        return str(udp.getsockname()[0])
-
-
 def test_a_binary_recipe_has_no_network(config: Config, tmp_path: Path) -> None:
     """A server on the host's 127.0.0.1 and one on its outside address: neither
     reachable (both are reachable from the host: the probe itself is checked)."""
@@ -270,3 +264,49 @@ def test_check_builds_twice_more_and_compares(config: Config, tmp_path: Path) ->
     assert bad.returncode == 1
     assert "guestpkg: error: clock/1/1 (x86_64) is not reproducible: SHA256 " in bad.stderr
     assert not list((config.vardir / "recipes" / "check").glob(".tmp-*"))
+
+
+def test_sign_then_install_checks_the_trust_policy(config: Config, tmp_path: Path) -> None:
+    tree = example_tree(tmp_path / "recipes")
+    trustdir = tmp_path / "trust.d"
+    env = {**os.environ, "GUESTPKG_TRUSTDIR": str(trustdir)}
+
+    def trust(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "guestpkg", "trust", *args], env=env,
+                       check=True, capture_output=True)
+
+    trust("keygen", str(tmp_path / "builder"))
+    trust("add-key", str(tmp_path / "builder.pub"), "trusted")
+    os.environ["GUESTPKG_TRUSTDIR"] = str(trustdir)
+    try:
+        signed = guestpkg(config, tree, "build", "greeter", "--arch", "x86_64", "--sign",
+                          str(tmp_path / "builder.key"))
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+        assert signed.stdout.splitlines()[-1] == \
+            "signed 2 results into recipes, archive version 1 (2 signatures)"
+        root = tmp_path / "root"
+        installed = guestpkg(config, tree, "install", "greeter", "--root", str(root),
+                             "--arch", "x86_64")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert installed.stdout.splitlines()[0].startswith(
+            f"installed libgreet_1.0-1_amd64.dcfpkg into {root}: signed by ")
+        assert (root / "usr/bin/greeter").is_file() and (root / "usr/lib/libgreet.a").is_file()
+
+        unsigned = guestpkg(config, tree, "build", "mysed", "--arch", "x86_64")
+        assert unsigned.returncode == 0, unsigned.stderr
+        other = tmp_path / "other"
+        refused = guestpkg(config, tree, "install", "mysed", "--root", str(other),
+                           "--arch", "x86_64")
+        assert refused.returncode == 6, refused.stdout + refused.stderr
+        assert "mysed" in refused.stderr and not other.exists()
+        # a second signing run re-signs what the key signed before, in a new version
+        again = guestpkg(config, tree, "build", "mysed", "--arch", "x86_64", "--sign",
+                         str(tmp_path / "builder.key"))
+        assert again.stdout.splitlines()[-1] == \
+            "signed 1 results into recipes, archive version 2 (3 signatures)"
+        assert guestpkg(config, tree, "install", "mysed", "--root", str(other),
+                        "--arch", "x86_64").returncode == 0
+        assert guestpkg(config, tree, "install", "greeter", "--root", str(other),
+                        "--arch", "x86_64").returncode == 0
+    finally:
+        del os.environ["GUESTPKG_TRUSTDIR"]

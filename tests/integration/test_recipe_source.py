@@ -19,7 +19,7 @@ import pytest
 from guestpkg.config import Config
 from guestpkg.dcfpkg.reader import read_manifest
 from guestpkg.recipe.bootstrap import BootstrapSet
-from tests.integration.test_recipe_build import host_address
+from tests.support.recipemirror import host_address
 from tests.support.recipetree import write_recipe
 from tests.support.upstream_server import Upstream, serve
 
