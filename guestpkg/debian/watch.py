@@ -33,10 +33,12 @@ rules are compiled by :mod:`guestpkg.debian.perlre`, which refuses code.  Errors
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from guestpkg.debian import deb822
 from guestpkg.debian.perlre import PerlSyntaxError, Rule, compile_regex, parse_rule
@@ -64,8 +66,34 @@ IGNORED = ("pgpmode", "pgpsigurlmangle", "repack", "repacksuffix", "compression"
            "decompress", "pasv", "passive", "active", "nopasv", "nopassive", "bare")
 #: Accepted by uscan but meaningless for an http(s) fetch with a pinned hash.
 UNSUPPORTED = ("gitexport", "gitmode", "pretty", "date", "unzipopt")
-POLICIES = ("debian", "same", "previous", "ignore", "group", "checksum")
-CTYPES = ("nodejs", "perl")
+
+
+class VersionPolicy(enum.StrEnum):
+    """The version field of a watch line (uscan(1), "WATCH FILE"): which upstream
+    version the entry must yield."""
+
+    DEBIAN = "debian"          # the upstream part of debian/changelog's version
+    SAME = "same"              # the version the main tarball's entry found
+    PREVIOUS = "previous"      # the previous entry's version: a signature, moot here
+    IGNORE = "ignore"          # the newest
+    GROUP = "group"            # this entry's part of a "+~"-joined version
+    CHECKSUM = "checksum"      # the newest (uscan adds a checksum to the version)
+    LITERAL = "literal"        # WatchEntry.literal_version
+
+
+class SearchMode(enum.StrEnum):
+    """How links are found in a page (``searchmode=``)."""
+
+    HTML = "html"              # the href of <a> and friends
+    PLAIN = "plain"            # the pattern anywhere in the text (JSON APIs)
+
+
+class Ctype(enum.StrEnum):
+    """Where a component reads its own version (``ctype=``, uscan's Ctype modules)."""
+
+    NODEJS = "nodejs"          # package.json
+    PERL = "perl"              # META.json
+
 
 
 @dataclass(frozen=True)
@@ -77,13 +105,13 @@ class WatchEntry:
     watch_version: int
     url: str                    # base URL; a path component may be a regex
     pattern: str                # Perl regex of the file hrefs
-    policy: str                 # debian, same, previous, ignore, group, checksum, literal
+    policy: VersionPolicy
     literal_version: str | None = None
     action: str = ""
     mangles: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     component: str | None = None
-    ctype: str | None = None
-    searchmode: str = "html"
+    ctype: Ctype | None = None
+    searchmode: SearchMode = SearchMode.HTML
     hrefdecode: str | None = None
     mode: str = "http"
     user_agent: str | None = None
@@ -282,21 +310,25 @@ def _parse_v1(rest: str, path: str, number: int,
 def _entry(path: str, number: int, version: int, url: str, pattern: str, policy: str,
            action: str, options: dict[str, str | list[str]]) -> WatchEntry:
     literal = None
-    if policy in ("", "debian", "group", "checksum"):
-        policy = policy or "debian"
+    if not policy:
+        chosen = VersionPolicy.DEBIAN
     elif policy.startswith("prev"):
-        policy = "previous"
-    elif policy not in POLICIES:
-        literal, policy = policy, "literal"
+        chosen = VersionPolicy.PREVIOUS
+    elif policy in iter(VersionPolicy) and policy != VersionPolicy.LITERAL:
+        chosen = VersionPolicy(policy)
+    else:
+        literal, chosen = policy, VersionPolicy.LITERAL
     mode = str(options.get("mode", "") or "")
     if not mode or mode == "LWP":
         mode = "ftp" if url.startswith("ftp://") else "http"
     entry = WatchEntry(
         path=path, line=number, watch_version=version, url=url, pattern=pattern,
-        policy=policy, literal_version=literal, action=action,
+        policy=chosen, literal_version=literal, action=action,
         mangles=_compile_mangles(options, path, number),
-        component=_text(options, "component"), ctype=_text(options, "ctype"),
-        searchmode=_text(options, "searchmode") or "html",
+        component=_text(options, "component"),
+        ctype=_choice(Ctype, _text(options, "ctype"), "ctype", path, number),
+        searchmode=_choice(SearchMode, _text(options, "searchmode"), "searchmode",
+                           path, number) or SearchMode.HTML,
         hrefdecode=_text(options, "hrefdecode"), mode=mode,
         user_agent=_text(options, "useragent"),
         ignored=tuple(n for n in options if n in IGNORED),
@@ -304,6 +336,20 @@ def _entry(path: str, number: int, version: int, url: str, pattern: str, policy:
     )
     _check(entry, path, number)
     return entry
+
+
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _choice(kind: type[_Choice], value: str | None, what: str, path: str,
+            number: int) -> _Choice | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ParseError(f"unknown {what} {value!r}", path, number,
+                         hint=f"{what} is " + " or ".join(kind)) from None
 
 
 def _text(options: dict[str, str | list[str]], name: str) -> str | None:
@@ -344,14 +390,8 @@ def _check(entry: WatchEntry, path: str, number: int) -> None:
     if entry.versionless and not (entry.rules("filenamemangle") or entry.unsupported):
         raise ParseError("the file pattern has no (group) for the version", path, number,
                          hint="put the version part of the file name in parentheses")
-    if entry.searchmode not in ("html", "plain"):
-        raise ParseError(f"unknown searchmode {entry.searchmode!r}", path, number,
-                         hint="searchmode is html or plain")
     if entry.hrefdecode not in (None, "percent-encoding"):
         raise ParseError(f"unknown hrefdecode {entry.hrefdecode!r}", path, number)
-    if entry.ctype is not None and entry.ctype not in CTYPES:
-        raise ParseError(f"unknown ctype {entry.ctype!r}", path, number,
-                         hint="ctype is nodejs or perl")
     if entry.mode in ("http", "ftp"):
         try:
             compile_regex(entry.pattern)

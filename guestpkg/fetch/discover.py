@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from guestpkg.debian.perlre import apply_rules, compile_regex
-from guestpkg.debian.watch import WatchEntry
+from guestpkg.debian.watch import SearchMode, VersionPolicy, WatchEntry
 from guestpkg.errors import InputError, NetworkError
 from guestpkg.fetch import versort
 from guestpkg.fetch.transport import Page
@@ -69,7 +69,7 @@ class Found:
     @property
     def status(self) -> str:
         """uscan --report's words for how the upstream version relates to ours."""
-        if self.entry.policy == "ignore":
+        if self.entry.policy is VersionPolicy.IGNORE:
             return "package available"
         order = versort.compare_upstream(self.mangled_debian_version, self.version)
         return ("up to date" if order == 0 else
@@ -221,7 +221,7 @@ class Search:
         if self.entry.mode == "ftp":
             return page.url, self._ftp_listing(page.text, patterns[0], self.entry.pattern,
                                                "uversionmangle", skip=r"^d.*$")
-        if self.entry.searchmode == "plain":
+        if self.entry.searchmode is SearchMode.PLAIN:
             return page.url, self._plain_search(page.text, patterns)
         return self._html_search(page.text, page.url, patterns, "uversionmangle")
 

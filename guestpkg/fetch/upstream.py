@@ -30,7 +30,7 @@ from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.deb822 import is_sha256
 from guestpkg.debian.perlre import apply_rules
 from guestpkg.debian.version import upstream_version
-from guestpkg.debian.watch import WatchEntry, WatchFile, read_watch
+from guestpkg.debian.watch import Ctype, VersionPolicy, WatchEntry, WatchFile, read_watch
 from guestpkg.errors import InputError, SystemStateError, UsageError
 from guestpkg.fetch.discover import Found, PageSource, Search, orig_name
 from guestpkg.fetch.guard import FetchGuard
@@ -143,14 +143,14 @@ def _resolve(subject: Subject, watch: WatchFile, source_dir: Path | None, downlo
         if entry.ignored:
             notes.append(f"{entry.where}: ignored (the SHA256 is pinned): "
                          + ", ".join(entry.ignored))
-        if entry.policy == "previous":  # a signature of the previous line: moot
+        if entry.policy is VersionPolicy.PREVIOUS:  # a signature of the previous line: moot
             notes.append(f"{entry.where}: skipped: version 'previous' (signature)")
             continue
         last = upstream
-        if entry.policy == "group":
+        if entry.policy is VersionPolicy.GROUP:
             last = group_versions[min(group_index, len(group_versions) - 1)]
             group_index += 1
-        elif entry.policy == "literal" and entry.literal_version:
+        elif entry.policy is VersionPolicy.LITERAL and entry.literal_version:
             last = entry.literal_version
         last = (_ctype_version(entry, source_dir) if source_dir else None) or last
         want = _wanted(entry, last, main_version, download)
@@ -177,11 +177,11 @@ def _check_usable(watch: WatchFile) -> None:
 def _wanted(entry: WatchEntry, last: str, main_version: str | None,
             download: bool) -> str | None:
     """The version the entry must yield (uscan's download_version), None: the newest."""
-    if entry.policy == "same":
+    if entry.policy is VersionPolicy.SAME:
         if main_version is None:
             raise InputError(f"{entry.where}: version 'same' needs an entry before it")
         return main_version
-    if not download or entry.policy in ("ignore", "checksum"):
+    if not download or entry.policy in (VersionPolicy.IGNORE, VersionPolicy.CHECKSUM):
         return None
     return apply_rules(entry.rules("dversionmangle"), last)
 
@@ -191,7 +191,7 @@ def _ctype_version(entry: WatchEntry, source_dir: Path) -> str | None:
     if entry.ctype is None:
         return None
     directory = source_dir / (entry.component or ".")
-    name = "package.json" if entry.ctype == "nodejs" else "META.json"
+    name = "package.json" if entry.ctype is Ctype.NODEJS else "META.json"
     try:
         data = json.loads((directory / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -205,7 +205,7 @@ def _tarballs(source: str, results: list[tuple[WatchEntry, Found]]) -> tuple[Tar
     if len(main) != 1:
         raise InputError(f"{results[0][0].path}: {len(main)} main tarballs; every entry "
                          "but one needs component=", hint="see uscan(1), COMPONENTS")
-    groups = [f for e, f in results if e.policy == "group"]
+    groups = [f for e, f in results if e.policy is VersionPolicy.GROUP]
     versions = [apply_rules(f.entry.rules("oversionmangle"), f.version) for f in groups]
     orig_version = ("+~".join(versions) if groups else
                     apply_rules(main[0].entry.rules("oversionmangle"), main[0].version))
