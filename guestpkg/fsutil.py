@@ -108,6 +108,35 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=onerror)
 
 
+def disk_usage_bytes(path: Path) -> int:
+    """What the tree at *path* takes on disk, as ``du -s -x`` counts it: allocated
+    blocks (st_blocks, in 512-byte units, stat(2)), each hard-linked inode once, not
+    following symlinks nor crossing into other file systems.  Unreadable entries are
+    skipped: a listing wants the total of what it could read."""
+    try:
+        top = path.lstat()
+    except OSError:
+        return 0
+    seen: set[int] = set()
+    total = top.st_blocks * 512
+    for directory, dirnames, filenames in os.walk(path, onerror=lambda e: None):
+        for name in [*dirnames, *filenames]:
+            try:
+                st = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if st.st_dev != top.st_dev:
+                if name in dirnames:
+                    dirnames.remove(name)
+                continue
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                if st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+            total += st.st_blocks * 512
+    return total
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
     """Hold a flock on *path* (created if missing).  Yields False if *blocking* is off

@@ -341,10 +341,9 @@ def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelat
                 raise
             f.keep_upper(tmp / "tree")
         _drop_mount_point(tmp / "tree", base)
-        layers.write_layer_metadata(tmp, {
-            "key": key, "format": layers.LAYER_FORMAT, "base": base.name,
-            "generation": base.generation, "packages": list(actions),
-            "request": relations.canonical(), "created": time.time()})
+        layers.write_layer_metadata(tmp, layers.LayerMetadata(
+            key=key, base=base.name, generation=base.generation, packages=tuple(actions),
+            request=relations.canonical(), created=time.time()))
 
 
 def _drop_mount_point(tree: Path, base: BaseRoot) -> None:

@@ -36,6 +36,7 @@ shared, so ``cache clean`` (exclusive, non-blocking) never removes a layer in us
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -171,10 +172,39 @@ def layer_key(generation: str, actions: Sequence[str]) -> str:
 # --- the cache on disk ------------------------------------------------------------
 
 @dataclass(frozen=True)
+class LayerMetadata:
+    """``layer.json``: what a layer was made of."""
+
+    key: str
+    base: str                 # the base root's name
+    generation: str           # the generation it was made on (and only fits)
+    packages: tuple[str, ...]   # apt's Inst/Remv actions
+    request: str              # the build relations, canonical
+    created: float            # seconds since the epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": LAYER_FORMAT, **dataclasses.asdict(self),
+                "packages": list(self.packages)}
+
+    @classmethod
+    def from_json(cls, data: object) -> LayerMetadata | None:
+        """None for anything this guestpkg did not write: such a layer is not used."""
+        if not isinstance(data, dict) or data.get("format") != LAYER_FORMAT:
+            return None
+        try:
+            return cls(key=str(data["key"]), base=str(data["base"]),
+                       generation=str(data["generation"]),
+                       packages=tuple(map(str, data["packages"])),
+                       request=str(data["request"]), created=float(data["created"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class Layer:
     key: str
     path: Path                # <vardir>/layers/<key>
-    metadata: dict[str, Any]
+    metadata: LayerMetadata
 
     @property
     def tree(self) -> Path:
@@ -182,11 +212,11 @@ class Layer:
 
     @property
     def generation(self) -> str:
-        return str(self.metadata.get("generation", ""))
+        return self.metadata.generation
 
     @property
     def packages(self) -> list[str]:
-        return list(self.metadata.get("packages", []))
+        return list(self.metadata.packages)
 
 
 def layers_dir(config: Config) -> Path:
@@ -200,10 +230,10 @@ def _lock_path(config: Config, key: str) -> Path:
 def read_layer(config: Config, key: str) -> Layer | None:
     path = layers_dir(config) / key
     try:
-        metadata = json.loads((path / "layer.json").read_text())
+        metadata = LayerMetadata.from_json(json.loads((path / "layer.json").read_text()))
     except (OSError, ValueError):
         return None
-    if not (path / "tree").is_dir():
+    if metadata is None or not (path / "tree").is_dir():
         return None
     return Layer(key, path, metadata)
 
@@ -271,8 +301,9 @@ def creating_layer(config: Config, key: str) -> Iterator[Path | None]:
                 raise RuntimeError(f"layer {key}: tree/ or layer.json was not made")
 
 
-def write_layer_metadata(tmp: Path, data: dict[str, Any]) -> None:
-    fsutil.atomic_write(tmp / "layer.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+def write_layer_metadata(tmp: Path, metadata: LayerMetadata) -> None:
+    fsutil.atomic_write(tmp / "layer.json",
+                        json.dumps(metadata.to_json(), indent=1, sort_keys=True) + "\n")
 
 
 def reap_layers(config: Config) -> None:
@@ -324,13 +355,3 @@ def prune_resolutions(config: Config, live_generations: set[str] | None) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def size_bytes(path: Path) -> int:
-    total = 0
-    for entry in path.rglob("*"):
-        with contextlib.suppress(OSError):
-            if entry.is_file() and not entry.is_symlink():
-                total += entry.lstat().st_size
-    return total
-

@@ -29,6 +29,7 @@ mode: as root that is a private mount and pid namespace (no user namespace), so 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -125,7 +126,46 @@ def _create_hint(name: str) -> str:
     return f"run guestpkg buildroot create{option}"
 
 
-def read_metadata(directory: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RootMetadata:
+    """``root.json``: how a base root was made, and its current generation."""
+
+    suite: str
+    arch: str
+    generation: str
+    mirror: str = ""
+    sources: tuple[str, ...] = ()
+    created: float = 0.0    # seconds since the epoch, first generation
+    updated: float = 0.0    # seconds since the epoch, current generation
+    build_user: str = "build"
+    build_uid: int = BUILD_UID
+    packages: tuple[str, ...] = ()   # extra packages asked for at create
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"format": FORMAT, **data, "sources": list(self.sources),
+                "packages": list(self.packages)}
+
+    @classmethod
+    def from_json(cls, data: object, path: Path) -> RootMetadata:
+        """Unknown keys are ignored (a newer guestpkg's additions)."""
+        hint = "remove the buildroot and create it again"
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SystemStateError(f"{path}: unknown buildroot metadata format", hint=hint)
+        try:
+            return cls(suite=str(data["suite"]), arch=str(data["arch"]),
+                       generation=str(data["generation"]), mirror=str(data.get("mirror", "")),
+                       sources=tuple(map(str, data.get("sources", ()))),
+                       created=float(data.get("created", 0)),
+                       updated=float(data.get("updated", 0)),
+                       build_user=str(data.get("build_user", "build")),
+                       build_uid=int(data.get("build_uid", BUILD_UID)),
+                       packages=tuple(map(str, data.get("packages", ()))))
+        except (KeyError, TypeError, ValueError) as e:
+            raise SystemStateError(f"{path}: bad buildroot metadata: {e!r}", hint=hint) from e
+
+
+def read_metadata(directory: Path) -> RootMetadata:
     path = directory / METADATA
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -134,24 +174,20 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise SystemStateError(f"{path}: unreadable buildroot metadata: {e}",
                                hint="remove the buildroot and create it again") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise SystemStateError(f"{path}: unknown buildroot metadata format",
-                               hint="remove the buildroot and create it again")
-    return data
+    return RootMetadata.from_json(data, path)
 
 
-def write_metadata(directory: Path, data: dict[str, Any]) -> None:
-    fsutil.atomic_write(directory / METADATA, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_metadata(directory: Path, metadata: RootMetadata) -> None:
+    fsutil.atomic_write(directory / METADATA,
+                        json.dumps(metadata.to_json(), indent=2, sort_keys=True) + "\n")
 
 
-def _base_root(directory: Path, data: dict[str, Any]) -> BaseRoot:
+def _base_root(directory: Path, data: RootMetadata) -> BaseRoot:
     return BaseRoot(
-        name=directory.name, path=directory / (GENERATION_PREFIX + data["generation"]),
-        generation=data["generation"], suite=data["suite"], arch=data["arch"],
-        mirror=data.get("mirror", ""), sources=tuple(data.get("sources", ())),
-        created=float(data.get("created", 0)), updated=float(data.get("updated", 0)),
-        build_user=data.get("build_user", "build"), build_uid=int(data.get("build_uid",
-                                                                           BUILD_UID)))
+        name=directory.name, path=directory / (GENERATION_PREFIX + data.generation),
+        generation=data.generation, suite=data.suite, arch=data.arch, mirror=data.mirror,
+        sources=data.sources, created=data.created, updated=data.updated,
+        build_user=data.build_user, build_uid=data.build_uid)
 
 
 def open_base_root(config: Config, name: str | None = None) -> BaseRoot:
@@ -286,11 +322,10 @@ def create_base_root(
             run(argv, env=apt_env(throwaway_root=True), log_path=log_path, pass_fds=(lock_fd,),
                 hint=f"mmdebstrap failed; its full log is {log_path}")
             now = time.time()
-            write_metadata(tmp, {
-                "format": FORMAT, "suite": suite, "arch": arch, "mirror": sources[0].uri,
-                "sources": [s.line() for s in sources], "created": now, "updated": now,
-                "generation": generation, "build_user": config.user, "build_uid": BUILD_UID,
-                "packages": list(packages)})
+            write_metadata(tmp, RootMetadata(
+                suite=suite, arch=arch, generation=generation, mirror=sources[0].uri,
+                sources=tuple(s.line() for s in sources), created=now, updated=now,
+                build_user=config.user, build_uid=BUILD_UID, packages=tuple(packages)))
     return open_base_root(config, name)
 
 
@@ -310,18 +345,9 @@ def list_base_roots(config: Config) -> list[BaseRoot]:
             continue
         try:
             roots.append(_base_root(directory, read_metadata(directory)))
-        except (GuestpkgError, FileNotFoundError, KeyError) as e:
+        except (GuestpkgError, FileNotFoundError) as e:
             log.warning("skipping %s: %s", directory, e)
     return roots
-
-
-def size_bytes(path: Path) -> int:
-    """Disk usage of a tree (du(1) -s: hard links and reflinks counted once)."""
-    # Not checked: as a user du can't read some directories (exit 1) but still
-    # prints the total of what it could read, which is what a listing needs.
-    out = run(["du", "-s", "-x", "--block-size=1", str(path)], capture=True,
-              check=False).stdout
-    return int(out.split()[0]) if out.strip() else 0
 
 
 def generations(directory: Path) -> list[Path]:
@@ -331,7 +357,7 @@ def generations(directory: Path) -> list[Path]:
 def collect_generations(directory: Path) -> list[Path]:
     """Remove the generations of the root in *directory* that are neither current nor
     used by a fork; the caller holds the root's name lock.  Returns what was removed."""
-    current = read_metadata(directory)["generation"]
+    current = read_metadata(directory).generation
     removed = []
     for tree in generations(directory):
         if tree.name == GENERATION_PREFIX + current:
@@ -355,7 +381,7 @@ def release_generation(base: BaseRoot) -> None:
     """Called by a fork that stopped using *base*: if an update replaced it meanwhile,
     remove it now unless another fork still uses it or the root is being changed."""
     try:
-        if read_metadata(base.directory)["generation"] == base.generation:
+        if read_metadata(base.directory).generation == base.generation:
             return
     except (FileNotFoundError, GuestpkgError):
         return
@@ -425,9 +451,8 @@ def update_base_root(config: Config, name: str | None = None, *,
         except BaseException:
             fsutil.remove_tree(tmp)
             raise
-        data = read_metadata(current.directory)
-        data.update(generation=generation, updated=time.time())
-        write_metadata(current.directory, data)
+        write_metadata(current.directory, dataclasses.replace(
+            read_metadata(current.directory), generation=generation, updated=time.time()))
         collect_generations(current.directory)
     return open_base_root(config, name)
 

@@ -16,8 +16,8 @@ from guestpkg.buildroot import (
     remove_base_root,
     update_base_root,
 )
-from guestpkg.buildroot.roots import size_bytes
 from guestpkg.config import Config
+from guestpkg.fsutil import disk_usage_bytes
 
 DESCRIPTION = """\
 Manage the base buildroots that builds fork from.
@@ -99,7 +99,7 @@ def print_list(config: Config) -> None:
     now = time.time()
     for root in roots:
         rows.append((root.name, root.suite, root.arch, root.generation,
-                     human_size(size_bytes(root.path)), human_age(now - root.updated)))
+                     human_size(disk_usage_bytes(root.path)), human_age(now - root.updated)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths,

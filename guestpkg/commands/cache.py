@@ -9,6 +9,7 @@ import time
 from guestpkg.build import layers
 from guestpkg.buildroot import list_base_roots
 from guestpkg.config import Config
+from guestpkg.fsutil import disk_usage_bytes
 
 DESCRIPTION = """\
 guestpkg build keeps the build dependencies it installed as overlay layers under
@@ -52,10 +53,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
         now = time.time()
         for layer in found:
             state = "current" if layer.generation in live else "stale"
-            size_mib = layers.size_bytes(layer.tree) / (1 << 20)
-            print(f"{layer.key:32}  {layer.metadata.get('base', '?'):12} {state:7} "
+            size_mib = disk_usage_bytes(layer.tree) / (1 << 20)
+            print(f"{layer.key:32}  {layer.metadata.base:12} {state:7} "
                   f"{len(layer.packages):5} {size_mib:8.1f}M  "
-                  f"{_age(now - float(layer.metadata.get('created', now)))}")
+                  f"{_age(now - layer.metadata.created)}")
         return 0
     removed = busy = 0
     for layer in found:

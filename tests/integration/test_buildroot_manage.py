@@ -27,8 +27,8 @@ from guestpkg.buildroot import (
     update_base_root,
 )
 from guestpkg.buildroot.roots import (
-    FORMAT,
     GENERATION_PREFIX,
+    RootMetadata,
     generations,
     new_generation_id,
     root_dir,
@@ -61,11 +61,10 @@ def clone_root(config: Config, base: BaseRoot, name: str) -> BaseRoot:
     directory.mkdir(parents=True)
     subprocess.run(["cp", "-al", str(base.path),
                     str(directory / (GENERATION_PREFIX + generation))], check=True)
-    write_metadata(directory, {
-        "format": FORMAT, "suite": base.suite, "arch": base.arch, "mirror": base.mirror,
-        "sources": list(base.sources), "created": base.created, "updated": base.updated,
-        "generation": generation, "build_user": base.build_user,
-        "build_uid": base.build_uid})
+    write_metadata(directory, RootMetadata(
+        suite=base.suite, arch=base.arch, generation=generation, mirror=base.mirror,
+        sources=base.sources, created=base.created, updated=base.updated,
+        build_user=base.build_user, build_uid=base.build_uid))
     return open_base_root(config, name)
 
 

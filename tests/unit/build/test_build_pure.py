@@ -102,7 +102,9 @@ def test_layer_store_create_use_remove(tmp_path: Path) -> None:
     with layers.creating_layer(config, key) as tmp:
         assert tmp is not None and tmp.name.startswith(".tmp-")
         (tmp / "tree" / "usr").mkdir(parents=True)
-        layers.write_layer_metadata(tmp, {"generation": "g", "packages": ["a:all=1"]})
+        layers.write_layer_metadata(tmp, layers.LayerMetadata(
+            key=key, base="default", generation="g", packages=("a:all=1",), request="a",
+            created=0.0))
     with layers.creating_layer(config, key) as again:
         assert again is None  # made already: nothing to do
     [layer] = layers.list_layers(config)
@@ -251,8 +253,9 @@ def test_cache_command_list_and_clean(tmp_path: Path, capsys: pytest.CaptureFixt
         with layers.creating_layer(config, key) as tmp:
             assert tmp is not None
             (tmp / "tree").mkdir()
-            layers.write_layer_metadata(tmp, {"generation": generation, "base": "default",
-                                              "packages": ["x:all=1"], "created": 0})
+            layers.write_layer_metadata(tmp, layers.LayerMetadata(
+                key=key, base="default", generation=generation, packages=("x:all=1",),
+                request="x", created=0.0))
     layers.store_resolution(config, "gone-1", "req", ["x:all=1"])
     assert cache.run(config, argparse.Namespace(action="list", all=False)) == 0
     listing = capsys.readouterr().out
