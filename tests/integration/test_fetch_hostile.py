@@ -298,3 +298,48 @@ def test_the_progress_line_shows_the_file_name_escaped(
     shown = terminal.getvalue()
     assert "fetching foo\\x1b]0;owned\\x07.tar.gz: " in shown
     assert "\x07" not in shown and "\x1b]0" not in shown
+
+
+@pytest.fixture
+def dripping_ftp() -> Iterator[str]:
+    """An "FTP server" on 127.0.0.1 that drips its greeting a byte every 0.25 s."""
+    import socket
+    import threading
+    import time
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                for byte in b"220 " + b"x" * 200:
+                    if stop.is_set():
+                        break
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.25)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"ftp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_dripping_ftp_server_is_cut_off_by_the_deadline(tmp_path: Path,
+                                                         dripping_ftp: str) -> None:
+    config = config_for(tmp_path, download_deadline=2.0, download_min_rate=0)
+    with pytest.raises(NetworkError, match="deadline of 2 s"):
+        fetch_verified(config, f"{dripping_ftp}/pub/foo-1.0.tar.gz", "0" * 64)
+    with pytest.raises(NetworkError, match="deadline of 2 s"):
+        get_page(config_for(tmp_path, download_deadline=2.0, download_min_rate=0),
+                 f"{dripping_ftp}/pub/")
