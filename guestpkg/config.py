@@ -169,7 +169,7 @@ SETTINGS: tuple[Setting, ...] = (
             "longest a whole fetch may take, discovery, retries and downloads together "
             "(0: none)", ("fetch", "upstream-check"), "TIME", shown_default="1h"),
     Setting("download_min_rate", parse_size, 1024,
-            "slowest transfer accepted, in bytes/s over each download_timeout "
+            "slowest transfer accepted, in bytes/s over twice download_timeout "
             "(0: any)", ("fetch", "upstream-check"), "SIZE", shown_default="1K"),
     Setting("max_download_size", parse_size, 4 << 30, "largest download accepted",
             ("fetch",), "SIZE", shown_default="4G"),

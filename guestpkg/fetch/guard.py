@@ -17,7 +17,7 @@ fetch (discovery pages, directory listings, downloads, and their redirects):
   environment are the administrator's choice and are not checked; the proxy resolves
   the target itself, so only literal addresses in URLs are checked then.
 - **How long.** ``download_deadline`` for the whole fetch and a minimum rate of
-  ``download_min_rate`` bytes/s over every ``download_timeout`` window.  Socket
+  ``download_min_rate`` bytes/s over windows of twice ``download_timeout``.  Socket
   timeouts alone bound each read, not a server that sends a byte a second: a watchdog
   thread shuts down the sockets of a fetch that overstays (``shutdown(2)`` on a
   duplicate of each socket's fd, so the blocked read returns at once, in TLS and in
@@ -120,7 +120,8 @@ class FetchGuard:
         self.allow_local = any(names_local_host(url, self.own) for url in origins)
         self.deadline_s = config.download_deadline
         self.min_rate = config.download_min_rate
-        self.window_s = config.download_timeout or 60.0
+        # twice the socket timeout: a read that stalls times out first, and says so
+        self.window_s = 2 * (config.download_timeout or 60.0)
         self.bytes_left = config.max_download_size
         self.total_bytes = config.max_download_size
         self.started = time.monotonic()

@@ -162,7 +162,7 @@ def test_dripping_headers_are_cut_off_by_the_deadline(tmp_path: Path,
 
 def test_dripping_server_is_cut_off_by_the_minimum_rate(tmp_path: Path,
                                                         upstream: Upstream) -> None:
-    # no deadline: only the rate (4 bytes/s, under 1000 bytes/s over 0.5 s) stops it
+    # no deadline: only the rate (4 bytes/s, under 1000 bytes/s over 1 s) stops it
     config = config_for(tmp_path, download_deadline=0.0, download_min_rate=1000)
     with pytest.raises(NetworkError, match="slower than 1000 bytes/s"):
         fetch_verified(config, f"{upstream.url}/drip/dripped.tar.gz", "0" * 64)
