@@ -583,7 +583,8 @@ def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
     if options.prepare_source is not None:
         blog.note("running the prepare_source hook on the staged tree")
         options.prepare_source(staged)
-    info = read_source(staged)
+    # A copied tree's errors name the user's files; an unpacked .dsc has no such.
+    info = read_source(staged, None if is_dsc(source) or options.prepare_source else source)
     settle(staged, info)
     final_log = config.logdir / "build" / log_name(info, base.arch, work.name)
     os.rename(blog.path, final_log)

@@ -134,13 +134,15 @@ def _read_metadata(tree: Path, relative: str, max_bytes: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def read_source(tree: Path) -> SourceInfo:
-    """Read debian/changelog and debian/control of an unpacked tree."""
+def read_source(tree: Path, shown: Path | None = None) -> SourceInfo:
+    """Read debian/changelog and debian/control of an unpacked tree; errors name them
+    under *shown* (the user's source tree, of which *tree* is a copy) if given."""
+    shown = shown or tree
     changelog = parse_changelog(
         _read_metadata(tree, "debian/changelog", MAX_CHANGELOG_BYTES),
-        tree / "debian" / "changelog")
+        shown / "debian" / "changelog")
     control = parse_control(_read_metadata(tree, "debian/control", MAX_CONTROL_BYTES),
-                            tree / "debian" / "control")
+                            shown / "debian" / "control")
     if control.source != changelog.source:
         raise InputError(f"debian/control says Source: {control.source} but "
                          f"debian/changelog says {changelog.source}",

@@ -133,7 +133,8 @@ def test_hostile_build_relation_is_refused_before_apt(
     assert result.returncode == 3, result.stderr
     first = result.stderr.splitlines()[0]
     line = 3 if field == "Build-Depends" else 4
-    assert f"debian/control:{line}: {field}:" in first, result.stderr
+    # the user's file, not the staged copy
+    assert f"{tree}/debian/control:{line}: {field}:" in first, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists() or list(out.iterdir()) == []
 
