@@ -572,6 +572,34 @@ def build_package(config: Config, source: Path, output_dir: Path,
             raise
 
 
+def check_build_dependencies(config: Config, tree: Path,
+                             mode: BuildMode = BuildMode.BINARY) -> int:
+    """Whether apt can install the build dependencies of the source whose ``debian/``
+    is in *tree*, in the buildroot, from the root's own lists (no network): checked
+    before anything is downloaded for a build (a host's guest: its upstream tarball).
+    Raises UnsatisfiableBuildDepends naming what is missing; the resolution is cached
+    (as :func:`install_build_deps` caches it), so the build does not resolve again.
+    Returns how many packages the build will install."""
+    base = open_base_root(config, config.buildroot)
+    info = read_source(tree)
+    relations = build_relations(info.control, mode, base.arch, (),
+                                extra_build_packages(info, config))
+    if not relations.depends and not relations.conflicts:
+        return 0
+    request = relations.canonical()
+    actions = layers.cached_resolution(config, base.generation, request)
+    if actions is None:
+        with build_directory(config, "never") as work:
+            blog = BuildLog(config.logdir / "build" /
+                            f"{info.source}-build-deps-{work.name}.log", tee=False)
+            blog.note(f"build dependencies of {info.source}: " +
+                      ", ".join(relations.depends))
+            dummy = write_dummy_package(relations, base.arch, work)
+            actions = simulate_build_deps(config, base, dummy, work, blog)
+        layers.store_resolution(config, base.generation, request, actions)
+    return len(actions)
+
+
 def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
            options: BuildOptions, preserve: str, work: Path, build_dir: Path,
            ids: tuple[int, int], blog: BuildLog) -> BuildResult:

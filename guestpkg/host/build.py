@@ -26,7 +26,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from guestpkg.build.deb import BuildOptions, BuildResult, build_package
+from guestpkg.build.deb import (
+    BuildOptions,
+    BuildResult,
+    build_package,
+    check_build_dependencies,
+)
 from guestpkg.build.inspect import check_identity
 from guestpkg.build.layers import UnsatisfiableBuildDepends
 from guestpkg.config import Config
@@ -87,16 +92,26 @@ def lists_too_old(error: BuildFailed) -> bool:
     return buildenv.missing_package_failure(text[-256 * 1024:])
 
 
+def check_guest_build_dependencies(config: Config, paths: HostPaths) -> None:
+    """The guest's build dependencies, resolved in the buildroot before the upstream
+    is fetched (ensure_buildroot has just updated a root older than the system's
+    lists, so a package missing here is missing from the system's sources too)."""
+    count = check_build_dependencies(config, paths.share)
+    log.info("%s: the build dependencies can be installed (%d packages)", paths.host, count)
+
+
 def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
                 output_dir: Path) -> list[Path]:
     """The complete build; returns the files to keep in ``<srcdir>/<host>/``."""
     work = output_dir.parent
     upstream = work / "upstream"
-    # What the build needs is checked before anything is downloaded; the upstream
-    # (small, and refused unless its pins match) before the build environment.
+    # What the build needs is checked before the upstream is downloaded: what making
+    # the build environment needs, then (in it, made the first time) whether apt can
+    # install the guest's build dependencies.
     buildenv.check_build_needs(config)
-    fetch_verified_upstream(config, paths, manifest, upstream)
     buildenv.ensure_buildroot(config)
+    check_guest_build_dependencies(config, paths)
+    fetch_verified_upstream(config, paths, manifest, upstream)
     dsc = make_dsc(manifest, paths.debian, upstream, upstream)
     output_dir.mkdir(parents=True, exist_ok=True)
     # A guest's .debs are installed as root: whatever they would install beyond what

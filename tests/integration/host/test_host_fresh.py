@@ -16,7 +16,9 @@ The scenarios follow each other on one system, as they would on a user's machine
    step and the OS error are shown by guestpkg status, in the host's log and in the
    next apt run's output, never a bare "exit status 125";
 3. the user fixes that and runs ``guestpkg buildroot update``: the next apt run retries
-   at once (the buildroot the failure depended on changed) and the guest is installed.
+   at once (the buildroot the failure depended on changed) and the guest is installed;
+4. a host whose guest needs a package that the system's apt sources don't have: the
+   failure names it, and the upstream was not even contacted.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ STATE = f"/var/lib/guestpkg/hosts/{HOST}.json"
 HOST_LOG = f"/var/log/guestpkg/hosts/{HOST}.log"
 BUILDROOT = "/var/lib/guestpkg/buildroots/default/root.json"
 FORKS = "/var/lib/guestpkg/forks"
+NEEDY = "bc-installer"
+MISSING = "guestpkg-tests-no-such-package"
 NOTHING_OF_GUESTPKG = ("/var/lib/guestpkg", "/var/cache/guestpkg", "/var/log/guestpkg",
                        "/etc/guestpkg", f"/usr/src/{HOST}")
 
@@ -63,6 +67,13 @@ def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
     host_deb = hosts.build_host(hosts.new_host(hosts.guest_tree(work / "src", watch=watch),
                                                work / "src" / HOST))
     triggers = [hosts.tiny_deb(work, f"trigger-{n}") for n in "ab"]
+    # Another guest (hello is installed by then), whose upstream is never asked for.
+    guest = hosts.guest_tree(work / "needy", "bc", watch=f"version=4\n{upstream.url} "
+                             "bc-@ANY_VERSION@@ARCHIVE_EXT@\n")
+    control = guest / "debian" / "control"
+    control.write_text(control.read_text().replace(
+        "Build-Depends: ", f"Build-Depends: {MISSING}, ", 1))
+    needy_deb = hosts.build_host(hosts.new_host(guest, work / "needy" / NEEDY, NEEDY))
     mirror = urllib.parse.urlsplit(debsrc.host_mirror()).hostname or "deb.debian.org"
     with DebCache(TEST_CACHE / "debs", {mirror}) as cache:
         system = SystemRoot(system_base, new_workdir(), copy=True)
@@ -71,7 +82,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
             system.write_file("/etc/apt/apt.conf.d/00guestpkg-tests-proxy",
                               apt_proxy_conf(cache))
             system.hide_archive_packages("hello")
-            system.add_debs([*guestpkg_debs, host_deb, *triggers])
+            system.add_debs([*guestpkg_debs, host_deb, needy_deb, *triggers])
             yield system
         finally:
             system.close()
@@ -156,3 +167,17 @@ def test_after_the_user_updates_the_buildroot_the_next_apt_run_retries_at_once(
     assert root.installed_version("hello") == "2.10-3~local"
     row = status(root)
     assert (row["state"], row["failures"], row["last_error"]) == ("installed", 0, None)
+
+
+def test_a_missing_build_dependency_is_named_before_the_upstream_is_fetched(
+        root: SystemRoot, upstream: LocalUpstream) -> None:
+    upstream.clear_log()
+    result = root.apt_install(NEEDY, preseed=f"{NEEDY} {NEEDY}/build-guest boolean true")
+    assert result.returncode == 0
+    root.wait_idle(timeout_s=900)
+    row: dict[str, Any] = json.loads(
+        root.run(["guestpkg", "status", "--json", NEEDY]).stdout)[0]
+    assert row["state"] == "waiting to retry", row
+    assert f"unsatisfiable build dependencies: {MISSING}" in row["last_error"]
+    assert f"guestpkg rebuild {NEEDY}" in row["last_error"]
+    assert upstream.requests == []
