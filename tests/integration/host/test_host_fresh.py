@@ -9,9 +9,10 @@ The scenarios follow each other on one system, as they would on a user's machine
 1. one apt run installs guestpkg and the host, consent preseeded, while the upstream
    server is down: apt exits 0, the failure records the unreachable server, and the
    host's own log is written (and no message names the host twice);
+   Before fetching, the job made the buildroot itself (with progress lines) and
+   checked that the guest's build dependencies can be installed;
 2. the server is back: ``guestpkg status`` notices and retries at once instead of
-   after the backoff; the job makes the buildroot itself; but the sandbox of the
-   build-dependency install can't be set up (guestpkg's fork directory is on a file
+   after the backoff; but the sandbox of the build-dependency install can't be set up (guestpkg's fork directory is on a file
    system that can't hold an overlay's upper directory, as in issue 9's report): the
    step and the OS error are shown by guestpkg status, in the host's log and in the
    next apt run's output, never a bare "exit status 125";
@@ -118,8 +119,13 @@ def test_one_apt_run_on_a_fresh_system_while_the_upstream_is_down(
     assert "build and install guest 2.10-3~local failed" in host_log
     main_log = root.read_file("/var/log/guestpkg/guestpkg.log")
     assert f"{HOST}: {HOST}:" not in main_log and f"{HOST}: {HOST}:" not in host_log
-    # The upstream is fetched first: nothing of the build environment was downloaded.
-    assert not root.exists(BUILDROOT)
+    # Before the upstream, the job made the build environment and resolved the
+    # guest's build dependencies in it (what the build needs, checked first).
+    assert root.exists(BUILDROOT), "the job did not make the buildroot"
+    assert "making the build environment (buildroot 'default'), once" in host_log
+    assert "made the build environment in" in host_log
+    assert "still making the build environment (" in host_log  # the progress line
+    assert f"{HOST}: the build dependencies can be installed" in host_log
 
 
 def test_server_back_buildroot_made_by_the_job_sandbox_failure_says_why(
@@ -135,11 +141,6 @@ def test_server_back_buildroot_made_by_the_job_sandbox_failure_says_why(
     assert f"{HOST}: retrying now" in shown, shown
     assert "reachable again" in shown
     root.wait_idle(timeout_s=1800)
-    assert root.exists(BUILDROOT), "the job did not make the buildroot"
-    job_log = root.read_file(HOST_LOG)
-    assert "making the build environment (buildroot 'default'), once" in job_log
-    assert "made the build environment in" in job_log
-    assert "still making the build environment (" in job_log  # the progress line
     row = status(root)
     assert row["failures"] == 2 and row["state"] == "waiting to retry", row
     reason = "could not be set up: mount the root (overlay): EINVAL"
