@@ -3,6 +3,11 @@
 
 The steps, each a function:
 
+0. what the build needs, before anything of the guest is downloaded:
+   :func:`guestpkg.host.buildenv.check_build_needs` (what making the build environment
+   needs), :func:`guestpkg.host.buildenv.ensure_buildroot` (the default buildroot, made
+   the first time, updated when stale) and :func:`check_guest_build_dependencies`
+   (apt can install the guest's build dependencies in it);
 1. :func:`fetch_verified_upstream`: the guest's ``debian/watch`` finds the upstream
    tarballs of the manifest's guest version (uscan's ``--download-current-version``);
    each is accepted only with the SHA256 the manifest pins
@@ -13,7 +18,9 @@ The steps, each a function:
    the build sandbox;
 3. :func:`guestpkg.build.deb.build_package` in its sandbox, with ``prepare_source``
    appending ``~local`` to the version and adding the host to every binary package's
-   Depends (:func:`prepare_guest_source`);
+   Depends (:func:`prepare_guest_source`); when installing the build dependencies
+   fails for a package the buildroot's lists and the mirror disagree on
+   (:func:`lists_too_old`), the buildroot is updated and the build tried once more;
 4. :func:`write_result_dcfpkg`: a dcfpkg of the build result (the .debs and the
    .buildinfo), kept beside them for inspection and signing out of band.
 """
