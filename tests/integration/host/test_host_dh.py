@@ -57,6 +57,9 @@ def test_debconf_template_config_and_scripts(hello_host: tuple[Path, Path],
     assert "Template: hello-installer/build-guest\nType: boolean\nDefault: false\n" in templates
     assert re.search(r"^Description: .*hello", templates, re.M)
     assert " https://ftp.gnu.org/gnu/hello/\n" in templates  # the watch file's place
+    # What else is downloaded the first time (issue 9): the build environment.
+    assert ("also downloads a\n build environment (Debian's build-essential) of about "
+            "100 MB from this\n system's apt sources") in templates
     config = (control / "config").read_text()
     assert ". /usr/share/debconf/confmodule" in config
     assert "db_input high hello-installer/build-guest" in config
