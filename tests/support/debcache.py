@@ -48,6 +48,11 @@ class DebCache:
         self.hosts = hosts
         self.hits = 0
         self.misses = 0
+        #: package names whose next .deb request gets 404 Not Found, once: what apt
+        #: meets when the mirror has moved on and dropped the version its lists name
+        self.gone_once: set[str] = set()
+        #: the .deb file names answered with 404 that way
+        self.refused: list[str] = []
         self._server: http.server.ThreadingHTTPServer | None = None
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -101,6 +106,12 @@ class DebCache:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or parts.hostname not in self.hosts or ".." in parts.path:
             handler.send_error(403, "not a Debian mirror URL this proxy serves")
+            return
+        name = os.path.basename(parts.path)
+        if name.endswith(".deb") and name.split("_", 1)[0] in self.gone_once:
+            self.gone_once.discard(name.split("_", 1)[0])
+            self.refused.append(name)
+            handler.send_error(404, "Not Found")
             return
         path = self.cache_path(url)
         if cacheable(parts.path) and path.is_file():

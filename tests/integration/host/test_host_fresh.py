@@ -7,17 +7,21 @@ its apt going through tools/run-example's caching proxy for Debian's .debs.
 The scenarios follow each other on one system, as they would on a user's machine:
 
 1. one apt run installs guestpkg and the host, consent preseeded, while the upstream
-   server is down: apt exits 0, the failure records the unreachable server, and the
-   host's own log is written (and no message names the host twice);
-   Before fetching, the job made the buildroot itself (with progress lines) and
-   checked that the guest's build dependencies can be installed;
+   server is down: apt exits 0; before fetching, the job made the buildroot itself
+   (with progress lines) and checked that the guest's build dependencies can be
+   installed; the failure records the unreachable server, and the host's own log is
+   written (and no message names the host twice);
 2. the server is back: ``guestpkg status`` notices and retries at once instead of
-   after the backoff; but the sandbox of the build-dependency install can't be set up (guestpkg's fork directory is on a file
-   system that can't hold an overlay's upper directory, as in issue 9's report): the
-   step and the OS error are shown by guestpkg status, in the host's log and in the
-   next apt run's output, never a bare "exit status 125";
+   after the backoff; but the sandbox of the build-dependency install can't be set up
+   (guestpkg's fork directory is on a file system that can't hold an overlay's upper
+   directory, as in issue 9's report): the step and the OS error are shown by
+   guestpkg status, in the host's log and in the next apt run's output, never a bare
+   "exit status 125";
 3. the user fixes that and runs ``guestpkg buildroot update``: the next apt run retries
-   at once (the buildroot the failure depended on changed) and the guest is installed;
+   at once (the buildroot the failure depended on changed); installing the build
+   dependencies meets a 404 for a .deb that the buildroot's lists name (the proxy
+   answers so once, as a mirror that moved on does), so guestpkg updates the buildroot
+   and builds again, and the guest is installed;
 4. a host whose guest needs a package that the system's apt sources don't have: the
    failure names it, and the upstream was not even contacted.
 """
@@ -78,6 +82,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
     mirror = urllib.parse.urlsplit(debsrc.host_mirror()).hostname or "deb.debian.org"
     with DebCache(TEST_CACHE / "debs", {mirror}) as cache:
         system = SystemRoot(system_base, new_workdir(), copy=True)
+        system.debcache = cache  # type: ignore[attr-defined]
         system.start()
         try:
             system.write_file("/etc/apt/apt.conf.d/00guestpkg-tests-proxy",
@@ -160,11 +165,16 @@ def test_after_the_user_updates_the_buildroot_the_next_apt_run_retries_at_once(
         root: SystemRoot) -> None:
     root.run(["umount", FORKS])
     root.run(["guestpkg", "buildroot", "update"], timeout_s=1800)
+    cache: DebCache = root.debcache  # type: ignore[attr-defined]
+    cache.gone_once.add("texinfo")  # a build dependency of hello
     result = root.apt_install("trigger-b")
     output = result.stdout + result.stderr
     assert result.returncode == 0
     assert "the buildroot was made or updated since: retrying now" in output, output
     root.wait_idle(timeout_s=1800)
+    assert [name.split("_")[0] for name in cache.refused] == ["texinfo"]
+    host_log = root.read_file(HOST_LOG)
+    assert "updating the buildroot and trying again" in host_log
     assert root.installed_version("hello") == "2.10-3~local"
     row = status(root)
     assert (row["state"], row["failures"], row["last_error"]) == ("installed", 0, None)
