@@ -45,6 +45,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("upstream-check", "upstream_check", "report the newest upstream version"),
     Command("dcfpkg", "dcfpkg", "create, inspect, verify and extract dcfpkg packages"),
     Command("recipe", "recipe", "check, list and draw a tree of recipes"),
+    Command("buildhost", "buildhost", "list, serve as and watch the buildhosts of recipe builds"),
     Command("trust", "trust", "manage signing keys, signatures and the trust store"),
     Command("status", "status", "show each host package's consent, versions and state"),
     Command("rebuild", "rebuild", "build and install the guest of a host package now"),

@@ -129,6 +129,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recipe_signature_lifetime", parse_seconds, 365 * 86400.0,
             "how long a signature made by recipe build --sign stays valid", ("recipe",),
             "TIME", shown_default="365d"),
+    # buildhosts (docs/buildhosts.md)
+    Setting("buildhosts", Path, Path("/etc/guestpkg/buildhosts"),
+            "the buildhosts file: one deb822 stanza per host (Name, Architectures, Slots, "
+            "Public-Key)", ("recipe", "buildhost"), "FILE"),
+    Setting("broker", str, "",
+            "the buildhosts' Redis broker: redis://HOST:PORT/DB, or rediss://... for TLS",
+            ("recipe", "buildhost"), "URL"),
+    Setting("broker_user", str, "guestpkg", "the broker's Redis ACL user",
+            ("recipe", "buildhost"), "NAME"),
+    Setting("broker_password_file", Path, Path("/etc/guestpkg/broker-password"),
+            "the file holding the broker user's password (one line; never on a command "
+            "line)", ("recipe", "buildhost"), "FILE"),
+    Setting("broker_ca", str, "",
+            "CA certificate file that a rediss:// broker's certificate must chain to "
+            "(default: the system's CAs)", ("recipe", "buildhost"), "FILE"),
+    Setting("broker_retry_time", parse_seconds, 60.0,
+            "how long a lost broker connection is retried, with backoff, before the run "
+            "fails", ("recipe", "buildhost"), "TIME"),
+    Setting("buildhost_name", str, "",
+            "this buildhost's Name in the buildhosts file (default: the host name)",
+            ("buildhost",), "NAME"),
+    Setting("buildhost_key", Path, Path("/etc/guestpkg/buildhost.key"),
+            "the secret key this buildhost signs its results with (guestpkg trust "
+            "keygen)", ("buildhost",), "FILE"),
     # buildroots
     Setting("buildroot", str, "default", "name of the base buildroot", BUILDERS, "NAME"),
     Setting("suite", str, "", "suite of a new buildroot (default: this system's)",
@@ -220,6 +244,14 @@ class Config:
     recipe_mirror: str
     recipe_repository: str
     recipe_signature_lifetime: float
+    buildhosts: Path
+    broker: str
+    broker_user: str
+    broker_password_file: Path
+    broker_ca: str
+    broker_retry_time: float
+    buildhost_name: str
+    buildhost_key: Path
     buildroot: str
     suite: str
     arch: str

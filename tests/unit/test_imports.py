@@ -20,10 +20,14 @@ ALLOWED: dict[str, set[str]] = {
     "guestpkg.__main__": {"guestpkg.cli"},
     "guestpkg.commands": BASE | {"guestpkg.host", "guestpkg.fetch", "guestpkg.build",
                                  "guestpkg.buildroot", "guestpkg.sandbox", "guestpkg.debian",
-                                 "guestpkg.recipe", "guestpkg.dcfpkg"},
+                                 "guestpkg.recipe", "guestpkg.dcfpkg", "guestpkg.buildhost"},
     "guestpkg.host": BASE | {"guestpkg.fetch", "guestpkg.build", "guestpkg.buildroot",
                              "guestpkg.sandbox", "guestpkg.debian", "guestpkg.recipe",
                              "guestpkg.dcfpkg"},
+    # recipe builds spread over machines: the recipe builder, its scheduler and the
+    # trust store, over a Celery broker
+    "guestpkg.buildhost": BASE | {"guestpkg.build", "guestpkg.recipe", "guestpkg.buildroot",
+                                  "guestpkg.sandbox", "guestpkg.debian", "guestpkg.dcfpkg"},
     "guestpkg.fetch": BASE | {"guestpkg.debian"},
     "guestpkg.build": BASE | {"guestpkg.buildroot", "guestpkg.sandbox", "guestpkg.debian",
                               "guestpkg.recipe", "guestpkg.dcfpkg"},
