@@ -66,6 +66,7 @@ class _GuardedFTP(ftplib.FTP):
 @contextlib.contextmanager
 def _session(config: Config, url: str,
              guard: FetchGuard) -> Iterator[tuple[ftplib.FTP, str]]:
+    guard.check_url(url)
     parts = urlsplit(url)
     client = _GuardedFTP(guard, config.download_timeout or None)
     try:
@@ -81,7 +82,7 @@ def _session(config: Config, url: str,
     except (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError,
             EOFError) as e:
         try:
-            guard.check_time()  # the watchdog's verdict, if it cut the connection
+            guard.check_time(url)  # the watchdog's verdict, if it cut the connection
         except ConnectFailed as slow:
             raise Transient(f"{url}: FTP: {slow}") from e
         raise Transient(f"{url}: FTP: {e}") from e
@@ -141,10 +142,10 @@ def _chunks(connection: socket.socket, url: str, total: int | None, limit: int,
         try:
             chunk = connection.recv(CHUNK_BYTES)
         except OSError as e:
-            guard.check_time()
+            guard.check_time(url)
             raise Transient(f"{url}: the transfer broke off: {e}") from e
         guard.received(len(chunk))
-        guard.check_time()  # a cut connection reads as the end of the file
+        guard.check_time(url)  # a cut connection reads as the end of the file
         if not chunk:
             break
         guard.take(url, len(chunk))

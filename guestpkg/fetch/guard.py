@@ -126,6 +126,8 @@ class FetchGuard:
         self.total_bytes = config.max_download_size
         self.started = time.monotonic()
         self.tripped: str | None = None
+        #: what the fetch is requesting now, for the deadline's error
+        self.current_url: str | None = None
         self._lock = threading.Lock()
         self._fds: dict[int, int] = {}  # a watched socket's fd -> our duplicate
         self._received = 0
@@ -172,7 +174,7 @@ class FetchGuard:
                 source_address: tuple[str, int] | None = None,
                 options: Iterable[tuple[int, int, int]] = ()) -> socket.socket:
         """A socket connected to a checked address of *host*, watched by this guard."""
-        self.check_time()
+        self.check_time(host)
         last: OSError | None = None
         for address, sockaddr in self.resolve(host, port):
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
@@ -194,7 +196,9 @@ class FetchGuard:
 
     def check_url(self, url: str) -> None:
         """Refuse a URL whose host is a local IP literal or ``localhost`` before a
-        request goes out (through a proxy, our own lookup never happens)."""
+        request goes out (through a proxy, our own lookup never happens).  Every
+        request passes here: the URL is the one a deadline error names."""
+        self.current_url = url
         if not self.allow_local and names_local_host(url, self.own):
             host = urlsplit(url).hostname or ""
             raise NetworkError(
@@ -216,14 +220,17 @@ class FetchGuard:
             return None
         return self.deadline_s - (time.monotonic() - self.started)
 
-    def check_time(self) -> None:
-        """Raise the watchdog's verdict, or the deadline's if it has passed."""
+    def check_time(self, url: str | None = None) -> None:
+        """Raise the watchdog's verdict, or the deadline's if it has passed (naming
+        *url*, what was being fetched)."""
+        url = url or self.current_url
         remaining = self.remaining_s()
         if self.tripped is None and remaining is not None and remaining <= 0:
             self.tripped = "deadline"
         if self.tripped == "deadline":
             raise NetworkError(
-                f"the fetch went past its deadline of {self.deadline_s:g} s",
+                (f"{url}: " if url else "")
+                + f"the fetch went past its deadline of {self.deadline_s:g} s",
                 hint="raise download_deadline (guestpkg.conf(5)) for a large download "
                 "on a slow link")
         if self.tripped == "rate":

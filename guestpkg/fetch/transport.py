@@ -335,9 +335,9 @@ def _raw_chunks(response: requests.Response, url: str, guard: FetchGuard) -> Ite
     try:
         for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
             guard.received(len(chunk))
-            guard.check_time()
+            guard.check_time(url)
             yield chunk
-        guard.check_time()  # a connection the watchdog cut reads as the body's end
+        guard.check_time(url)  # a connection the watchdog cut reads as the body's end
     except ConnectFailed as e:
         raise Transient(f"{url}: {e}") from e
     except (requests.RequestException, OSError) as e:
@@ -353,7 +353,7 @@ def _raw_chunks(response: requests.Response, url: str, guard: FetchGuard) -> Ite
 def _translate(url: str, guard: FetchGuard, error: Exception) -> None:
     """The guard's verdict instead of the socket error it caused, if it did."""
     try:
-        guard.check_time()
+        guard.check_time(url)
     except ConnectFailed as e:
         raise Transient(f"{url}: {e}") from error
 
@@ -420,7 +420,7 @@ def _open(s: requests.Session, config: Config, url: str, guard: FetchGuard,
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(current, url)
         guard.check_url(current)
-        guard.check_time()
+        guard.check_time(current)
         try:
             response = s.get(current, headers=headers, stream=True, allow_redirects=False,
                              timeout=guard.timeout(config.download_timeout or None))
@@ -435,7 +435,7 @@ def _open(s: requests.Session, config: Config, url: str, guard: FetchGuard,
             raise NetworkError(f"{current}: a redirect to a URL that is not UTF-8",
                                hint="the upstream server is broken or hostile") from e
         try:  # http.client takes headers the watchdog cut short for all of them
-            guard.check_time()
+            guard.check_time(current)
         except GuestpkgError:
             response.close()
             raise

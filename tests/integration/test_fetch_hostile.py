@@ -182,7 +182,8 @@ def test_a_fetch_within_deadline_and_rate_succeeds(tmp_path: Path,
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m"
 
 
-def _fetch_command(tmp_path: Path, watch_url: str) -> subprocess.CompletedProcess[bytes]:
+def _fetch_command(tmp_path: Path, watch_url: str,
+                   *options: str) -> subprocess.CompletedProcess[bytes]:
     tree = tmp_path / "foo-1.0"
     (tree / "debian").mkdir(parents=True)
     (tree / "debian" / "changelog").write_text(
@@ -194,7 +195,7 @@ def _fetch_command(tmp_path: Path, watch_url: str) -> subprocess.CompletedProces
            "GUESTPKG_CACHEDIR": str(tmp_path / "cache"),
            "GUESTPKG_LOGDIR": str(tmp_path / "log"), "GUESTPKG_DOWNLOAD_RETRIES": "0"}
     return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "-v", "fetch",
-                           "--sha256", "0" * 64, str(tree)],
+                           "--sha256", "0" * 64, *options, str(tree)],
                           env=env, capture_output=True, timeout=120, check=False)
 
 
@@ -343,3 +344,23 @@ def test_dripping_ftp_server_is_cut_off_by_the_deadline(tmp_path: Path,
     with pytest.raises(NetworkError, match="deadline of 2 s"):
         get_page(config_for(tmp_path, download_deadline=2.0, download_min_rate=0),
                  f"{dripping_ftp}/pub/")
+
+
+def test_the_fetch_command_stops_at_its_deadline_with_one_line(tmp_path: Path,
+                                                               upstream: Upstream) -> None:
+    """The page drips (a byte every 0.25 s, 20 s in all): `guestpkg fetch` ends at
+    its deadline with one error line, exit 4, nothing placed or cached."""
+    (upstream.root / "rel").mkdir()
+    (upstream.root / "rel" / "index.html").write_text(
+        '<a href="foo-1.0.tar.gz">foo-1.0.tar.gz</a>\n' * 2)
+    done = _fetch_command(tmp_path, f"{upstream.url}/drip/rel/index.html",
+                          "--download-deadline", "2", "--download-min-rate", "0",
+                          "--destdir", str(tmp_path / "out"))
+    assert done.returncode == 4, done.stderr
+    errors = [line for line in done.stderr.decode().splitlines() if "error:" in line]
+    assert errors == [f"guestpkg: error: {upstream.url}/drip/rel/index.html: the fetch "
+                      "went past its deadline of 2 s"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    cached = tmp_path / "cache" / "sources"
+    assert not cached.exists() or [p.name for p in cached.iterdir()
+                                   if not p.name.startswith(".lock-")] == []
