@@ -414,3 +414,19 @@ def test_preserve_always_keeps_the_fork_writes(test_config: Config, base_root: B
     assert len(kept) == 1 and (kept[0] / ".preserved").exists()
     assert (kept[0] / "build" / "tiny-1.0" / "debian" / "rules").exists()
     subprocess.run(["rm", "-rf", str(kept[0]), f"{kept[0]}.lock"], check=True)
+
+
+def test_escape_sequences_in_build_output_never_reach_the_terminal_raw(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    """The build's output teed to the console, and its last lines in the error, are
+    escaped (guestpkg.text); the .build log keeps the bytes as written."""
+    tree = make_tiny(tmp_path / "src",
+                     build=r"@printf '\033]0;owned\007 building \033[2J\n'; exit 1")
+    result = guestpkg(test_config, "build", str(tree), str(tmp_path / "out"))
+    assert result.returncode == 1, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    # once teed while building, once among the last lines of output
+    assert result.stderr.count("\\x1b]0;owned\\x07 building \\x1b[2J") == 2
+    log_line = next(line for line in result.stderr.splitlines() if "the full log is" in line)
+    log_path = Path(log_line.split("the full log is ")[1].strip())
+    assert "\x1b]0;owned\x07 building" in log_path.read_text()
