@@ -364,3 +364,43 @@ def test_the_fetch_command_stops_at_its_deadline_with_one_line(tmp_path: Path,
     cached = tmp_path / "cache" / "sources"
     assert not cached.exists() or [p.name for p in cached.iterdir()
                                    if not p.name.startswith(".lock-")] == []
+
+
+# -- TLS through the guard's own connections -------------------------------------------
+
+def test_tls_still_checks_the_name_through_checked_addresses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard connects to the address it checked; TLS must still verify the
+    certificate against the URL's name (SNI and hostname), not against that address."""
+    import hashlib
+    import ssl
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "foo-1.0.tar.gz").write_bytes(DRIPPED)
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 partial(SimpleHTTPRequestHandler, directory=str(www)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trust this one certificate
+    port = server.server_address[1]
+    try:
+        path = fetch_verified(config_for(tmp_path), f"https://localhost:{port}/foo-1.0.tar.gz",
+                              hashlib.sha256(DRIPPED).hexdigest())
+        assert path.read_bytes() == DRIPPED
+        with pytest.raises(NetworkError, match="certificate"):
+            get_page(config_for(tmp_path / "ip"), f"https://127.0.0.1:{port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
