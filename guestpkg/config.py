@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     # buildhosts (docs/buildhosts.md)
     Setting("buildhosts", Path, Path("/etc/guestpkg/buildhosts"),
             "the buildhosts file: one deb822 stanza per host (Name, Architectures, Slots, "
-            "Public-Key)", ("recipe", "buildhost"), "FILE"),
+            "Public-Key; recipe build --buildhosts [FILE])", ("buildhost",), "FILE"),
     Setting("broker", str, "",
             "the buildhosts' Redis broker: redis://HOST:PORT/DB, or rediss://... for TLS",
             ("recipe", "buildhost"), "URL"),

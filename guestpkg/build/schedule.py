@@ -59,8 +59,12 @@ def plan_build(config: Config, graph: Graph, node: Node, bootstrap: BootstrapSet
 
 def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: int = 1,
                 keep_going: bool = False, progress: Progress | None = None,
-                build_jobs: int = 1) -> list[Outcome]:
-    """Build every node of *graph*; returns one outcome per node, in build order."""
+                build_jobs: int = 1,
+                execute: Callable[[RecipeBuild], cache.Result] = build_recipe,
+                ) -> list[Outcome]:
+    """Build every node of *graph*; returns one outcome per node, in build order.
+    *execute* builds one planned recipe into its ``ctx.result`` (here by default; on a
+    buildhost with ``recipe build --buildhosts``, guestpkg.buildhost.coordinator)."""
     tell = progress or (lambda node, state, detail: None)
     order = graph.order()
     outcomes: dict[str, Outcome] = {}
@@ -95,7 +99,7 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
                     decide(node, Outcome(node, CACHED, ctx.result.name, 0.0, hit))
                     continue
                 tell(node, "building", str(ctx.log))
-                running[pool.submit(build_recipe, ctx)] = (node, time.monotonic())
+                running[pool.submit(execute, ctx)] = (node, time.monotonic())
             if not running:
                 break
             done, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")

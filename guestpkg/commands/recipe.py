@@ -27,7 +27,8 @@ docs/recipes.md and guestpkg(1)).  The tree is --recipes DIR (setting: recipes).
                            (--dot: as a Graphviz digraph, edges from input to user)
   build [RECIPE...]        build the recipes and what they need, inputs first, into
                            <cachedir>/dcfpkg/ (-j N in parallel; --keep-going);
-                           a request whose cache key is cached builds nothing
+                           a request whose cache key is cached builds nothing;
+                           --buildhosts: also on the buildhosts (guestpkg buildhost)
   check RECIPE...          build, then build each RECIPE twice more with another build
                            path and job count, and compare the three packages
                            (diffoscope into the log when they differ and it is there)
@@ -70,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="after a failure, build everything that does not need it")
     build.add_argument("--sign", type=Path, metavar="KEY",
                        help="sign every result into the trust store with this .key file")
+    build.add_argument("--buildhosts", dest="on_buildhosts", nargs="?", const="",
+                       default=None, metavar="FILE",
+                       help="also build on the buildhosts of FILE (default: the buildhosts "
+                       "setting; see guestpkg buildhost); -j N is then the local slots "
+                       "(0: none)")
     check = sub.add_parser("check", help="build recipes twice and compare")
     check.add_argument("recipes_requested", metavar="RECIPE", nargs="+")
     check.add_argument("--arch", choices=ARCHES, default=None,
@@ -116,6 +122,13 @@ def run(config: Config, args: argparse.Namespace) -> int:
     requested = ([tree.find(spec) for spec in args.recipes_requested]
                  or rgraph.default_request(tree, arch))
     resolved = rgraph.resolve(tree, arch, requested)
+    if args.action == "build" and args.on_buildhosts is not None:
+        from guestpkg.commands.buildhost import build_on_buildhosts
+
+        if args.on_buildhosts:
+            config = config.replace(buildhosts=Path(args.on_buildhosts))
+        return build_on_buildhosts(config, resolved, current_set(config, arch), args.parallel,
+                                   args.keep_going, args.sign, sign)
     if args.action == "build":
         return build(config, resolved, args.parallel, args.keep_going, args.sign)
     if args.action == "install":

@@ -320,6 +320,23 @@ class TrustStore:
 
     # verify ------------------------------------------------------------------------
 
+    def accept_signatures(self, sigs: list[Signature], repository: str, package: str,
+                          now: int, what: str) -> list[tuple[PublicKey, str]]:
+        """The keys counted among *sigs*, made outside an archive (a buildhost's over the
+        result it sends), if they meet the policy; else :class:`TrustError`.  The caller
+        has checked each signature (:meth:`Signature.is_valid`) over the file it has."""
+        keys, events = load_keys(self.trustdir), self.log.read()
+        not_counted: list[str] = []
+        counted = self._counted(sigs, repository, package, now, keys, events, not_counted)
+        if not self.settings.policy.satisfied([level for _, level in counted]):
+            others = f"; not counted: {', '.join(not_counted)}" if not_counted else ""
+            raise TrustError(
+                f"{what}: the signatures that count ({_describe(counted)}) don't meet the "
+                f"policy {self.settings.policy.text!r}{others}",
+                hint="add the key at a level the policy accepts: guestpkg trust add-key")
+        return counted
+
+
     def verify_package(self, path: Path, repository: str, now: int) -> Verdict:
         """Accept *path* only if its signatures in *repository*'s archive meet the policy."""
         if not valid_name(repository):
