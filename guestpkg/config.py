@@ -165,6 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
             "where a fork keeps its writes: tmpfs (fast, memory) or disk (under vardir)",
             BUILDERS, "WHERE"),
     # the sandbox and builds
+    Setting("id_mapping", parse_choice("userns", "root"), "userns",
+            "ids in the sandbox: userns (a user namespace on a slice of guestpkg's "
+            "subordinate ids, see subuid(5)) or root (the host's own ids, for kernels "
+            "without user namespaces or idmapped mounts)", BUILDERS, "MAPPING"),
     Setting("user", str, "build", "the unprivileged user builds run as", BUILD, "USER"),
     Setting("network", parse_bool, False,
             "allow network in the build phase (a logged relaxation)", BUILD, None),
@@ -257,6 +261,7 @@ class Config:
     arch: str
     mirror: str
     fork_upper: str
+    id_mapping: str
     user: str
     network: bool
     timeout: float

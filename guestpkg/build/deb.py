@@ -78,6 +78,7 @@ from guestpkg.errors import (
 )
 from guestpkg.run import DEFAULT_PATH, apt_env, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
+from guestpkg.sandbox.idmap import get_mapping
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def stage_source(config: Config, base: BaseRoot, source: Path, build_dir: Path,
         argv=tuple(dpkg_source_extract_argv(source.name)), lowerdirs=(base.path,),
         env=build_env(config, {}, user=config.user), cwd=BUILD_MOUNT, uid=uid, gid=gid,
         binds=(Bind(build_dir, BUILD_MOUNT, readonly=False),), hostname=HOSTNAME,
-        timeout_s=config.timeout_s)
+        timeout_s=config.timeout_s, id_mapping=config.id_mapping)
     sandboxed(spec, blog, "dpkg-source -x failed")
     return build_dir / STAGING_NAME
 
@@ -298,7 +299,8 @@ def simulate_build_deps(config: Config, base: BaseRoot, dummy: Path, work: Path,
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,),
                        env=apt_env(throwaway_root=True), hostname=HOSTNAME,
-                       timeout_s=config.timeout_s, binds=(Bind(dummy.parent, DEPS_MOUNT),))
+                       timeout_s=config.timeout_s, binds=(Bind(dummy.parent, DEPS_MOUNT),),
+                       id_mapping=config.id_mapping)
     status = run_sandboxed(spec, log_path=out, check=False)
     text = out.read_text(encoding="utf-8", errors="replace")
     with open(blog.path, "a", encoding="utf-8") as f:
@@ -633,6 +635,7 @@ def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
             layer, cached = stack.enter_context(
                 install_build_deps(config, base, relations, work, blog))
         f = stack.enter_context(fork(config, base, [layer.tree] if layer else []))
+        blog.note("sandbox " + describe_ids(f))
         try:
             if config.satisfydepends_cmd:
                 run_external_resolver(config, f, info, build_dir, blog)
@@ -656,6 +659,12 @@ def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
         sys.stderr.writelines(f"guestpkg: {path}\n" for path in done)
     return BuildResult(done, log_copy, changes, info.source, info.version,
                        layer.key if layer else None, cached, tuple(reports), base.arch)
+
+
+def describe_ids(f: Fork) -> str:
+    """Which id mapping the build's commands run with, for the log."""
+    ids = (f.slice.uid_base, f.slice.gid_base) if f.slice is not None else None
+    return get_mapping(f.id_mapping, ids).describe()
 
 
 def _keep_fork(f: Fork, work: Path, blog: BuildLog) -> None:

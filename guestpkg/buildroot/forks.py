@@ -15,6 +15,11 @@ mount namespace of the guestpkg process (mount_namespaces(7)): no other process 
 and the kernel unmounts it when guestpkg dies, even by SIGKILL.  With ``disk`` the
 writes go to the state directory's file system (for builds larger than memory).
 
+With the user-namespace sandbox (``id_mapping = userns``, the default) a fork holds
+one slice of guestpkg's subordinate ids for its whole life
+(:mod:`guestpkg.sandbox.subids`), so its commands share the ids of the files they
+write in the upper directory, and no concurrent fork has the same ones.
+
 A fork is destroyed when its ``with`` block ends, also on an error or Ctrl-C.  If
 guestpkg is killed, the lock dies with it, and the next :func:`fork` or buildroot
 command (:func:`reap_forks`) removes every fork directory whose lock nobody holds.
@@ -29,6 +34,7 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,7 @@ from guestpkg.buildroot.roots import BaseRoot, release_generation, require_root
 from guestpkg.config import Config
 from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.run import run
+from guestpkg.sandbox.subids import Slice, allocated_slice
 
 if TYPE_CHECKING:
     from guestpkg.sandbox import SandboxSpec
@@ -59,6 +66,8 @@ class Fork:
     layers: tuple[Path, ...]
     directory: Path
     on_tmpfs: bool
+    id_mapping: str = "userns"
+    slice: Slice | None = None      # the fork's host ids, with id_mapping userns
     spent: bool = field(default=False, init=False)
 
     @property
@@ -82,6 +91,9 @@ class Fork:
         if self.spent:
             raise UsageError(f"fork {self.id}: its upper directory was kept, the fork is "
                              "spent; start a new fork on top of the kept layer")
+        kwargs.setdefault("id_mapping", self.id_mapping)
+        if kwargs["id_mapping"] == "userns" and self.slice is not None:
+            kwargs.setdefault("host_ids", (self.slice.uid_base, self.slice.gid_base))
         return SandboxSpec(argv=tuple(argv), lowerdirs=self.lowerdirs,
                            upperdir=self.upperdir, workdir=self.workdir, **kwargs)
 
@@ -92,20 +104,45 @@ class Fork:
         On disk the move is one rename(2).  From a tmpfs the tree is copied with
         ``cp -a`` (it keeps overlayfs's whiteouts, 0/0 character devices, and its
         ``trusted.overlay.*`` xattrs) beside *dest* and renamed into place, so *dest*
-        never holds a partial tree."""
+        never holds a partial tree.  Files the fork's user namespace wrote carry its
+        slice's host ids: they get the canonical ids back (:func:`shift_ids`) before
+        the rename, as every layer on disk has them."""
         if self.spent:
             raise UsageError(f"fork {self.id}: its upper directory was already kept")
         if dest.exists():
             raise UsageError(f"{dest} exists already")
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.spent = True
-        if not self.on_tmpfs and os.stat(dest.parent).st_dev == os.stat(self.upperdir).st_dev:
-            os.rename(self.upperdir, dest)
-        else:
-            with fsutil.atomic_directory(dest) as tmp:
+        with fsutil.atomic_directory(dest) as tmp:
+            if not self.on_tmpfs and os.stat(tmp).st_dev == os.stat(self.upperdir).st_dev:
+                os.rename(self.upperdir, tmp)  # onto the empty directory: rename(2)
+            else:
                 run(["cp", "-a", "--reflink=auto", "--no-target-directory",
                      str(self.upperdir), str(tmp)])
+            if self.slice is not None:
+                shift_ids(tmp, self.slice)
         fsutil.fsync_dir(dest.parent)
+
+
+def shift_ids(tree: Path, ids: Slice) -> None:
+    """Give every entry of *tree* owned by a host id of *ids* the id it has inside
+    (host uid ``uid_base + n`` becomes n); other owners (whiteouts overlayfs made as
+    the mounter, root) stay.  chown(2) clears setuid and setgid bits of regular
+    files: they are set again.  Not shifted: ids inside POSIX ACLs and the root id of
+    v3 file capabilities (apt gets no CAP_SETFCAP, so a layer has none)."""
+    def shift(path: str) -> None:
+        st = os.lstat(path)
+        uid, gid = ids.shift_uid(st.st_uid), ids.shift_gid(st.st_gid)
+        if (uid, gid) == (st.st_uid, st.st_gid):
+            return
+        os.chown(path, uid, gid, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+    shift(str(tree))
+    for directory, dirs, files in os.walk(tree):
+        for name in (*dirs, *files):
+            shift(os.path.join(directory, name))
 
 
 @contextlib.contextmanager
@@ -175,6 +212,7 @@ def _upper_tmpfs(directory: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterator[Fork]:
     """A fresh fork of *base* with *layers* (topmost first) stacked over it."""
+
     require_root("a fork of a buildroot")
     for layer in layers:
         if not layer.is_dir():
@@ -197,6 +235,8 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
             stack.enter_context(_upper_tmpfs(directory))
         (directory / "upper").mkdir(mode=0o755)
         (directory / "work").mkdir(mode=0o700)
-        log.debug("fork %s of %s (%s), upper on %s", fork_id, base.name, base.generation,
-                  config.fork_upper)
-        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs)
+        ids = (stack.enter_context(allocated_slice()) if config.id_mapping == "userns"
+               else None)
+        log.debug("fork %s of %s (%s), upper on %s, ids %s", fork_id, base.name,
+                  base.generation, config.fork_upper, ids or "real root")
+        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, config.id_mapping, ids)

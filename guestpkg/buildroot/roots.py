@@ -446,7 +446,7 @@ def update_base_root(config: Config, name: str | None = None, *,
             # plain copy (cp(1) --reflink=auto).
             run(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
                 log_path=log_path, pass_fds=(lock_fd,))
-            _upgrade(tmp, log_path)
+            _upgrade(config, tmp, log_path)
             os.rename(tmp, current.directory / (GENERATION_PREFIX + generation))
         except BaseException:
             fsutil.remove_tree(tmp)
@@ -457,12 +457,13 @@ def update_base_root(config: Config, name: str | None = None, *,
     return open_base_root(config, name)
 
 
-def _upgrade(tree: Path, log_path: Path) -> None:
+def _upgrade(config: Config, tree: Path, log_path: Path) -> None:
     from guestpkg.sandbox import APT_CAPABILITIES, SandboxSpec, run_sandboxed
 
     spec = SandboxSpec(
         argv=("/bin/sh", "-c", UPGRADE_SCRIPT), root=tree, network=True,
-        capabilities=APT_CAPABILITIES, allow_setuid=True, env=apt_env(throwaway_root=True))
+        capabilities=APT_CAPABILITIES, allow_setuid=True, env=apt_env(throwaway_root=True),
+        id_mapping=config.id_mapping)
     log.warning("upgrading %s (network, apt capabilities); log: %s", tree, log_path)
     run_sandboxed(spec, log_path=log_path)
 

@@ -15,8 +15,9 @@ command.  Three processes, each with one job:
     with the last of them: a SIGKILL of guestpkg leaves nothing behind.
 
 **command**
-    a new session (no controlling terminal, so no TIOCSTI into ours: CVE-2017-5226),
-    dies with init, rlimits and umask, drops to the build user, empties the capability
+    enters the user namespace (:mod:`.idmap`), a new session (no controlling terminal,
+    so no TIOCSTI into ours: CVE-2017-5226), dies with init, rlimits and umask, drops
+    to the build user, empties the capability
     sets, sets no_new_privs, loads the seccomp filter and execs.
 
 Everything is imported before pivot_root(2): the host's Python library is not visible
@@ -49,7 +50,7 @@ import seccomp
 
 from guestpkg.errors import GuestpkgError
 from guestpkg.sandbox import caps, mounts, network, seccomp_filter
-from guestpkg.sandbox.idmap import get_mapping
+from guestpkg.sandbox.idmap import IdMapping, for_spec
 from guestpkg.sandbox.spec import SandboxSpec, from_json
 from guestpkg.sandbox.syscalls import (
     CLONE_NEWCGROUP,
@@ -157,9 +158,11 @@ def close_other_fds(keep: int | None) -> None:
 
 
 def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
-                 report: SetupReport) -> None:
+                 report: SetupReport, mapping: IdMapping) -> None:
     """In the command's process: drop everything, then execve.  Never returns."""
     try:
+        report.at(f"enter the id mapping ({mapping.name})")
+        mapping.enter()
         report.at("start a new session")
         if spec.interactive:
             take_terminal()
@@ -267,20 +270,27 @@ def _helper_alive(pipe_read: int) -> bool:
 
 
 def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read: int,
-             report: SetupReport) -> None:
+             report: SetupReport, mapping: IdMapping) -> None:
     """pid 1: build the root, start the command, supervise.  Never returns."""
     status = SETUP_FAILED_STATUS
     try:
         prctl.set_pdeathsig(signal.SIGKILL)
         if not _helper_alive(pipe_read):
             os._exit(SETUP_FAILED_STATUS)
-        os.close(pipe_read)
         report.at("mount the staging tmpfs")
         staging = mounts.mount_staging(spec)
         report.at("mount the root" + (" (bind)" if spec.root is not None else " (overlay)"))
-        root = mounts.mount_root(spec, staging)
+        root = mounts.mount_root(spec, staging, mapping)
         report.at("mount the binds")
-        mounts.mount_binds(root, spec.binds)
+        mounts.mount_binds(root, spec.binds, mapping)
+        mounts.make_mount_points(root, mapping)
+        # A change of credentials clears the parent-death signal (prctl(2),
+        # PR_SET_PDEATHSIG), and mapping.creating() changed our fsuid: set it again,
+        # then make sure the helper did not die in between.
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if not _helper_alive(pipe_read):
+            os._exit(SETUP_FAILED_STATUS)
+        os.close(pipe_read)
         report.at("mount /proc")
         mounts.mount_proc(root)
         report.at("mount /dev")
@@ -293,7 +303,7 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
         report.at("fork the command")
         child = os.fork()
         if child == 0:
-            exec_command(spec, seccomp_rules, report)
+            exec_command(spec, seccomp_rules, report, mapping)
         if report.fd is not None:
             os.close(report.fd)  # only the command reports from now on
         supervisor = Supervisor(child, spec)
@@ -325,7 +335,7 @@ def join_network_namespace(path: str) -> None:
 
 def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -> int:
     report.at("check the id mapping")
-    mapping = get_mapping(spec.id_mapping)
+    mapping = for_spec(spec)
     mapping.check()
     prctl.set_pdeathsig(signal.SIGKILL)
     if parent_pid is not None and os.getppid() != parent_pid:
@@ -336,12 +346,15 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
         allow_setuid=spec.allow_setuid,
         i386_socketcall=seccomp_filter.runs_i386_programs(spec.lowerdirs))
     # Nothing may fork between this and the fork of init: the first child after
-    # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)).
+    # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)); the id
+    # mapping's own child comes and goes before.
+    report.at(f"create the id mapping ({mapping.name})")
+    mapping.prepare()
     if spec.join_netns:
         report.at("join the network namespace")
         join_network_namespace(spec.join_netns)
     report.at("unshare the namespaces")
-    unshare(namespace_flags(spec) | mapping.unshare_flags())
+    unshare(namespace_flags(spec))
     report.at("make the mounts private")
     mounts.make_private("/")
     if not spec.network:
@@ -357,9 +370,8 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     pid = os.fork()
     if pid == 0:
         os.close(pipe_write)
-        run_init(spec, rules, pipe_read, report)
+        run_init(spec, rules, pipe_read, report, mapping)
     os.close(pipe_read)
-    mapping.after_unshare(pid)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         os.kill(pid, signum)

@@ -10,7 +10,8 @@ while the host's paths are still visible):
 2. :func:`mount_staging`: a tmpfs on a host directory that no spec path lives under; it
    holds the new root's mount point and, without an ``upperdir``, the throwaway upper.
 3. :func:`mount_root`: an overlay of the layers (``nosuid,nodev``), or a bind of
-   ``root``.
+   ``root``; with a user namespace the layers and binds are idmapped mounts
+   (:mod:`guestpkg.sandbox.idmap`).
 4. :func:`mount_binds`, then :func:`mount_proc`, :func:`mount_dev`, :func:`mount_sys`:
    a fresh /proc with the kernel's sensitive files masked and /proc/sys read-only (the
    list follows Docker's masked and read-only paths), a minimal /dev (the six safe
@@ -27,6 +28,7 @@ import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.sandbox.spec import Bind, SandboxSpec
@@ -46,6 +48,9 @@ from guestpkg.sandbox.syscalls import (
     umount2,
     unshare,
 )
+
+if TYPE_CHECKING:
+    from guestpkg.sandbox.idmap import IdMapping
 
 #: Host directories that may hold the staging tmpfs, first usable one wins.  The
 #: namespace is private, so covering one of them hides nothing from the host.
@@ -117,12 +122,13 @@ def mount_staging(spec: SandboxSpec) -> Path:
     return staging
 
 
-def mount_root(spec: SandboxSpec, staging: Path) -> Path:
+def mount_root(spec: SandboxSpec, staging: Path, mapping: IdMapping) -> Path:
     """The sandbox's root at ``staging/root``: overlay of the layers, or a bind."""
     root = staging / "root"
     if spec.root is not None:
-        mount(spec.root, root, None, MS_BIND)
-        mount(None, root, None, MS_BIND | MS_REMOUNT | MS_NODEV | MS_NOSUID)
+        if not spec.root.is_dir():
+            raise UsageError(f"sandbox root {spec.root} is not a directory")
+        mapping.mount_tree(spec.root, root, readonly=False)  # nosuid, nodev
         return root
     upper, work = spec.upperdir, spec.workdir
     if upper is None or work is None:
@@ -132,7 +138,9 @@ def mount_root(spec: SandboxSpec, staging: Path) -> Path:
     for path in (*spec.lowerdirs, upper, work):
         if not path.is_dir():
             raise UsageError(f"sandbox layer {path} is not a directory")
-    lower = ":".join(str(p) for p in spec.lowerdirs)
+    mapping.own(upper)
+    lowers = [mapping.layer(p, staging / f"lower-{i}") for i, p in enumerate(spec.lowerdirs)]
+    lower = ":".join(str(p) for p in lowers)
     # nodev: device nodes in a layer must not open devices.  nosuid: setuid files
     # grant nothing, whatever the layers hold (no_new_privs and the empty bounding set
     # already make them harmless: the escape suite checks that on its own).
@@ -174,12 +182,21 @@ def bind(source: Path | str, target: Path, *, readonly: bool, flags: int = 0) ->
           MS_BIND | MS_REMOUNT | flags | (MS_RDONLY if readonly else 0))
 
 
-def mount_binds(root: Path, binds: Iterable[Bind]) -> None:
+def mount_binds(root: Path, binds: Iterable[Bind], mapping: IdMapping) -> None:
     for b in binds:
         if not b.source.exists():
             raise UsageError(f"bind source {b.source} does not exist")
-        target = resolve_inside(root, b.target, directory=b.source.is_dir())
-        bind(b.source, target, readonly=b.readonly, flags=MS_NOSUID | MS_NODEV)
+        is_dir = b.source.is_dir()
+        with mapping.creating(root):
+            target = root / resolve_inside(Path("."), b.target, directory=is_dir)
+        mapping.mount_tree(b.source, target, readonly=b.readonly)
+
+
+def make_mount_points(root: Path, mapping: IdMapping) -> None:
+    """/proc, /dev and /sys in the root, made as the sandbox's root."""
+    with mapping.creating(root):
+        for name in ("proc", "dev", "sys"):
+            _ensure_dir(Path(name))
 
 
 def _ensure_dir(path: Path) -> Path:

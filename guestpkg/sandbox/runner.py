@@ -25,7 +25,7 @@ import guestpkg
 from guestpkg.errors import CommandFailed, SandboxSetupFailed
 from guestpkg.fsutil import atomic_write
 from guestpkg.run import DEFAULT_PATH, read_log_tail, run
-from guestpkg.sandbox.idmap import get_mapping
+from guestpkg.sandbox.idmap import for_spec
 from guestpkg.sandbox.spec import SandboxSpec, to_json
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def run_sandboxed(
     replay hint; a sandbox that could not be set up raises SandboxSetupFailed, which
     names the step that failed and the OS error (also logged), with or without
     ``check``."""
-    get_mapping(spec.id_mapping).check()  # a clear error here rather than status 125
+    mapping = for_spec(spec)
+    mapping.check()  # a clear error here rather than status 125
     log_relaxations(spec)
     fd = os.memfd_create("guestpkg-sandbox-spec", 0)
     report_read, report_write = os.pipe()
@@ -136,7 +137,7 @@ def run_sandboxed(
         os.lseek(fd, 0, os.SEEK_SET)
         argv = helper_argv("--spec-fd", str(fd), "--parent-pid", str(os.getpid()),
                            "--report-fd", str(report_write))
-        log.info("sandbox: %s", " ".join(spec.argv))
+        log.info("sandbox (%s): %s", mapping.describe(), " ".join(spec.argv))
         with _terminal_signals_ignored(spec.interactive):
             result = run(argv, env=helper_env(), cwd="/", check=False, log_path=log_path,
                          tee=tee, pass_fds=(fd, report_write),

@@ -95,7 +95,8 @@ class SandboxSpec:
     interactive: bool = False           # give the command our terminal (guestpkg shell)
     rlimits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RLIMITS))
     umask: int = 0o022
-    id_mapping: str = "root"            # see guestpkg.sandbox.idmap
+    id_mapping: str = "userns"          # userns or root: see guestpkg.sandbox.idmap
+    host_ids: tuple[int, int] | None = None  # userns: host uid, gid of id 0 (a held slice)
     upper_size_bytes: int | None = None  # size of the throwaway tmpfs upper
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class SandboxSpec:
             found.append("capabilities kept: " + ", ".join(sorted(self.capabilities)))
         if self.allow_setuid:
             found.append("setuid/setgid chmod allowed")
+        if self.id_mapping == "root":
+            found.append("real host ids, no user namespace (id_mapping = root)")
         if self.uid == 0:
             found.append("runs as root (uid 0) inside")
         if any(not b.readonly for b in self.binds):
@@ -171,6 +174,12 @@ def validate(spec: SandboxSpec) -> None:
     bad_limits = set(spec.rlimits) - set(RLIMIT_NAMES)
     if bad_limits:
         _fail(f"unknown rlimits: {', '.join(sorted(bad_limits))}")
+    if spec.id_mapping not in ("userns", "root"):
+        _fail(f"unknown id mapping {spec.id_mapping!r} (userns or root)")
+    if spec.host_ids is not None and (
+            spec.id_mapping != "userns" or len(spec.host_ids) != 2
+            or not all(isinstance(i, int) and i > 0 for i in spec.host_ids)):
+        _fail("host_ids are two positive ids, for id_mapping userns only")
     if spec.timeout_s is not None and spec.timeout_s <= 0:
         _fail("timeout_s must be positive or None")
 
@@ -200,6 +209,7 @@ def to_json(spec: SandboxSpec) -> str:
         "rlimits": dict(spec.rlimits),
         "umask": spec.umask,
         "id_mapping": spec.id_mapping,
+        "host_ids": None if spec.host_ids is None else list(spec.host_ids),
         "upper_size_bytes": spec.upper_size_bytes,
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -207,6 +217,13 @@ def to_json(spec: SandboxSpec) -> str:
 
 def _optional_path(value: Any) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _optional_ids(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    uid, gid = value
+    return int(uid), int(gid)
 
 
 def from_json(text: str) -> SandboxSpec:
@@ -239,7 +256,8 @@ def from_json(text: str) -> SandboxSpec:
             interactive=bool(data.pop("interactive", False)),
             rlimits={str(k): int(v) for k, v in data.pop("rlimits", DEFAULT_RLIMITS).items()},
             umask=int(data.pop("umask", 0o022)),
-            id_mapping=data.pop("id_mapping", "root"),
+            id_mapping=data.pop("id_mapping", "userns"),
+            host_ids=_optional_ids(data.pop("host_ids", None)),
             upper_size_bytes=data.pop("upper_size_bytes", None),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -5,7 +5,8 @@ Each wrapper calls the C library's function of the same name and turns ``-1`` in
 :class:`OSError` carrying ``errno`` and the call's arguments, exactly like :mod:`os`
 does.  The constants keep the kernel's names verbatim (``CLONE_NEWNS``, ``MS_BIND``,
 ``MNT_DETACH``) so that each line can be checked against its man page: unshare(2),
-mount(2), umount2(2), pivot_root(2), sethostname(2).  As in mkosi's ``sandbox.py``,
+mount(2), umount2(2), pivot_root(2), sethostname(2), setns(2), open_tree(2),
+mount_setattr(2), move_mount(2).  As in mkosi's ``sandbox.py``,
 nothing here decides policy; :mod:`guestpkg.sandbox.init` does.
 """
 
@@ -44,8 +45,24 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
-# arch/x86/entry/syscalls/syscall_64.tbl: glibc 2.36 has no pivot_root() wrapper.
+# include/uapi/linux/mount.h: the new mount API, for idmapped mounts (mount_setattr(2))
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_IDMAP = 0x00100000
+# include/uapi/linux/fcntl.h
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+
+# arch/x86/entry/syscalls/syscall_64.tbl: glibc 2.36 has no pivot_root(), open_tree(),
+# move_mount() or mount_setattr() wrappers.
 SYS_pivot_root = 155
+SYS_open_tree = 428
+SYS_move_mount = 429
+SYS_mount_setattr = 442
 
 # The C library is already loaded into python3: CDLL(None) finds its functions without
 # ctypes.util.find_library, which would run ldconfig(8) in a subprocess.
@@ -97,6 +114,52 @@ def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]
     """pivot_root(2), through syscall(2) because glibc has no wrapper."""
     result = _libc.syscall(ctypes.c_long(SYS_pivot_root), _bytes(new_root), _bytes(put_old))
     _check(result, "pivot_root", os.fspath(new_root), os.fspath(put_old))
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2)."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
+
+
+def open_tree(path: str | os.PathLike[str], flags: int) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached bind mount of *path* as an fd."""
+    result = _libc.syscall(ctypes.c_long(SYS_open_tree), ctypes.c_int(AT_FDCWD),
+                           _bytes(path), ctypes.c_uint(flags))
+    return _check(result, "open_tree", os.fspath(path), hex(flags))
+
+
+class MountAttr(ctypes.Structure):
+    """struct mount_attr (include/uapi/linux/mount.h, MOUNT_ATTR_SIZE_VER0)."""
+
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, userns_fd: int | None = None) -> None:
+    """mount_setattr(2) on the mount *fd* (AT_EMPTY_PATH)."""
+    attr = MountAttr(attr_set, 0, 0, 0 if userns_fd is None else userns_fd)
+    result = _libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(fd), b"",
+                           ctypes.c_uint(AT_EMPTY_PATH), ctypes.byref(attr),
+                           ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(result, "mount_setattr", fd, hex(attr_set))
+
+
+def move_mount(fd: int, target: str | os.PathLike[str]) -> None:
+    """move_mount(2) of the detached mount *fd* onto *target*."""
+    result = _libc.syscall(ctypes.c_long(SYS_move_mount), ctypes.c_int(fd), b"",
+                           ctypes.c_int(AT_FDCWD), _bytes(target),
+                           ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+    _check(result, "move_mount", fd, os.fspath(target))
+
+
+def setfsuid(uid: int) -> int:
+    """setfsuid(2): returns the previous fsuid (the call reports no errors)."""
+    return int(_libc.setfsuid(ctypes.c_uint(uid)))
+
+
+def setfsgid(gid: int) -> int:
+    """setfsgid(2): returns the previous fsgid."""
+    return int(_libc.setfsgid(ctypes.c_uint(gid)))
 
 
 def sethostname(name: str) -> None:

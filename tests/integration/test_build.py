@@ -6,7 +6,9 @@ cache's second build asserted to run no apt.
 Build systems: hello (autotools, from its .dsc), cjson (cmake, from its .dsc) and
 readlike (pybuild, from an unpacked source tree; one of the few Python sources the test
 mirror carries).  Each package is built twice in a module
-fixture and the tests share the results.
+fixture and the tests share the results.  hello's second build runs with real host ids
+(``id_mapping = root``), its first in a user namespace (the default): the .debs must be
+the same, and the layer the first made serves the second.
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ def deb_field(path: Path, field: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def build_twice(config: Config, source: Path, out: Path,
-                options: BuildOptions = QUIET) -> tuple[BuildResult, BuildResult]:
+def build_twice(config: Config, source: Path, out: Path, options: BuildOptions = QUIET,
+                second_config: Config | None = None) -> tuple[BuildResult, BuildResult]:
     first = build_package(config, source, out / "first", options)
-    second = build_package(config, source, out / "second", options)
+    second = build_package(second_config or config, source, out / "second", options)
     return first, second
 
 
@@ -64,7 +66,8 @@ def hello(test_config: Config, base_root: BaseRoot,
                 any(p.startswith("texinfo:") for p in layer.packages) and \
                 any(p.startswith("help2man:") for p in layer.packages):
             removed = layers.remove_layer(test_config, layer) and removed
-    first, second = build_twice(test_config, dsc, tmp_path_factory.mktemp("hello"))
+    first, second = build_twice(test_config, dsc, tmp_path_factory.mktemp("hello"),
+                                second_config=test_config.replace(id_mapping="root"))
     return first, second, removed
 
 
@@ -103,6 +106,14 @@ def test_hello_second_build_runs_no_apt(hello: tuple[BuildResult, BuildResult, b
 def test_hello_is_reproducible(hello: tuple[BuildResult, BuildResult, bool]) -> None:
     first, second, _ = hello
     assert debs(first) and debs(first) == debs(second)
+
+
+def test_hello_log_says_which_ids_ran(hello: tuple[BuildResult, BuildResult, bool]) -> None:
+    first, second, _ = hello
+    assert "guestpkg: sandbox ids: user namespace, uid 0-65535 inside = host uid " \
+        in first.log_path.read_text()
+    assert "guestpkg: sandbox ids: real root (no user namespace; id_mapping = root)" \
+        in second.log_path.read_text()
 
 
 # --- cjson: cmake ------------------------------------------------------------------

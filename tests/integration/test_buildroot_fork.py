@@ -110,11 +110,14 @@ def in_child(work: Callable[[], None]) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, "the child failed (traceback above)"
 
 
-@pytest.fixture(params=["tmpfs", "disk"])
+@pytest.fixture(params=["tmpfs", "disk", "disk-root-ids"])
 def config(request: pytest.FixtureRequest, test_config: Config, tmp_path: Path) -> Config:
     """The test config with forks in a vardir of this test's own (the base root lives
-    in the shared test vardir; other sessions' forks don't mix with ours)."""
-    return test_config.replace(fork_upper=request.param, vardir=tmp_path / "vardir")
+    in the shared test vardir; other sessions' forks don't mix with ours); forks on a
+    tmpfs and on disk in a user namespace, and on disk with the host's ids."""
+    upper, _, ids = request.param.partition("-")
+    return test_config.replace(fork_upper=upper, vardir=tmp_path / "vardir",
+                               id_mapping="root" if ids else "userns")
 
 
 @pytest.fixture
@@ -142,7 +145,9 @@ def test_fork_persists_across_commands_and_never_changes_the_base(
             # The build user reads the tree, its writes land in the upper dir too.
             run_sandboxed(f.spec(["/bin/sh", "-c", "echo hi > /tmp/by-user"],
                                  uid=base_root.build_uid, gid=base_root.build_uid))
-            assert (f.upperdir / "tmp/by-user").stat().st_uid == base_root.build_uid
+            # In the upper dir it has the host uid the fork maps the build user to.
+            host_uid = base_root.build_uid + (f.slice.uid_base if f.slice else 0)
+            assert (f.upperdir / "tmp/by-user").stat().st_uid == host_uid
             fork_dir = f.directory
         assert not fork_dir.exists()
         assert not fork_dir.with_name(fork_dir.name + ".lock").exists()
@@ -172,8 +177,10 @@ def test_keep_upper_makes_a_layer(config: Config, base_root: BaseRoot, tmp_path:
     def work() -> None:
         with fork(config, base_root) as f:
             run_sandboxed(f.spec(["/bin/sh", "-c",
-                                  "mkdir /opt/dep && echo 1 > /opt/dep/v && rm -r /etc/apt "
+                                  "mkdir -m 1777 /opt/dep && echo 1 > /opt/dep/v && rm -r /etc/apt "
                                   "&& rm /etc/hostname"]))
+            run_sandboxed(f.spec(["/bin/sh", "-c", "echo u > /opt/dep/by-user"],
+                                 uid=base_root.build_uid, gid=base_root.build_uid))
             f.keep_upper(layer)
             with pytest.raises(UsageError):
                 f.spec(["true"])
@@ -185,6 +192,10 @@ def test_keep_upper_makes_a_layer(config: Config, base_root: BaseRoot, tmp_path:
                                   "&& test ! -e /etc/hostname && echo 2 > /opt/dep/v"]))
         assert (layer / "opt/dep/v").read_text() == "1\n"
     in_child(work)
+    # A layer on disk has the ids of inside, whatever the fork's mapping was.
+    assert (layer / "opt/dep/v").stat().st_uid == 0
+    assert (layer / "opt/dep/by-user").stat().st_uid == base_root.build_uid
+    assert (layer / "opt/dep/by-user").stat().st_gid == base_root.build_uid
 
 
 def test_stale_forks_are_reaped_live_ones_are_not(config: Config, base_root: BaseRoot,

@@ -7,6 +7,9 @@
   probe) used as the overlay's lower layer; tests check it never changes.
 - ``sandbox``: runs probes as the build user (uid 4242, which no host process has) and
   returns their results as a dict ``{probe: result}`` plus the raw output.
+- ``id_mapping``: each test that uses it (and every test using ``sandbox``) runs twice,
+  in a user namespace (the default) and with real host ids (``id_mapping = root``):
+  every guarantee must hold in both.
 """
 
 from __future__ import annotations
@@ -87,11 +90,21 @@ def parse(output: str) -> tuple[dict[str, str], list[str]]:
     return results, lines
 
 
+ID_MAPPINGS = ("userns", "root")
+
+
+@pytest.fixture(params=ID_MAPPINGS)
+def id_mapping(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def sandbox(tmp_path: Path, tiny_root: Path, probe: Path) -> Callable[..., ProbeRun]:
+def sandbox(tmp_path: Path, tiny_root: Path, probe: Path,
+            id_mapping: str) -> Callable[..., ProbeRun]:
     counter = iter(range(1000))
 
     def run(*probes: str, **fields: Any) -> ProbeRun:
+        fields.setdefault("id_mapping", id_mapping)
         fields.setdefault("lowerdirs", (tiny_root,))
         fields.setdefault("uid", BUILD_UID)
         fields.setdefault("gid", BUILD_UID)

@@ -17,7 +17,7 @@ import pytest
 from guestpkg.sandbox import APT_CAPABILITIES, Bind
 from guestpkg.sandbox.caps import capability_numbers
 
-from .conftest import BUILD_UID, ProbeRun
+from .conftest import BUILD_UID, ID_MAPPINGS, ProbeRun
 
 #: probe -> what it must give inside the default sandbox (as the build user).
 FILTERED = {
@@ -106,9 +106,9 @@ def name(probe: str) -> str:
     return probe.split(":")[0]
 
 
-@pytest.fixture(scope="module")
-def filtered_run(tiny_root: Path, probe: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> ProbeRun:
+@pytest.fixture(scope="module", params=ID_MAPPINGS)
+def filtered_run(tiny_root: Path, probe: Path, tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> ProbeRun:
     from guestpkg.sandbox import SandboxSpec, run_sandboxed
 
     from .conftest import PROBE_ENV, parse
@@ -117,7 +117,7 @@ def filtered_run(tiny_root: Path, probe: Path, tmp_path_factory: pytest.TempPath
     spec = SandboxSpec(argv=("/probe", *FILTERED, *ALLOWED, *NEW_ALLOWED),
                        lowerdirs=(tiny_root,),
                        uid=BUILD_UID, gid=BUILD_UID, env=PROBE_ENV,
-                       binds=(Bind(probe, "/probe"),))
+                       binds=(Bind(probe, "/probe"),), id_mapping=request.param)
     status = run_sandboxed(spec, log_path=log, check=False)
     results, lines = parse(log.read_text())
     return ProbeRun(status, log.read_text(), results, lines)
@@ -347,7 +347,7 @@ def test_kernel_interfaces_are_read_only_or_hidden(sandbox: Callable[..., ProbeR
     assert socket.gethostname() == hostname
 
 
-def tiocsti_script(interactive: bool, probe: Path, tiny_root: Path) -> str:
+def tiocsti_script(interactive: bool, probe: Path, tiny_root: Path, id_mapping: str) -> str:
     fd = 0 if interactive else 1
     return f"""
 import os, select, sys, tty
@@ -356,7 +356,8 @@ from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
 tty.setraw(0)  # injected characters become readable at once
 spec = SandboxSpec(argv=("/probe", "tiocsti:{fd}", "tiocsti-high:{fd}", "tioclinux:{fd}"),
                    lowerdirs=(Path("{tiny_root}"),), uid={BUILD_UID}, gid={BUILD_UID},
-                   binds=(Bind(Path("{probe}"), "/probe"),), interactive={interactive})
+                   binds=(Bind(Path("{probe}"), "/probe"),), interactive={interactive},
+                   id_mapping="{id_mapping}")
 status = run_sandboxed(spec, check=False)
 ready, _, _ = select.select([0], [], [], 0)
 injected = os.read(0, 100) if ready else b""
@@ -366,13 +367,14 @@ sys.stdout.write(f"\\r\\nSTATUS {{status}} INJECTED {{injected!r}}\\r\\n")
 
 @pytest.mark.parametrize("interactive", [False, True], ids=["batch", "interactive"])
 def test_tiocsti_into_a_real_terminal(probe: Path, tiny_root: Path, interactive: bool,
-                                      repo: Path) -> None:
+                                      repo: Path, id_mapping: str) -> None:
     import pty
 
     pid, master = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal
         os.execve("/usr/bin/python3",
-                  ["python3", "-c", tiocsti_script(interactive, probe, tiny_root)],
+                  ["python3", "-c", tiocsti_script(interactive, probe, tiny_root,
+                                                           id_mapping)],
                   {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     output = b""
     while True:

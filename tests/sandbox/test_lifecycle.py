@@ -154,13 +154,14 @@ def test_no_mount_leaks_and_lower_unchanged(sandbox: Callable[..., ProbeRun],
     assert snapshot(tiny_root) == before_tree
 
 
-def test_persistent_upper_and_root_mode(tiny_root: Path, probe: Path, tmp_path: Path) -> None:
+def test_persistent_upper_and_root_mode(tiny_root: Path, probe: Path, tmp_path: Path,
+                                       id_mapping: str) -> None:
     upper, work = tmp_path / "upper", tmp_path / "work"
     upper.mkdir()
     work.mkdir()
     spec = SandboxSpec(argv=("/probe", "write:/data/new:hello"), lowerdirs=(tiny_root,),
                        upperdir=upper, workdir=work, env=PROBE_ENV,
-                       binds=(Bind(probe, "/probe"),))
+                       binds=(Bind(probe, "/probe"),), id_mapping=id_mapping)
     assert run_sandboxed(spec) == 0
     assert (upper / "data" / "new").read_text() == "hello"
     assert not (tiny_root / "data" / "new").exists()
@@ -168,9 +169,11 @@ def test_persistent_upper_and_root_mode(tiny_root: Path, probe: Path, tmp_path: 
     tree = tmp_path / "tree"
     (tree / "tmp").mkdir(parents=True)
     spec = SandboxSpec(argv=("/probe", "write:/tmp/out:hi"), root=tree, env=PROBE_ENV,
-                       binds=(Bind(probe, "/probe"),))
+                       binds=(Bind(probe, "/probe"),), id_mapping=id_mapping)
     assert run_sandboxed(spec) == 0
     assert (tree / "tmp" / "out").read_text() == "hi"
+    # root inside wrote it: on disk that is uid 0 in both modes (an idmapped mount)
+    assert (tree / "tmp" / "out").stat().st_uid == 0
 
 
 def test_binds(sandbox: Callable[..., ProbeRun], tmp_path: Path) -> None:
@@ -242,7 +245,8 @@ def test_a_command_exiting_125_is_not_a_setup_failure(sandbox: Callable[..., Pro
 
 
 def test_sigkill_of_guestpkg_leaves_nothing_behind(tiny_root: Path, probe: Path,
-                                                   tmp_path: Path, repo: Path) -> None:
+                                                   tmp_path: Path, repo: Path,
+                                                   id_mapping: str) -> None:
     before_mounts, before_tree = mountinfo(), snapshot(tiny_root)
     token = f"sleep:{600 + os.getpid() % 1000}"  # unique argv to find our processes
     log = tmp_path / "log"
@@ -250,7 +254,7 @@ def test_sigkill_of_guestpkg_leaves_nothing_behind(tiny_root: Path, probe: Path,
 from pathlib import Path
 from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
 spec = SandboxSpec(argv=("/probe", "write:/etc/hostname:x", "echo:started", "{token}"),
-                   lowerdirs=(Path("{tiny_root}"),), uid=0,
+                   lowerdirs=(Path("{tiny_root}"),), uid=0, id_mapping="{id_mapping}",
                    binds=(Bind(Path("{probe}"), "/probe"),))
 run_sandboxed(spec, log_path=Path("{log}"))
 """
@@ -259,9 +263,18 @@ run_sandboxed(spec, log_path=Path("{log}"))
     try:
         wait_until(lambda: log.exists() and "echo started" in log.read_text(),
                    "the sandboxed command to start")
-        assert processes_with(token), "the sandboxed command is not running"
-        # the overlay exists, but only inside the sandbox's mount namespace
-        assert str(tiny_root) in all_mountinfo_text()
+        commands = processes_with(token)
+        assert commands, "the sandboxed command is not running"
+        # the overlay exists, but only inside the sandbox's mount namespace (with a
+        # user namespace its lower layer is an idmapped mount of tiny_root, which
+        # went with the old root: the overlay names it by its staging path)
+        shown = str(tiny_root) if id_mapping == "root" else "lowerdir=/"
+        probe_pid = next(p for p in commands
+                         if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"/probe"))
+        overlay = [line for line in Path(f"/proc/{probe_pid}/mountinfo").read_text()
+                   .splitlines() if " / / " in line and " - overlay " in line]
+        assert overlay and shown in overlay[0], overlay
+        assert str(tiny_root) not in "\n".join(mountinfo())
     finally:
         guestpkg.send_signal(signal.SIGKILL)
         guestpkg.wait()

@@ -12,7 +12,7 @@ import pytest
 
 from guestpkg.errors import UsageError
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec
-from guestpkg.sandbox.idmap import RealRoot, get_mapping
+from guestpkg.sandbox.idmap import RealRoot, UserNamespace, get_mapping, kernel_version
 from guestpkg.sandbox.mounts import _is_within, choose_staging, resolve_inside
 from guestpkg.sandbox.seccomp_filter import build_filter
 from guestpkg.sandbox.spec import from_json, to_json
@@ -26,7 +26,7 @@ def test_json_round_trip() -> None:
                        env={"HOME": "/build", "PATH": "/usr/bin"}, cwd="/build/src",
                        uid=1000, gid=1000, binds=(Bind(Path("/src"), "/build/src", False),),
                        timeout_s=60.0, rlimits={"CORE": 0, "NOFILE": 1024},
-                       upper_size_bytes=1 << 30)
+                       upper_size_bytes=1 << 30, host_ids=(1879048192, 1879113728))
     again = from_json(to_json(spec))
     assert again == spec
     assert to_json(again) == to_json(spec)
@@ -55,6 +55,9 @@ def test_root_mode_round_trip() -> None:
     ({"binds": (Bind(Path("/x"), "/"),)}, "not /"),
     ({"rlimits": {"NOSUCH": 1}}, "rlimits"),
     ({"timeout_s": 0}, "timeout_s"),
+    ({"id_mapping": "none"}, "unknown id mapping"),
+    ({"id_mapping": "root", "host_ids": (100000, 100000)}, "host_ids"),
+    ({"host_ids": (0, 100000)}, "host_ids"),
 ])
 def test_invalid_specs_are_refused(fields: dict[str, object], message: str) -> None:
     values: dict[str, object] = {"argv": ("true",), "lowerdirs": (BASE,)}
@@ -76,7 +79,10 @@ def test_json_with_unknown_keys_is_refused() -> None:
 def test_defaults_are_the_safe_choice() -> None:
     spec = SandboxSpec(argv=("true",), lowerdirs=(BASE,), uid=1000, gid=1000)
     assert not spec.network and not spec.capabilities and not spec.allow_setuid
+    assert spec.id_mapping == "userns"
     assert spec.relaxations == []
+    assert any("real host ids" in r for r in SandboxSpec(
+        argv=("true",), lowerdirs=(BASE,), uid=1000, gid=1000, id_mapping="root").relaxations)
     assert spec.rlimits == {"CORE": 0}
 
 
@@ -148,9 +154,17 @@ def test_resolve_inside_creates_and_refuses_symlinks(tmp_path: Path) -> None:
 
 def test_id_mappings() -> None:
     assert isinstance(get_mapping("root"), RealRoot)
-    assert get_mapping("root").unshare_flags() == 0
+    assert isinstance(get_mapping("userns"), UserNamespace)
+    assert "1879048192-1879113727" in get_mapping("userns", (1879048192, 1)).describe()
     with pytest.raises(UsageError, match="unknown id mapping"):
-        get_mapping("userns")
+        get_mapping("nobody")
+
+
+def test_kernel_version() -> None:
+    assert kernel_version("6.1.0-18-amd64") == (6, 1)
+    assert kernel_version("5.19rc1") == (5, 19)
+    assert kernel_version("6.18.44-fc-v669") == (6, 18)
+    assert kernel_version("garbage") == (0, 0)
 
 
 def test_run_sandboxed_needs_root() -> None:
