@@ -48,6 +48,7 @@ from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.sandbox import subids
 from guestpkg.sandbox.mounts import bind
 from guestpkg.sandbox.syscalls import (
+    CLONE_NEWNS,
     CLONE_NEWUSER,
     MOUNT_ATTR_IDMAP,
     MOUNT_ATTR_NODEV,
@@ -195,9 +196,11 @@ class UserNamespace:
                 except PermissionError:
                     # unshare(2): EPERM for CLONE_NEWUSER in a chroot (guestpkg itself
                     # installed in one, as the tests' system roots are).  This process
-                    # only makes the namespace, which holds no files: it may take the
-                    # root of the pid namespace's init, which is not chrooted.
-                    os.chroot("/proc/1/root")
+                    # only makes the namespace, which holds no files: it may move to
+                    # the mount namespace of the pid namespace's init, and so to its
+                    # root, which is that namespace's root (setns(2)).
+                    mount_ns = os.open("/proc/1/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+                    setns(mount_ns, CLONE_NEWNS)
                     unshare(CLONE_NEWUSER)
                 os.write(ready_w, b"u")
                 os.read(done_r, 1)

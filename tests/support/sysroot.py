@@ -544,11 +544,13 @@ def buildroot_binds(buildroots: Path) -> list[Bind]:
     ``<name>/gen-<id>.lock``) read-write on top: a fork takes a shared flock(2) on its
     generation's, guestpkg's reaper tries each name's; the locks work across the bind,
     so the host's ``update`` does not collect a generation in use inside either.  The
-    ``layers`` cache is read-write.
+    ``layers`` cache is read-write, and so is ``builds``: the user-namespace sandbox
+    makes idmapped mounts of a build's directory, which the system root's own overlayfs
+    can't carry (mount_setattr(2): EINVAL), as a machine's /var/lib (ext4) can.
 
-    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers}`` at
-    them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
-    ``rm -rf /var/lib/guestpkg``) removes two symlinks instead of failing on a mount
+    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers,builds}``
+    at them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
+    ``rm -rf /var/lib/guestpkg``) removes symlinks instead of failing on a mount
     point or emptying the host's layer cache."""
     layers = buildroots.parent / "layers"
     layers.mkdir(parents=True, exist_ok=True)
@@ -562,15 +564,19 @@ def buildroot_binds(buildroots: Path) -> list[Bind]:
     for lock in sorted([*buildroots.glob("*.lock"), *buildroots.glob("*/*.lock")]):
         binds.append(Bind(lock, f"{inner}/{lock.relative_to(buildroots)}", readonly=False))
     binds.append(Bind(layers, f"{OUTER_VARDIR}/layers", readonly=False))
+    builds = buildroots.parent / "builds"
+    builds.mkdir(mode=0o700, exist_ok=True)
+    binds.append(Bind(builds, f"{OUTER_VARDIR}/builds", readonly=False))
     return binds
 
 
 def link_buildroots(root: SystemRoot) -> None:
-    """``/var/lib/guestpkg/buildroots`` and ``layers`` inside, as symlinks to the bind
-    mounts that :func:`buildroot_binds` made."""
+    """``/var/lib/guestpkg/buildroots``, ``layers`` and ``builds`` inside, as symlinks
+    to the bind mounts that :func:`buildroot_binds` made."""
     root.shell(f"mkdir -p {INNER_VARDIR}\n"
                f"ln -sfn {OUTER_VARDIR}/buildroots {INNER_VARDIR}/buildroots\n"
-               f"ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers")
+               f"ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers\n"
+               f"ln -sfn {OUTER_VARDIR}/builds {INNER_VARDIR}/builds")
 
 
 #: A copy made by new_workdir() but never started is left alone this long.

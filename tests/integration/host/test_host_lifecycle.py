@@ -37,9 +37,11 @@ pytestmark = pytest.mark.integration
 HOST = "hello-installer"
 CONSENT = f"{HOST} {HOST}/build-guest boolean true"
 SRC = f"/usr/src/{HOST}"
-#: guestpkg's own state, locks, caches and logs, which stay while guestpkg does; nothing
-#: of the host's (its state, pending marker, work space, log) may stay after a purge.
-GUESTPKG_OWN_FILES = rf"^/var/(lib|cache|log)/guestpkg/(?!.*{HOST}).*$"
+#: guestpkg's own state, locks, caches and logs, which stay while guestpkg does, and
+#: the range of subordinate ids its postinst adds to /etc/subuid and /etc/subgid;
+#: nothing of the host's (its state, pending marker, work space, log) may stay after
+#: a purge.
+GUESTPKG_OWN_FILES = rf"^(/var/(lib|cache|log)/guestpkg/(?!.*{HOST}).*|/etc/sub[ug]id)$"
 
 
 @pytest.fixture(scope="module")
