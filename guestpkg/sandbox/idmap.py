@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.sandbox import subids
-from guestpkg.sandbox.mounts import bind
 from guestpkg.sandbox.syscalls import (
     CLONE_NEWNS,
     CLONE_NEWUSER,
@@ -54,10 +53,14 @@ from guestpkg.sandbox.syscalls import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
+    MS_BIND,
     MS_NODEV,
     MS_NOSUID,
+    MS_RDONLY,
+    MS_REMOUNT,
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
+    mount,
     mount_setattr,
     move_mount,
     open_tree,
@@ -131,7 +134,11 @@ class RealRoot:
         return source
 
     def mount_tree(self, source: Path, target: Path, *, readonly: bool) -> None:
-        bind(source, target, readonly=readonly, flags=MS_NOSUID | MS_NODEV)
+        # mount(2): flags other than MS_REC are ignored when a bind is made; the
+        # remount applies them (as guestpkg.sandbox.mounts.bind, which imports us).
+        mount(source, target, None, MS_BIND)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV |
+              (MS_RDONLY if readonly else 0))
 
     def own(self, path: Path) -> None:
         return None
