@@ -116,11 +116,6 @@ def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]
     _check(result, "pivot_root", os.fspath(new_root), os.fspath(put_old))
 
 
-def setns(fd: int, nstype: int) -> None:
-    """setns(2)."""
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", fd, hex(nstype))
-
-
 def open_tree(path: str | os.PathLike[str], flags: int) -> int:
     """open_tree(2): with OPEN_TREE_CLONE, a detached bind mount of *path* as an fd."""
     result = _libc.syscall(ctypes.c_long(SYS_open_tree), ctypes.c_int(AT_FDCWD),
