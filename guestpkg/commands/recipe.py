@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
+import time
 from pathlib import Path
 
 from guestpkg import config as settings
@@ -191,9 +193,7 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
         raise UsageError("-j needs a positive number")
     bootstrap = current_set(config, graph.arch)
 
-    def progress(node: rgraph.Node, state: str, detail: str) -> None:
-        print(f"{state:8} {node.recipe.id} ({node.arch}): {detail}", flush=True)
-
+    progress = Progress(sys.stdout.isatty())
     outcomes = build_graph(config, graph, bootstrap, jobs=parallel, keep_going=keep_going,
                            progress=progress, build_jobs=max(1, config.build_jobs // parallel))
     counts = {state: sum(o.state == state for o in outcomes)
@@ -208,9 +208,33 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
     return 0
 
 
-def sign(config: Config, key_path: Path, results: list[Path]) -> None:
-    import time
+class Progress:
+    """One line per event; on a terminal, the decided recipes scroll by and one line
+    per running recipe stays at the bottom, redrawn at every event."""
 
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+        self.running: dict[str, tuple[str, float]] = {}
+
+    def __call__(self, node: rgraph.Node, state: str, detail: str) -> None:
+        label = f"{node.recipe.id} ({node.arch})"
+        if not self.terminal:
+            print(f"{state:8} {label}: {detail}", flush=True)
+            return
+        if self.running:
+            sys.stdout.write(f"\x1b[{len(self.running)}F\x1b[J")  # up, and clear below
+        if state == "building":
+            self.running[node.key] = (label, time.monotonic())
+        else:
+            self.running.pop(node.key, None)
+            sys.stdout.write(f"{state:8} {label}: {detail}\n")
+        now = time.monotonic()
+        for running, started in self.running.values():
+            sys.stdout.write(f"building {running} ({now - started:.0f} s)\n")
+        sys.stdout.flush()
+
+
+def sign(config: Config, key_path: Path, results: list[Path]) -> None:
     from guestpkg.commands.dcfpkg import policy, store
     from guestpkg.dcfpkg.keys import read_secret_key
     from guestpkg.recipe.publish import sign_results
@@ -223,8 +247,6 @@ def sign(config: Config, key_path: Path, results: list[Path]) -> None:
 
 
 def install(config: Config, tree: RecipeTree, graph: rgraph.Graph, root: Path) -> int:
-    import time
-
     from guestpkg.commands.dcfpkg import policy, store
     from guestpkg.recipe import cache
     from guestpkg.recipe.publish import install as install_packages

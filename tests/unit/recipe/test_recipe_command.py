@@ -85,3 +85,25 @@ def test_missing_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, _, err = run(capsys, "recipe", "list", "--recipes", str(tmp_path / "none"))
     assert code == 3
     assert "cannot read the recipe tree: No such file or directory" in err
+
+
+def test_progress_on_a_terminal_keeps_one_line_per_running_recipe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from guestpkg.commands.recipe import Progress
+    from guestpkg.recipe import graph as rgraph
+    from guestpkg.recipe.tree import load_tree
+
+    tree = load_tree(good_tree(tmp_path))
+    nodes = {n.recipe.name: n for n in rgraph.resolve(
+        tree, "x86_64", [tree.find("pigz")]).order()}
+    progress = Progress(terminal=True)
+    progress(nodes["zlib-src"], "building", "log")
+    progress(nodes["zlib"], "cached", "zlib.dcfpkg")
+    progress(nodes["zlib-src"], "built", "zlib-src.dcfpkg")
+    out = capsys.readouterr().out
+    assert out == ("building zlib-src/1.3/1 (x86_64) (0 s)\n"
+                   "\x1b[1F\x1b[Jcached   zlib/1.3/1 (x86_64): zlib.dcfpkg\n"
+                   "building zlib-src/1.3/1 (x86_64) (0 s)\n"
+                   "\x1b[1F\x1b[Jbuilt    zlib-src/1.3/1 (x86_64): zlib-src.dcfpkg\n")
+    Progress(terminal=False)(nodes["pigz"], "building", "the log")
+    assert capsys.readouterr().out == "building pigz/2.8/1 (x86_64): the log\n"
