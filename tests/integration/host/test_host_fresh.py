@@ -190,5 +190,9 @@ def test_a_missing_build_dependency_is_named_before_the_upstream_is_fetched(
         root.run(["guestpkg", "status", "--json", NEEDY]).stdout)[0]
     assert row["state"] == "waiting to retry", row
     assert f"unsatisfiable build dependencies: {MISSING}" in row["last_error"]
-    assert f"guestpkg rebuild {NEEDY}" in row["last_error"]
     assert upstream.requests == []
+    # Every place that shows it names the command that retries now.
+    assert f"to retry now: guestpkg rebuild {NEEDY}" in \
+        root.read_file(f"/var/log/guestpkg/hosts/{NEEDY}.log")
+    assert f"to try again: guestpkg rebuild {NEEDY}" in \
+        root.run(["guestpkg", "status", NEEDY]).stdout
