@@ -50,7 +50,8 @@ from guestpkg.recipe.bootstrap import BUILD_UID, DEBIAN_ARCH, BootstrapSet
 from guestpkg.recipe.files import filtered
 from guestpkg.recipe.layers import package_layer, policy, set_layer
 from guestpkg.recipe.tree import Recipe
-from guestpkg.sandbox import SandboxSpec, run_sandboxed, usernet
+from guestpkg.sandbox import SandboxSpec, run_sandboxed, subids, usernet
+from guestpkg.sandbox.idmap import get_mapping
 
 #: 1980-01-01: a fixed SOURCE_DATE_EPOCH (Nix uses 1), late enough for zip's format.
 SOURCE_DATE_EPOCH = 315532800
@@ -91,6 +92,8 @@ class RecipeBuild:
     log: Path = field(init=False)
     work: Path = field(init=False)
     outcome: cache.Result | None = None
+    #: id_mapping userns: the host uid and gid of the sandbox's id 0 (a held slice)
+    host_ids: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.result = cache.result_path(self.config, self.recipe, self.arch)
@@ -107,6 +110,12 @@ class RecipeBuild:
     @property
     def downloads(self) -> Path:
         return self.upper / DOWNLOADS.lstrip("/")
+
+    def give_to_build_user(self, path: Path) -> None:
+        """Owned by the build user as the sandbox sees it: in a user namespace the
+        upper layer is written with the slice's host ids (guestpkg.sandbox.idmap)."""
+        uid, gid = self.host_ids or (0, 0)
+        os.chown(path, uid + BUILD_UID, gid + BUILD_UID)
 
     def fail(self, message: str) -> BuildFailed:
         with open(self.log, "a") as f:
@@ -146,7 +155,7 @@ def copy_recipe(ctx: RecipeBuild) -> None:
     re-read without following links and checked against its keyed digest."""
     target = ctx.upper / ctx.build_path.lstrip("/")
     target.mkdir(parents=True)
-    os.chown(target, BUILD_UID, BUILD_UID)
+    ctx.give_to_build_user(target)
     source_fd = os.open(ctx.recipe.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for entry in ctx.recipe.files:
@@ -159,12 +168,12 @@ def copy_recipe(ctx: RecipeBuild) -> None:
                     raise ctx.fail(f"{entry.path} changed since the recipe was read")
                 destination.write_bytes(data)
                 destination.chmod(0o755 if entry.executable else 0o644)
-            os.chown(destination, BUILD_UID, BUILD_UID)
+            ctx.give_to_build_user(destination)
     finally:
         os.close(source_fd)
     for directory in (ctx.install, ctx.downloads):
         directory.mkdir(parents=True, exist_ok=True)
-        os.chown(directory, BUILD_UID, BUILD_UID)
+        ctx.give_to_build_user(directory)
     if ctx.recipe.type == "source":
         etc = ctx.upper / "etc"
         etc.mkdir(exist_ok=True)
@@ -203,6 +212,7 @@ def write_log_header(ctx: RecipeBuild) -> None:
              f"bootstrap set: {ctx.bootstrap.id} ({len(ctx.bootstrap.members)} packages)",
              "environment:", *(f"  {k}={shlex.quote(v)}" for k, v in
                                sorted(ctx.environment().items())),
+             "sandbox " + get_mapping(ctx.config.id_mapping, ctx.host_ids).describe(),
              f"command: {ctx.build_path}/build (cwd {ctx.build_path}, uid {BUILD_UID}, "
              f"{'no network' if ctx.recipe.type == 'binary' else 'user-mode network'})",
              "output:", ""]
@@ -221,7 +231,8 @@ def run_build(ctx: RecipeBuild) -> None:
                            upperdir=ctx.upper, workdir=ctx.work / "ovl",
                            env=ctx.environment(), cwd=ctx.build_path, uid=BUILD_UID,
                            gid=BUILD_UID, timeout_s=ctx.config.timeout_s,
-                           hostname="guestpkg", umask=0o022, join_netns=netns)
+                           hostname="guestpkg", umask=0o022, join_netns=netns,
+                           id_mapping=ctx.config.id_mapping, host_ids=ctx.host_ids)
         status = run_sandboxed(spec, log_path=ctx.log, check=False)
     if status != 0:
         raise ctx.fail(f"build exited with status {status}")
@@ -349,8 +360,12 @@ def build_recipe(ctx: RecipeBuild) -> cache.Result:
     """Run every step; the work directory goes away whatever happens, the log stays."""
     ctx.result.parent.mkdir(parents=True, exist_ok=True)
     try:
-        for step in STEPS:
-            step(ctx)
+        with contextlib.ExitStack() as stack:
+            if ctx.config.id_mapping == "userns":  # the slice is held for the whole build
+                taken = stack.enter_context(subids.allocated_slice())
+                ctx.host_ids = (taken.uid_base, taken.gid_base)
+            for step in STEPS:
+                step(ctx)
     finally:
         if getattr(ctx, "work", None) is not None:
             fsutil.remove_tree(ctx.work)
