@@ -1,16 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The deb builder: ``guestpkg build`` and the engine host packages use.
 
-:func:`build_package` is a short list of named steps::
+:func:`build_package` is a short list of named steps, each ``step(ctx)`` over one
+:class:`~guestpkg.build.context.BuildContext` (:func:`run_steps`)::
 
     stage_source          .dsc unpacked in the sandbox, or the tree copied
-    (prepare_source)      the caller's hook edits the staged tree (host lifecycle)
+    prepare_source        the caller's hook edits the staged tree (host lifecycle)
+    read_source_info      changelog and control read, the log named after them
     install_build_deps    a cached layer, or apt installing a dummy package that
                           carries the relations, in a fork with network
+    enter_fork            the build's fork, over that layer
+    run_external_resolver only with --satisfydepends-cmd
     ensure_build_user     the unprivileged user, if the root lacks it
     run_build             dpkg-buildpackage as that user, no network, no capabilities
     collect_artifacts     what the .debs would install checked (guestpkg.build.inspect),
                           the .changes' files and the log into OUTPUT_DIR, as one set
+
+Every step makes its sandbox with :meth:`BuildContext.spec`.
 
 The build runs in a fork of the base root (:mod:`guestpkg.buildroot`) with the
 dependency layer stacked under the fork's upper directory, and the build directory
@@ -35,13 +41,20 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
 from guestpkg.build import artifacts, layers
-from guestpkg.build.inspect import DebReport, check_build_output
+from guestpkg.build.context import (
+    HOSTNAME,
+    BuildContext,
+    BuildLog,
+    BuildOptions,
+    BuildResult,
+    Preserve,
+)
+from guestpkg.build.inspect import check_build_output
 from guestpkg.build.layers import APT_OPTIONS, Layer
 from guestpkg.build.source import (
     BUILD_MOUNT,
@@ -74,11 +87,25 @@ from guestpkg.errors import (
     InputError,
     SandboxSetupFailed,
     SystemStateError,
-    UsageError,
 )
 from guestpkg.run import DEFAULT_PATH, apt_env, base_env
-from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
 from guestpkg.sandbox.idmap import get_mapping
+
+__all__ = [
+    "BuildContext",
+    "BuildLog",
+    "BuildOptions",
+    "BuildResult",
+    "build_env",
+    "build_package",
+    "check_build_dependencies",
+    "dpkg_buildpackage_argv",
+    "extra_build_packages",
+    "faketime_prefix",
+    "install_build_deps",
+    "lookup_user",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,74 +116,6 @@ USERADD_CAPABILITIES = frozenset({"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"}
 #: so that nothing of a previous build or of the user leaks in (Debian Policy 4.9
 #: requires packages to build without a writable HOME).
 BUILD_HOME = "/nonexistent"
-
-HOSTNAME = "guestpkg"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How to build, beyond the settings in :class:`~guestpkg.config.Config`."""
-
-    mode: BuildMode = BuildMode.BINARY
-    #: never, on-error, always; None: the config's preserve_build
-    preserve: str | None = None
-    #: added to (and overriding) the build environment, e.g. DEB_BUILD_OPTIONS
-    environment: Mapping[str, str] = field(default_factory=dict)
-    #: build profiles (DEB_BUILD_PROFILES, dpkg-buildpackage -P)
-    profiles: tuple[str, ...] = ()
-    #: run on the staged source tree before anything reads it (host lifecycle)
-    prepare_source: Callable[[Path], None] | None = None
-    #: show the log on the console while building
-    tee: bool = True
-    #: refuse .debs with findings (guestpkg.build.inspect); None: the config's
-    #: refuse_setuid (guestpkg build warns by default)
-    refuse_findings: bool | None = None
-    #: absolute paths whose setuid/setgid bits, owner or mode are declared (a host's
-    #: manifest Setuid: list)
-    declared: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    artifacts: list[Path]           # in OUTPUT_DIR, the .changes and .build included
-    log_path: Path                  # the .build log in OUTPUT_DIR
-    changes: Path | None            # the .changes in OUTPUT_DIR
-    source: str = ""
-    version: str = ""
-    layer_key: str | None = None    # the build-dependency layer stacked, if any
-    layer_cached: bool = False      # True: no apt ran
-    reports: tuple[DebReport, ...] = ()  # what each .deb would install, checked
-    arch: str = ""                  # the build architecture (the base root's)
-
-
-class BuildLog:
-    """The ``.build`` log: our own notes and every sandboxed command's output, shown
-    on the console while written (tee)."""
-
-    def __init__(self, path: Path, tee: bool) -> None:
-        self.path = path
-        self.tee = tee
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-
-    def note(self, text: str) -> None:
-        line = f"guestpkg: {text}\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-        if self.tee:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-        log.info("%s", text)
-
-    def warn(self, text: str) -> None:
-        """A note that reaches the console even when the log is not shown."""
-        self.note(text)
-        if not self.tee:
-            log.warning("%s", text)
-
-    def step(self, title: str) -> None:
-        self.note(f"== {title} ({time.strftime('%H:%M:%S')})")
-
 
 # --- the steps ---------------------------------------------------------------------
 
@@ -182,7 +141,7 @@ def build_directory(config: Config, preserve: str) -> Iterator[Path]:
                 yield directory
                 failed = False
             finally:
-                keep = preserve == "always" or (preserve == "on-error" and failed)
+                keep = preserve == Preserve.ALWAYS or (preserve == Preserve.ON_ERROR and failed)
                 if keep:
                     log.warning("kept the build directory %s (--preserve-build=%s)",
                                 directory, preserve)
@@ -238,25 +197,51 @@ def lookup_user(trees: Sequence[Path], name: str) -> tuple[int, int] | None:
     return None
 
 
-def stage_source(config: Config, base: BaseRoot, source: Path, build_dir: Path,
-                 uid: int, gid: int, blog: BuildLog) -> Path:
+def stage_source(ctx: BuildContext) -> None:
     """Put the source at ``build_dir/source``, owned by the build user."""
-    os.chown(build_dir, uid, gid)
-    if not is_dsc(source):
-        blog.note(f"copying the source tree {source}")
-        staged = stage_tree(source, build_dir)
-        chown_tree(build_dir, uid, gid)
-        return staged
-    blog.note(f"unpacking {source} with dpkg-source -x (sandboxed, as the build user)")
-    stage_dsc_files(source, build_dir)
-    chown_tree(build_dir, uid, gid)
-    spec = SandboxSpec(
-        argv=tuple(dpkg_source_extract_argv(source.name)), lowerdirs=(base.path,),
-        env=build_env(config, {}, user=config.user), cwd=BUILD_MOUNT, uid=uid, gid=gid,
-        binds=(Bind(build_dir, BUILD_MOUNT, readonly=False),), hostname=HOSTNAME,
-        timeout_s=config.timeout_s, id_mapping=config.id_mapping)
-    sandboxed(spec, blog, "dpkg-source -x failed")
-    return build_dir / STAGING_NAME
+    uid, gid = ctx.ids
+    os.chown(ctx.build_dir, uid, gid)
+    if not is_dsc(ctx.source):
+        ctx.log.note(f"copying the source tree {ctx.source}")
+        ctx.staged = stage_tree(ctx.source, ctx.build_dir)
+        chown_tree(ctx.build_dir, uid, gid)
+        return
+    ctx.log.note(f"unpacking {ctx.source} with dpkg-source -x (sandboxed, as the build user)")
+    stage_dsc_files(ctx.source, ctx.build_dir)
+    chown_tree(ctx.build_dir, uid, gid)
+    ctx.run(ctx.spec(dpkg_source_extract_argv(ctx.source.name), in_fork=False,
+                     env=build_env(ctx.config, {}, user=ctx.config.user), cwd=BUILD_MOUNT,
+                     uid=uid, gid=gid,
+                     binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),)),
+            "dpkg-source -x failed")
+    ctx.staged = ctx.build_dir / STAGING_NAME
+
+
+def prepare_source(ctx: BuildContext) -> None:
+    """The caller's edit of the staged tree (:attr:`BuildOptions.prepare_source`), after
+    the check that debian/ holds no symlinked metadata it could be tricked through."""
+    assert ctx.staged is not None
+    refuse_symlinked_metadata(ctx.staged)
+    if ctx.options.prepare_source is not None:
+        ctx.log.note("running the prepare_source hook on the staged tree")
+        ctx.options.prepare_source(ctx.staged)
+
+
+def read_source_info(ctx: BuildContext) -> None:
+    """The source's changelog and control; the log takes its final name from them."""
+    assert ctx.staged is not None
+    # A copied tree's errors name the user's files; an unpacked .dsc has no such.
+    named = None if is_dsc(ctx.source) or ctx.options.prepare_source else ctx.source
+    info = ctx.found_info = read_source(ctx.staged, named)
+    settle(ctx.staged, info)
+    final_log = ctx.config.logdir / "build" / log_name(info, ctx.base.arch, ctx.work.name)
+    os.rename(ctx.log.path, final_log)
+    ctx.log.path = final_log
+    ctx.log.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
+                 f"log {final_log}")
+    if ctx.options.mode in (BuildMode.SOURCE, BuildMode.FULL) and not is_dsc(ctx.source):
+        copy_orig_tarballs(ctx.source, info, ctx.build_dir)
+    chown_tree(ctx.build_dir, *ctx.ids)
 
 
 def extra_build_packages(info: SourceInfo, config: Config) -> list[str]:
@@ -291,49 +276,46 @@ def dummy_install_arguments(dummy: Path) -> list[str]:
     return [*APT_OPTIONS, "install", "--", f"{DEPS_MOUNT}/{dummy.name}"]
 
 
-def simulate_build_deps(config: Config, base: BaseRoot, dummy: Path, work: Path,
-                        blog: BuildLog) -> list[str]:
+def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
     """``apt-get -s install`` of the dummy: the exact packages apt would install,
     without installing them (no network, no capabilities: the lists are in the root)."""
-    out = work / "resolve.log"
+    out = ctx.work / "resolve.log"
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
-    spec = SandboxSpec(argv=tuple(argv), lowerdirs=(base.path,),
-                       env=apt_env(throwaway_root=True), hostname=HOSTNAME,
-                       timeout_s=config.timeout_s, binds=(Bind(dummy.parent, DEPS_MOUNT),),
-                       id_mapping=config.id_mapping)
+    spec = ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True),
+                    binds=(Bind(dummy.parent, DEPS_MOUNT),))
     status = run_sandboxed(spec, log_path=out, check=False)
     text = out.read_text(encoding="utf-8", errors="replace")
-    with open(blog.path, "a", encoding="utf-8") as f:
+    with open(ctx.log.path, "a", encoding="utf-8") as f:
         f.write(text)
     if status != 0:
         raise layers.UnsatisfiableBuildDepends(layers.parse_unmet(text),
-                                               layers.apt_errors(text), blog.path)
+                                               layers.apt_errors(text), ctx.log.path)
     return layers.parse_simulation(text)
 
 
-def create_layer(config: Config, base: BaseRoot, key: str, relations: BuildRelations,
-                 dummy: Path, actions: Sequence[str], blog: BuildLog) -> None:
+def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: Path,
+                 actions: Sequence[str]) -> None:
     """Install the build dependencies in a fork with a disk upper and keep that upper
     as layer *key*.  The only step with network and capabilities; it runs apt from the
     root's own sources, never code of the package being built.  apt installs the dummy
     package, and dpkg purges it again, so the layer holds the resolved set only."""
-    with layers.creating_layer(config, key) as tmp:
+    base = ctx.base
+    with layers.creating_layer(ctx.config, key) as tmp:
         if tmp is None:
-            blog.note(f"build-dependency layer {key} was made by a concurrent build")
+            ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
             return
-        blog.note(f"installing {len(actions)} build dependencies into new layer {key}")
+        ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}")
         # The request travels in the dummy's control file, never through a parser of
         # options or of the shell.
         argv = ["sh", "-c", f'set -e; apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
                 'apt-get clean', "sh", *dummy_install_arguments(dummy)]
-        with fork(config.replace(fork_upper="disk"), base) as f:
+        with fork(ctx.config.replace(fork_upper="disk"), base) as f:
             spec = f.spec(argv, env=apt_env(throwaway_root=True), uid=0, gid=0,
                           capabilities=APT_CAPABILITIES, network=True, allow_setuid=True,
-                          hostname=HOSTNAME,
-                          timeout_s=config.timeout_s,
+                          hostname=HOSTNAME, timeout_s=ctx.config.timeout_s,
                           binds=(Bind(dummy.parent, DEPS_MOUNT),))
             try:
-                sandboxed(spec, blog, "installing the build dependencies failed")
+                ctx.run(spec, "installing the build dependencies failed")
             except BuildFailed as e:
                 # The root's package lists are frozen in its generation; once the
                 # mirror drops a version they name, downloads fail with 404.
@@ -357,10 +339,11 @@ def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
 
 
 @contextlib.contextmanager
-def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations,
-                       work: Path, blog: BuildLog) -> Iterator[tuple[Layer | None, bool]]:
+def install_build_deps(ctx: BuildContext, relations: BuildRelations
+                       ) -> Iterator[tuple[Layer | None, bool]]:
     """Yield the build-dependency layer to stack (None if the base root has them all)
     and whether it came from the cache, holding it in use meanwhile."""
+    config, base, blog = ctx.config, ctx.base, ctx.log
     request = relations.canonical()
     blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
               ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
@@ -368,14 +351,14 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
 
     def dummy() -> Path:
         if not made:
-            made.append(write_dummy_package(relations, base.arch, work))
+            made.append(write_dummy_package(relations, base.arch, ctx.work))
         return made[0]
 
     actions = layers.cached_resolution(config, base.generation, request)
     if not relations.depends and not relations.conflicts:
         actions = []
     elif actions is None:
-        actions = simulate_build_deps(config, base, dummy(), work, blog)
+        actions = simulate_build_deps(ctx, dummy())
         layers.store_resolution(config, base.generation, request, actions)
     else:
         blog.note(f"resolved before on this base root generation: {len(actions)} packages")
@@ -392,37 +375,45 @@ def install_build_deps(config: Config, base: BaseRoot, relations: BuildRelations
                     blog.note(f"using cached build-dependency layer {key}")
                 yield layer, not created
                 return
-        create_layer(config, base, key, relations, dummy(), actions, blog)
+        create_layer(ctx, key, relations, dummy(), actions)
         created = True
     raise SystemStateError(f"build-dependency layer {key} keeps disappearing",
                            hint="is a guestpkg cache clean running in a loop?")
 
 
-def ensure_build_user(config: Config, f: Fork, blog: BuildLog) -> tuple[int, int]:
+def ensure_build_user(ctx: BuildContext) -> None:
     """The build user's uid and gid; created in the fork if the root lacks it.
 
     The new user gets the base root's fixed build uid (pbuilder's convention, 1234)
     when that is free, else the first free one useradd(8) picks: the same in every
     fork of the same root, so builds stay reproducible."""
+    config, f, blog = ctx.config, ctx.fork, ctx.log
     trees = [*f.layers, f.base.path]
     found = lookup_user(trees, config.user)
     if found is not None:
-        return found
+        _build_user(ctx, found)
+        return
     taken = uid_taken(trees, f.base.build_uid)
     uid_option = "" if taken else f"--uid {f.base.build_uid} --gid {f.base.build_uid}"
     group_option = "" if taken else f"--gid {f.base.build_uid}"
     blog.note(f"creating build user {config.user} in the fork")
     script = (f'groupadd {group_option} "$0" && useradd {uid_option} --gid "$0" '
               f'--no-create-home --home-dir {BUILD_HOME} --shell /bin/sh "$0"')
-    sandboxed(f.spec(["sh", "-c", script, config.user], env=base_env(),
-                     capabilities=USERADD_CAPABILITIES, hostname=HOSTNAME,
-                     timeout_s=config.timeout_s), blog, "creating the build user failed")
+    ctx.run(ctx.spec(["sh", "-c", script, config.user], env=base_env(),
+                     capabilities=USERADD_CAPABILITIES), "creating the build user failed")
     # useradd rewrote /etc/passwd, so the fork's upper has the whole new file.
     created = lookup_user([f.upperdir], config.user)
     if created is None:
         raise BuildFailed(f"useradd did not create {config.user}", blog.path)
     blog.note(f"build user {config.user}: uid {created[0]}, gid {created[1]}")
-    return created
+    _build_user(ctx, created)
+
+
+def _build_user(ctx: BuildContext, ids: tuple[int, int]) -> None:
+    """The build runs as *ids*: the staged source is theirs."""
+    if ids != ctx.ids:
+        chown_tree(ctx.build_dir, *ids)
+        ctx.ids = ids
 
 
 def uid_taken(trees: Sequence[Path], uid: int) -> bool:
@@ -472,8 +463,10 @@ def dpkg_buildpackage_argv(info: SourceInfo, mode: BuildMode, *, faketime: bool,
     return argv
 
 
-def run_build(config: Config, f: Fork, info: SourceInfo, build_dir: Path, uid: int,
-              gid: int, options: BuildOptions, blog: BuildLog) -> None:
+def run_build(ctx: BuildContext) -> None:
+    config, info, options, blog = ctx.config, ctx.info, ctx.options, ctx.log
+    uid, gid = ctx.ids
+    ctx.log.step("dpkg-buildpackage")
     argv = dpkg_buildpackage_argv(info, options.mode, faketime=config.faketime,
                                   profiles=options.profiles)
     env = build_env(config, options.environment, user=config.user,
@@ -483,9 +476,9 @@ def run_build(config: Config, f: Fork, info: SourceInfo, build_dir: Path, uid: i
                   "is neither isolated nor reproducible")
         log.warning("the build phase of %s has network access (--network)", info.source)
     blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
-    spec = f.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid, gid=gid,
-                  network=config.network, hostname=HOSTNAME, timeout_s=config.timeout_s,
-                  binds=(Bind(build_dir, BUILD_MOUNT, readonly=False),))
+    spec = ctx.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid,
+                    gid=gid, network=config.network,
+                    binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),))
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
     except CommandFailed as e:
@@ -495,43 +488,44 @@ def run_build(config: Config, f: Fork, info: SourceInfo, build_dir: Path, uid: i
                           blog.path, e.output_tail) from e
 
 
-def run_external_resolver(config: Config, f: Fork, info: SourceInfo, build_dir: Path,
-                          blog: BuildLog) -> None:
+def run_external_resolver(ctx: BuildContext) -> None:
     """``--satisfydepends-cmd``: the user's resolver instead of ours, given the path of
     debian/control; it gets network and apt's capabilities, and no layer is cached
     (what it installs is not known in advance)."""
-    argv = [*shlex.split(config.satisfydepends_cmd),
-            f"{BUILD_MOUNT}/{info.directory_name}/debian/control"]
-    blog.note(f"installing build dependencies with the external resolver: {shlex.join(argv)}")
-    sandboxed(f.spec(argv, env=apt_env(throwaway_root=True), capabilities=APT_CAPABILITIES,
-                     network=True, allow_setuid=True, hostname=HOSTNAME, timeout_s=config.timeout_s,
-                     binds=(Bind(build_dir, BUILD_MOUNT, readonly=True),)),
-              blog, "the external build-dependency resolver failed")
+    if not ctx.config.satisfydepends_cmd:
+        return
+    argv = [*shlex.split(ctx.config.satisfydepends_cmd),
+            f"{BUILD_MOUNT}/{ctx.info.directory_name}/debian/control"]
+    ctx.log.note(f"installing build dependencies with the external resolver: "
+                 f"{shlex.join(argv)}")
+    ctx.run(ctx.spec(argv, env=apt_env(throwaway_root=True), capabilities=APT_CAPABILITIES,
+                     network=True, allow_setuid=True,
+                     binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=True),)),
+            "the external build-dependency resolver failed")
 
 
-def collect_artifacts(info: SourceInfo, arch: str, build_dir: Path, output_dir: Path,
-                      refuse: bool, declared: frozenset[str], blog: BuildLog
-                      ) -> tuple[list[Path], Path, Path, list[DebReport]]:
+def collect_artifacts(ctx: BuildContext) -> BuildResult:
+    info, arch, build_dir, output_dir, blog = (ctx.info, ctx.base.arch, ctx.build_dir,
+                                               ctx.output_dir, ctx.log)
+    blog.step("artifacts")
+    refuse = ctx.config.refuse_setuid if ctx.options.refuse_findings is None \
+        else ctx.options.refuse_findings
     changes = artifacts.find_changes(build_dir, info.source, info.version)
     files = [build_dir / name for name in artifacts.changes_files(changes)]
     debs = [path for path in files if path.suffix in (".deb", ".udeb")]
     blog.note(f"inspecting what {len(debs)} .deb(s) would install")
-    reports = check_build_output(debs, refuse=refuse, declared=declared,
+    reports = check_build_output(debs, refuse=refuse, declared=ctx.options.declared,
                                  note=blog.warn, log_path=blog.path)
     log_copy = build_dir / artifacts.build_log_name(info.source, info.version, arch)
     blog.note(f"copying {len(files) + 2} files to {output_dir}")
     blog.step("build successful")
     artifacts.copy_regular_file(blog.path, log_copy)
     done = artifacts.collect([*files, log_copy, changes], output_dir)
-    return done, done[-2], done[-1], reports
-
-
-def sandboxed(spec: SandboxSpec, blog: BuildLog, what: str) -> None:
-    try:
-        run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
-    except CommandFailed as e:
-        raise BuildFailed(f"{what} ({e.status_text})", blog.path,
-                          e.output_tail) from e
+    if ctx.options.tee:
+        sys.stderr.writelines(f"guestpkg: {path}\n" for path in done)
+    return BuildResult(done, done[-2], done[-1], info.source, info.version,
+                       ctx.layer.key if ctx.layer else None, ctx.layer_cached,
+                       tuple(reports), arch)
 
 
 # --- the whole build ----------------------------------------------------------------
@@ -551,26 +545,24 @@ def build_package(config: Config, source: Path, output_dir: Path,
         raise SystemStateError("guestpkg build needs root (namespaces, mounts, chown)",
                                hint="run it as root, e.g. with sudo")
     source = source.resolve()
-    output_dir = output_dir.resolve()
     check_input(source)
-    preserve = options.preserve or config.preserve_build
-    if preserve not in ("never", "on-error", "always"):
-        raise UsageError(f"preserve must be never, on-error or always, not {preserve!r}")
+    preserve = Preserve.parse(options.preserve or config.preserve_build)
     base = open_base_root(config, config.buildroot)
-    ids = lookup_user([base.path], config.user) or (base.build_uid, base.build_uid)
     with build_directory(config, preserve) as work:
-        build_dir = work / "build"
         # The log's final name needs the version, which the hook may change: notes
         # go to a provisional log that is renamed once the source has been read.
-        blog = BuildLog(config.logdir / "build" / f".staging-{work.name}.build", options.tee)
+        ctx = BuildContext(
+            config, base, work,
+            BuildLog(config.logdir / "build" / f".staging-{work.name}.build", options.tee),
+            options, source, output_dir.resolve(), preserve,
+            lookup_user([base.path], config.user) or (base.build_uid, base.build_uid))
         try:
-            return _build(config, base, source, output_dir, options, preserve, work,
-                          build_dir, ids, blog)
+            return run_steps(ctx)
         except BuildFailed as e:
-            blog.note(f"FAILED: {e.message}")
+            ctx.log.note(f"FAILED: {e.message}")
             raise
         except BaseException as e:
-            blog.note(f"FAILED: {type(e).__name__}: {e}")
+            ctx.log.note(f"FAILED: {type(e).__name__}: {e}")
             raise
 
 
@@ -591,74 +583,58 @@ def check_build_dependencies(config: Config, tree: Path,
     request = relations.canonical()
     actions = layers.cached_resolution(config, base.generation, request)
     if actions is None:
-        with build_directory(config, "never") as work:
+        with build_directory(config, Preserve.NEVER) as work:
             blog = BuildLog(config.logdir / "build" /
                             f"{info.source}-build-deps-{work.name}.log", tee=False)
             blog.note(f"build dependencies of {info.source}: " +
                       ", ".join(relations.depends))
             dummy = write_dummy_package(relations, base.arch, work)
-            actions = simulate_build_deps(config, base, dummy, work, blog)
+            actions = simulate_build_deps(BuildContext(config, base, work, blog), dummy)
         layers.store_resolution(config, base.generation, request, actions)
     return len(actions)
 
 
-def _build(config: Config, base: BaseRoot, source: Path, output_dir: Path,
-           options: BuildOptions, preserve: str, work: Path, build_dir: Path,
-           ids: tuple[int, int], blog: BuildLog) -> BuildResult:
-    blog.step(f"guestpkg {__version__} build of {source}")
-    blog.note(f"base root {base.name} ({base.suite}, {base.arch}), generation "
-              f"{base.generation}; mode {options.mode.name.lower().replace('_', '-')}")
-    staged = stage_source(config, base, source, build_dir, *ids, blog)
-    refuse_symlinked_metadata(staged)
-    if options.prepare_source is not None:
-        blog.note("running the prepare_source hook on the staged tree")
-        options.prepare_source(staged)
-    # A copied tree's errors name the user's files; an unpacked .dsc has no such.
-    info = read_source(staged, None if is_dsc(source) or options.prepare_source else source)
-    settle(staged, info)
-    final_log = config.logdir / "build" / log_name(info, base.arch, work.name)
-    os.rename(blog.path, final_log)
-    blog.path = final_log
-    blog.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
-              f"log {final_log}")
-    if options.mode in (BuildMode.SOURCE, BuildMode.FULL) and not is_dsc(source):
-        copy_orig_tarballs(source, info, build_dir)
-    chown_tree(build_dir, *ids)
-
-    blog.step("build dependencies")
+def run_steps(ctx: BuildContext) -> BuildResult:
+    """The build, as named steps over *ctx*."""
+    ctx.log.step(f"guestpkg {__version__} build of {ctx.source}")
+    ctx.log.note(f"base root {ctx.base.name} ({ctx.base.suite}, {ctx.base.arch}), "
+                 f"generation {ctx.base.generation}; "
+                 f"mode {ctx.options.mode.name.lower().replace('_', '-')}")
+    for step in (stage_source, prepare_source, read_source_info):
+        step(ctx)
     with contextlib.ExitStack() as stack:
-        layer: Layer | None = None
-        cached = False
-        if not config.satisfydepends_cmd:
-            relations = build_relations(info.control, options.mode, base.arch,
-                                        options.profiles, extra_build_packages(info, config))
-            layer, cached = stack.enter_context(
-                install_build_deps(config, base, relations, work, blog))
-        f = stack.enter_context(fork(config, base, [layer.tree] if layer else []))
-        blog.note("sandbox " + describe_ids(f))
-        try:
-            if config.satisfydepends_cmd:
-                run_external_resolver(config, f, info, build_dir, blog)
-            uid, gid = ensure_build_user(config, f, blog)
-            if (uid, gid) != ids:
-                chown_tree(build_dir, uid, gid)
-            blog.step("dpkg-buildpackage")
-            run_build(config, f, info, build_dir, uid, gid, options, blog)
-        except BaseException:
-            if preserve != "never":
-                _keep_fork(f, work, blog)
-            raise
-        if preserve == "always":
-            _keep_fork(f, work, blog)
-    blog.step("artifacts")
-    refuse = config.refuse_setuid if options.refuse_findings is None \
-        else options.refuse_findings
-    done, log_copy, changes, reports = collect_artifacts(
-        info, base.arch, build_dir, output_dir, refuse, options.declared, blog)
-    if options.tee:
-        sys.stderr.writelines(f"guestpkg: {path}\n" for path in done)
-    return BuildResult(done, log_copy, changes, info.source, info.version,
-                       layer.key if layer else None, cached, tuple(reports), base.arch)
+        stack_build_deps(ctx, stack)
+        enter_fork(ctx, stack)
+        for step in (run_external_resolver, ensure_build_user, run_build):
+            step(ctx)
+        if ctx.preserve is Preserve.ALWAYS:
+            keep_fork(ctx)
+    return collect_artifacts(ctx)
+
+
+def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
+    """The build-dependency layer, held in use until *stack* closes (none with
+    ``--satisfydepends-cmd``: the external resolver installs into the fork)."""
+    ctx.log.step("build dependencies")
+    if ctx.config.satisfydepends_cmd:
+        return
+    relations = build_relations(ctx.info.control, ctx.options.mode, ctx.base.arch,
+                                ctx.options.profiles, extra_build_packages(ctx.info, ctx.config))
+    ctx.layer, ctx.layer_cached = stack.enter_context(install_build_deps(ctx, relations))
+
+
+def enter_fork(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
+    """The fork the build runs in, over the layer; its writes are kept for inspection
+    when the build fails and ``--preserve-build`` is not ``never``."""
+    ctx.found_fork = stack.enter_context(
+        fork(ctx.config, ctx.base, [ctx.layer.tree] if ctx.layer else []))
+    ctx.log.note("sandbox " + describe_ids(ctx.found_fork))
+
+    @stack.push
+    def keep_on_error(kind: type[BaseException] | None, *_: object) -> bool:
+        if kind is not None and ctx.preserve is not Preserve.NEVER:
+            keep_fork(ctx)
+        return False
 
 
 def describe_ids(f: Fork) -> str:
@@ -667,9 +643,8 @@ def describe_ids(f: Fork) -> str:
     return get_mapping(f.id_mapping, ids).describe()
 
 
-def _keep_fork(f: Fork, work: Path, blog: BuildLog) -> None:
+def keep_fork(ctx: BuildContext) -> None:
     with contextlib.suppress(Exception):
-        f.keep_upper(work / "fork-upper")
-        blog.note(f"kept the fork's writes in {work / 'fork-upper'} and the build "
-                  f"directory in {work / 'build'}")
-
+        ctx.fork.keep_upper(ctx.work / "fork-upper")
+        ctx.log.note(f"kept the fork's writes in {ctx.work / 'fork-upper'} and the build "
+                     f"directory in {ctx.build_dir}")

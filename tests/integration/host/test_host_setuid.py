@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from guestpkg.build.deb import BuildLog, extra_build_packages, install_build_deps
+from guestpkg.build.deb import (
+    BuildContext,
+    BuildLog,
+    extra_build_packages,
+    install_build_deps,
+)
 from guestpkg.build.source import read_source
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
@@ -52,8 +57,8 @@ def make_layer(config: Config, base_root: BaseRoot, guest: Path, work: Path) -> 
     relations = build_relations(info.control, BuildMode.BINARY, base_root.arch, (),
                                 extra_build_packages(info, config))
     work.mkdir(parents=True, exist_ok=True)
-    with install_build_deps(config, base_root, relations, work,
-                            BuildLog(work / "layer.build", tee=False)) as (layer, _cached):
+    ctx = BuildContext(config, base_root, work, BuildLog(work / "layer.build", tee=False))
+    with install_build_deps(ctx, relations) as (layer, _cached):
         assert layer is not None
 
 
