@@ -51,7 +51,7 @@ from guestpkg.host.manifest import Manifest, read_manifest
 from guestpkg.host.plan import Decision, Reason, Step, decide, describe, observe
 from guestpkg.host.recovery import cause_gone, record_cause
 from guestpkg.host.source import binary_packages
-from guestpkg.host.system import check_system, package_state, version_compare
+from guestpkg.host.system import DpkgState, check_system, package_state, version_compare
 from guestpkg.host.versions import local_version
 from guestpkg.run import run
 from guestpkg.text import one_line
@@ -119,7 +119,7 @@ def observe_guest(state: st.HostState, paths: HostPaths) -> str | None:
     package = guest_main_package(state, paths)
     current, version = package_state(package) if package else (None, None)
     observe(state, version)
-    return version if current == "i" else None
+    return version if current is DpkgState.INSTALLED else None
 
 
 def _decide(state: st.HostState, paths: HostPaths) -> Decision:

@@ -16,6 +16,7 @@ Facts this relies on (docs/reference.md, checked on bookworm):
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import os
 import time
@@ -34,18 +35,36 @@ def admindir() -> Path:
     return Path(os.environ.get("DPKG_ADMINDIR", DPKG_ADMINDIR))
 
 
-def package_state(package: str) -> tuple[str | None, str | None]:
-    """dpkg's current state letter of *package* and its version: ``("i", "1.0-1")``
-    when installed, ``("U", ...)``, ``("F", ...)``, ``("H", ...)`` and so on when dpkg
+class DpkgState(enum.Enum):
+    """dpkg's current state of a package: the second letter of dpkg-query(1)'s
+    ``db:Status-Abbrev`` (want, current, error)."""
+
+    NOT_INSTALLED = "n"
+    CONFIG_FILES = "c"
+    HALF_INSTALLED = "H"
+    UNPACKED = "U"
+    HALF_CONFIGURED = "F"
+    TRIGGERS_AWAITED = "W"
+    TRIGGERS_PENDING = "t"
+    INSTALLED = "i"
+
+
+def package_state(package: str) -> tuple[DpkgState | None, str | None]:
+    """dpkg's current state of *package* and its version: ``(INSTALLED, "1.0-1")``
+    when installed, ``(UNPACKED, ...)``, ``(HALF_CONFIGURED, ...)`` and so on when dpkg
     left it half-way, ``(None, None)`` when dpkg does not know it or keeps only its
-    conffiles (dpkg-query(1), ``db:Status-Abbrev``: want, current, error)."""
+    conffiles (dpkg-query(1), ``db:Status-Abbrev``)."""
     result = run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "--", package],
                  capture=True, check=False)
     text = result.stdout.decode("utf-8", "replace")
     if result.returncode != 0 or len(text) < 3:
         return None, None
-    current, version = text[1], text[3:].strip()
-    if current in ("n", "c") or not version:
+    try:
+        current = DpkgState(text[1])
+    except ValueError:
+        return None, None
+    version = text[3:].strip()
+    if current in (DpkgState.NOT_INSTALLED, DpkgState.CONFIG_FILES) or not version:
         return None, None
     return current, version
 
@@ -53,7 +72,7 @@ def package_state(package: str) -> tuple[str | None, str | None]:
 def installed_version(package: str) -> str | None:
     """The version of *package* if dpkg has it completely installed, else None."""
     current, version = package_state(package)
-    return version if current == "i" else None
+    return version if current is DpkgState.INSTALLED else None
 
 
 def _apt_pkg() -> Any:
