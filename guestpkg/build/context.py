@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""What every step of a build sees: :class:`BuildContext`, and the one way a step makes
-its sandbox (:meth:`BuildContext.spec`).
+"""What every step of a build sees: :class:`BuildContext`, the one way a step makes
+its sandbox (:meth:`BuildContext.spec`), and the build's work directory
+(:func:`build_directory`).
 
 mkosi's ``build_image`` reads as a list of named steps because each step takes one
 ``Context``; :mod:`guestpkg.build.deb` does the same.  The context carries what is fixed
@@ -13,15 +14,18 @@ which step is missing if the order is ever wrong.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guestpkg import fsutil
 from guestpkg.build.inspect import DebReport
 from guestpkg.build.layers import Layer
 from guestpkg.build.source import SourceInfo
@@ -177,3 +181,47 @@ class BuildContext:
         except CommandFailed as e:
             raise BuildFailed(f"{what} ({e.status_text})", self.log.path,
                               e.output_tail) from e
+
+
+@contextlib.contextmanager
+def build_directory(config: Config, preserve: str) -> Iterator[Path]:
+    """``<vardir>/builds/<id>``: this build's work area, locked while it lives.
+
+    Removed at the end unless preserved; directories of killed builds (lock free) are
+    reaped first."""
+    top = fsutil.private_directory(config.vardir / "builds")
+    reap_build_directories(top)
+    build_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+    directory = top / build_id
+    lock = top / f"{build_id}.lock"
+    failed = True
+    # The lock goes in every case, also when the build raised (the error propagates
+    # through here) and when the directory is kept: the reaper skips kept ones.
+    try:
+        with fsutil.locked(lock):
+            directory.mkdir(mode=0o700)
+            (directory / "build").mkdir(mode=0o755)
+            try:
+                yield directory
+                failed = False
+            finally:
+                keep = preserve == Preserve.ALWAYS or (preserve == Preserve.ON_ERROR and failed)
+                if keep:
+                    log.warning("kept the build directory %s (--preserve-build=%s)",
+                                directory, preserve)
+                    (directory / ".preserved").touch()
+                else:
+                    fsutil.remove_tree(directory)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def reap_build_directories(top: Path) -> None:
+    for entry in top.iterdir():
+        if not entry.is_dir() or (entry / ".preserved").exists():
+            continue
+        lock = top / f"{entry.name}.lock"
+        with fsutil.locked(lock, blocking=False) as free:
+            if free:
+                fsutil.remove_tree(entry)
+                lock.unlink(missing_ok=True)

@@ -37,7 +37,6 @@ import contextlib
 import datetime
 import logging
 import os
-import secrets
 import shlex
 import sys
 import time
@@ -53,6 +52,7 @@ from guestpkg.build.context import (
     BuildOptions,
     BuildResult,
     Preserve,
+    build_directory,
 )
 from guestpkg.build.inspect import check_build_output
 from guestpkg.build.layers import APT_OPTIONS, Layer
@@ -92,20 +92,10 @@ from guestpkg.run import DEFAULT_PATH, apt_env, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
 from guestpkg.sandbox.idmap import get_mapping
 
-__all__ = [
-    "BuildContext",
-    "BuildLog",
-    "BuildOptions",
-    "BuildResult",
-    "build_env",
-    "build_package",
-    "check_build_dependencies",
-    "dpkg_buildpackage_argv",
-    "extra_build_packages",
-    "faketime_prefix",
-    "install_build_deps",
-    "lookup_user",
-]
+__all__ = ["BuildContext", "BuildLog", "BuildOptions", "BuildResult", "build_directory",
+           "build_env", "build_package", "check_build_dependencies",
+           "dpkg_buildpackage_argv", "extra_build_packages", "faketime_prefix",
+           "install_build_deps", "lookup_user"]
 
 log = logging.getLogger(__name__)
 
@@ -118,50 +108,6 @@ USERADD_CAPABILITIES = frozenset({"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"}
 BUILD_HOME = "/nonexistent"
 
 # --- the steps ---------------------------------------------------------------------
-
-@contextlib.contextmanager
-def build_directory(config: Config, preserve: str) -> Iterator[Path]:
-    """``<vardir>/builds/<id>``: this build's work area, locked while it lives.
-
-    Removed at the end unless preserved; directories of killed builds (lock free) are
-    reaped first."""
-    top = fsutil.private_directory(config.vardir / "builds")
-    reap_build_directories(top)
-    build_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
-    directory = top / build_id
-    lock = top / f"{build_id}.lock"
-    failed = True
-    # The lock goes in every case, also when the build raised (the error propagates
-    # through here) and when the directory is kept: the reaper skips kept ones.
-    try:
-        with fsutil.locked(lock):
-            directory.mkdir(mode=0o700)
-            (directory / "build").mkdir(mode=0o755)
-            try:
-                yield directory
-                failed = False
-            finally:
-                keep = preserve == Preserve.ALWAYS or (preserve == Preserve.ON_ERROR and failed)
-                if keep:
-                    log.warning("kept the build directory %s (--preserve-build=%s)",
-                                directory, preserve)
-                    (directory / ".preserved").touch()
-                else:
-                    fsutil.remove_tree(directory)
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def reap_build_directories(top: Path) -> None:
-    for entry in top.iterdir():
-        if not entry.is_dir() or (entry / ".preserved").exists():
-            continue
-        lock = top / f"{entry.name}.lock"
-        with fsutil.locked(lock, blocking=False) as free:
-            if free:
-                fsutil.remove_tree(entry)
-                lock.unlink(missing_ok=True)
-
 
 #: /etc/passwd of a root or layer: a few lines; a bound against a planted giant file.
 MAX_PASSWD_BYTES = 4 << 20
