@@ -24,6 +24,15 @@ def cited_texts() -> list[tuple[Path, str]]:
     return texts
 
 
+def test_cited_docs_exist() -> None:
+    missing = []
+    for path, text in cited_texts():
+        for name in re.findall(r"docs/([a-z0-9-]+\.md)", text):
+            if not (REPO / "docs" / name).is_file():
+                missing.append(f"{path.relative_to(REPO)}: docs/{name}")
+    assert missing == []
+
+
 def test_no_citation_points_outside_the_repository() -> None:
     outside = [str(path.relative_to(REPO)) for path, text in cited_texts()
                if path != Path(__file__)
