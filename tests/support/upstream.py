@@ -28,6 +28,11 @@ class Behaviour(enum.Enum):
     CORRUPT = "corrupt"      # every file's content altered, same length
     TRUNCATE = "truncate"    # the full length is announced, half is sent
     ERROR = "error"          # every request gets a 500
+    HOSTILE = "hostile"      # every file gets a 404 whose reason phrase holds escapes
+
+
+#: What a hostile server puts in a reason phrase: retitle the terminal, clear it.
+HOSTILE_REASON = "Not Found\x1b]0;owned\x07\x1b[2J"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class LocalUpstream:
             return _Reply(404, b"not found\n", "text/plain")
         if target.is_dir():
             return _Reply(200, _index(target, path).encode(), "text/html")
+        if self.behaviour is Behaviour.HOSTILE:
+            return _Reply(404, b"", "text/plain", reason=HOSTILE_REASON)
         data = target.read_bytes()
         if self.behaviour is Behaviour.CORRUPT:
             data = bytes(b ^ 0x5A for b in data[:4096]) + data[4096:]
@@ -159,6 +166,7 @@ class _Reply:
     body: bytes
     content_type: str
     length: int | None = None   # announced Content-Length, if not len(body)
+    reason: str | None = None   # the status line's reason phrase, if not the usual
 
     @property
     def truncated(self) -> bool:
@@ -166,7 +174,7 @@ class _Reply:
 
 
 def _send(handler: http.server.BaseHTTPRequestHandler, reply: _Reply, head: bool) -> None:
-    handler.send_response(reply.status)
+    handler.send_response(reply.status, reply.reason)
     handler.send_header("Content-Type", reply.content_type)
     length = len(reply.body) if reply.length is None else reply.length
     handler.send_header("Content-Length", str(length))
