@@ -160,7 +160,7 @@ class BuildContext:
             raise RuntimeError("no fork yet (enter_fork)")
         return self.found_fork
 
-    def spec(self, argv: Sequence[str], *, in_fork: bool = True,
+    def spec(self, argv: Sequence[str], *, in_fork: bool = True, fork: Fork | None = None,
              **fields: Any) -> SandboxSpec:
         """The sandbox of a build step: in the build's fork (*in_fork*), or directly
         over the base root (read-only, writes thrown away) before there is one; with
@@ -168,6 +168,8 @@ class BuildContext:
         ids, :mod:`guestpkg.sandbox.idmap`).  *fields* are the spec's other fields:
         env, uid, binds and the relaxations, which the sandbox logs."""
         fields = {"hostname": HOSTNAME, "timeout_s": self.config.timeout_s, **fields}
+        if fork is not None:  # a fork of its own (the layer being made)
+            return fork.spec(argv, **fields)
         if in_fork:
             return self.fork.spec(argv, **fields)
         return SandboxSpec(argv=tuple(argv), lowerdirs=(self.base.path,),

@@ -46,7 +46,6 @@ from pathlib import Path
 from guestpkg import __version__, fsutil
 from guestpkg.build import artifacts, layers
 from guestpkg.build.context import (
-    HOSTNAME,
     BuildContext,
     BuildLog,
     BuildOptions,
@@ -256,10 +255,9 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
         argv = ["sh", "-c", f'set -e; apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
                 'apt-get clean', "sh", *dummy_install_arguments(dummy)]
         with fork(ctx.config.replace(fork_upper="disk"), base) as f:
-            spec = f.spec(argv, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                          capabilities=APT_CAPABILITIES, network=True, allow_setuid=True,
-                          hostname=HOSTNAME, timeout_s=ctx.config.timeout_s,
-                          binds=(Bind(dummy.parent, DEPS_MOUNT),))
+            spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                            capabilities=APT_CAPABILITIES, network=True, allow_setuid=True,
+                            binds=(Bind(dummy.parent, DEPS_MOUNT),))
             try:
                 ctx.run(spec, "installing the build dependencies failed")
             except BuildFailed as e:
