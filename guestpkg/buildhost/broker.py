@@ -101,22 +101,24 @@ def read_password(config: Config) -> str:
 
 
 def make_app(b: Broker, name: str = "guestpkg") -> Celery:
-    """A Celery app on *b*: JSON only, late acknowledgement, results in Redis."""
+    """A Celery app on *b*: JSON only, late acknowledgement."""
     from celery import Celery
 
-    app = Celery(name, broker=b.url, backend=b.url, set_as_current=False)
+    # No result backend: a worker stores each result itself (worker.done_key), where
+    # the coordinator reads it through the same retrying client as everything else.
+    app = Celery(name, broker=b.url, set_as_current=False)
     app.conf.update(
         accept_content=["json"], task_serializer="json", result_serializer="json",
         result_accept_content=["json"], event_serializer="json",
-        task_acks_late=True, task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1, task_track_started=True,
+        task_ignore_result=True, task_acks_late=True, task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
         # a dead worker's unacknowledged job is given to another after this long;
         # the lease (worker.py) keeps a copy of a running job from building twice
         broker_transport_options={"visibility_timeout": 3600},
         result_expires=86400, worker_hijack_root_logger=False,
         broker_connection_retry=True, broker_connection_max_retries=None,
         worker_send_task_events=False, task_send_sent_event=False,
-        broker_use_ssl=b.ssl, redis_backend_use_ssl=b.ssl,
+        broker_use_ssl=b.ssl,
         broker_connection_timeout=5, redis_socket_timeout=10,
         redis_socket_connect_timeout=5,
     )

@@ -24,6 +24,7 @@ not yet taken is revoked and marked cancelled.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -52,10 +53,17 @@ from guestpkg.buildhost.jobs import Job, JobFile, JobInput, result_from_json
 from guestpkg.buildhost.worker import cancel_key, done_key, host_key, lease_key
 from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import PublicKey, b64decode, key_id, read_public_key
-from guestpkg.dcfpkg.reader import verify
+from guestpkg.dcfpkg.reader import read_metadata, verify
 from guestpkg.dcfpkg.sigdb import Signature
 from guestpkg.dcfpkg.trust import Policy, TrustSettings, TrustStore
-from guestpkg.errors import BuildFailed, GuestpkgError, Interrupted, SystemStateError, TrustError
+from guestpkg.errors import (
+    BuildFailed,
+    GuestpkgError,
+    Interrupted,
+    NetworkError,
+    SystemStateError,
+    TrustError,
+)
 from guestpkg.recipe import cache
 from guestpkg.recipe.layers import policy as reader_policy
 
@@ -85,6 +93,7 @@ class Coordinator:
         self.redis = client(self.broker)
         self.local = threading.Semaphore(local_slots)
         self.cancelled = threading.Event()
+        self.lost: NetworkError | None = None
         self.pending: dict[str, str] = {}       # job id -> recipe, not yet finished
         self.lock = threading.Lock()
         self.store = TrustStore(config.trustdir, TrustSettings(
@@ -122,6 +131,14 @@ class Coordinator:
         return self.remote(ctx)
 
     def remote(self, ctx: RecipeBuild) -> cache.Result:
+        try:
+            return self._remote(ctx)
+        except NetworkError as e:     # the broker is gone: the whole run stops
+            self.lost = self.lost or e
+            self.cancelled.set()
+            raise
+
+    def _remote(self, ctx: RecipeBuild) -> cache.Result:
         job = self.send(ctx)
         try:
             data = self.wait(job, ctx)
@@ -177,25 +194,27 @@ class Coordinator:
 
     def wait(self, job: Job, ctx: RecipeBuild) -> dict[str, Any]:
         """The job's result message, sending the job again when its host is lost."""
-        result = self.app.AsyncResult(job.job_id)
         holder: str | None = None
         redelivered = 0
+        waiting = f"waiting for {job.recipe_id}"
         while True:
             if self.cancelled.is_set():
                 raise Interrupted("cancelled")
-            if retrying(self.broker, f"waiting for {job.recipe_id}", result.ready):
-                if result.successful():
-                    value: Any = result.result
-                    return value if isinstance(value, dict) else {"failed": repr(value)}
-                raise BuildFailed(f"{job.recipe_id} ({job.arch}) failed on a buildhost: "
-                                  f"{str(result.result)[:500]}", None)
-            lease = retrying(self.broker, f"waiting for {job.recipe_id}",
-                             lambda: self.redis.get(lease_key(job.job_id)))
+            done = retrying(self.broker, waiting, self.redis.get, done_key(job.job_id))
+            if done is not None:
+                try:
+                    value: Any = json.loads(done)
+                except ValueError:
+                    value = None
+                if not isinstance(value, dict):
+                    raise TrustError(f"{job.recipe_id} ({job.arch}): a buildhost's answer "
+                                     "is not a JSON object")
+                return value
+            lease = retrying(self.broker, waiting, self.redis.get, lease_key(job.job_id))
             if lease is not None:
                 holder = lease.decode("ascii", "replace")
-            elif holder is not None and not retrying(
-                    self.broker, "reading a result",
-                    lambda: self.redis.exists(done_key(job.job_id))) and not result.ready():
+            elif holder is not None and not retrying(self.broker, waiting, self.redis.exists,
+                                                     done_key(job.job_id)):
                 redelivered += 1
                 if redelivered > MAX_REDELIVERIES:
                     raise BuildFailed(f"{job.recipe_id} ({job.arch}): its buildhost was lost "
@@ -235,12 +254,14 @@ class Coordinator:
                 self.redis, res.sha256, received, min(res.size, self.config.dcfpkg_max_size),
                 what))
             size = received.stat().st_size
-            meta = verify(received, reader_policy(self.config))
+            with open(received, "rb") as f:   # the header only: the signature first
+                meta = read_metadata(f, what)
             sig = Signature(meta.package, meta.full_version, meta.architecture, size,
                             res.sha256, meta.payload_sha256, public, signature, res.expires)
             if not sig.is_valid(job.repository, 0):
                 raise TrustError(f"{what}: the signature does not verify over the file "
                                  f"received (SHA256 {res.sha256}); refused")
+            verify(received, reader_policy(self.config))   # then the whole package
             if meta.recipe_key != job.key:
                 raise TrustError(f"{what}: built for cache key {meta.recipe_key[:16]}, not "
                                  f"the job's {job.key[:16]}; refused")

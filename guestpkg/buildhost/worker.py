@@ -176,7 +176,13 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
     work = state.root / state.host.name / "jobs" / f"{fsutil.TMP_PREFIX}{job.job_id}"
     try:
         work.mkdir(parents=True)
-        result = _build(state, job, work)
+        try:
+            result = _build(state, job, work)
+        except GuestpkgError as e:      # bad input: the coordinator is told, not left waiting
+            result = _failed(state, job, None, e.message)
+        except Exception as e:  # a bug here must not leave the coordinator waiting either
+            log.exception("job %s", job.job_id)
+            result = _failed(state, job, None, f"guestpkg bug on the buildhost: {e!r}")
         r.set(done_key(job.job_id), json.dumps(result), ex=DONE_TTL_S)
         return result
     finally:

@@ -118,6 +118,8 @@ def build_on_buildhosts(config: Config, graph: Graph, bootstrap: BootstrapSet,
                                keep_going=keep_going, progress=progress,
                                build_jobs=max(1, config.build_jobs // max(1, local_slots)),
                                execute=coordinator.execute)
+    if coordinator.lost is not None:
+        raise coordinator.lost
     counts = {state: sum(o.state == state for o in outcomes)
               for state in ("built", "cached", "failed", "skipped")}
     print(", ".join(f"{state} {count}" for state, count in counts.items()))

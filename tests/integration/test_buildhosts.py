@@ -1,0 +1,457 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Buildhosts: a real redis-server with an ACL password, and buildhosts as separate
+``guestpkg buildhost serve`` processes, each in its own network namespace joined to a
+test bridge by a veth pair (tests/support/netlab.py: pyroute2, a private subnet inside
+namespaces this test makes); the coordinator runs in one more namespace.  Each
+buildhost has its own state and log directories; they share this machine's bootstrap
+sets, which every buildhost would have made with ``guestpkg recipe bootstrap``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from guestpkg.config import Config
+from guestpkg.recipe.bootstrap import BootstrapSet
+from tests.support.netlab import Lab, lab
+from tests.support.recipetree import write_recipe
+
+PASSWORD = "bh-test-password-7c1e"
+TOOL_C = b'#include <bh.h>\n#include <stdio.h>\nint main(void) ' \
+         b'{ printf("%d\\n", bh_answer()); return 0; }\n'
+
+
+def sh(script: str) -> bytes:
+    return b"#!/bin/sh\nset -eu\n" + script.encode()
+
+
+def example_tree(root: Path, slow: int = 0) -> Path:
+    """Three wide and three deep: bhlib <- bhtool <- bhapp, with bhdata and bhdoc
+    beside them; both architectures.  *slow* makes bhtool take that many seconds."""
+    write_recipe(root, "bhlib/1.0/1", build=sh("""
+mkdir -p "$DESTDIR/usr/include" "$DESTDIR/usr/lib"
+printf 'int bh_answer(void);\\n' > "$DESTDIR/usr/include/bh.h"
+printf 'int bh_answer(void) { return 42; }\\n' > bh.c
+cc $CFLAGS -c bh.c -o bh.o && ar rcs "$DESTDIR/usr/lib/libbh.a" bh.o
+"""))
+    write_recipe(root, "bhtool/1.0/1", builddeps="bhlib\n", extra={"t.c": TOOL_C},
+                 build=sh(f"""
+sleep {slow}
+cc $CFLAGS -o bhtool t.c -lbh
+install -D -m755 bhtool "$DESTDIR/usr/bin/bhtool"
+"""))
+    write_recipe(root, "bhapp/1.0/1", builddeps="bhtool\n", build=sh("""
+mkdir -p "$DESTDIR/usr/share/bhapp"
+bhtool > "$DESTDIR/usr/share/bhapp/answer"
+uname -m > "$DESTDIR/usr/share/bhapp/machine"
+"""))
+    write_recipe(root, "bhdata/1.0/1", build=sh("""
+mkdir -p "$DESTDIR/usr/share/bhdata" && echo data > "$DESTDIR/usr/share/bhdata/d"
+"""))
+    write_recipe(root, "bhdoc/1.0/1", build=sh("""
+mkdir -p "$DESTDIR/usr/share/doc/bhdoc" && echo doc > "$DESTDIR/usr/share/doc/bhdoc/README"
+"""))
+    return root
+
+
+@dataclass
+class Cluster:
+    """The broker, the buildhosts and the coordinator's settings, in the lab."""
+
+    lab: Lab
+    root: Path
+    port: int
+    redis: subprocess.Popen[bytes]
+    hosts: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    arches: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "GUESTPKG_CONFDIR": str(self.etc),
+                "GUESTPKG_BROKER": f"redis://{self.lab.hub_address}:{self.port}/0",
+                "GUESTPKG_BROKER_PASSWORD_FILE": str(self.etc / "broker-password"),
+                "GUESTPKG_BUILDHOSTS": str(self.etc / "buildhosts"),
+                "GUESTPKG_TRUSTDIR": str(self.etc / "trust.d"),
+                "GUESTPKG_BROKER_RETRY_TIME": "10", **extra}
+
+    def guestpkg(self, *args: str, **env: str) -> list[str]:
+        return [sys.executable, "-m", "guestpkg", *args]
+
+    def start_host(self, name: str, bootstrap_cache: Path, key: str | None = None) -> None:
+        state = self.root / name
+        state.mkdir(exist_ok=True)
+        env = self.env(GUESTPKG_CACHEDIR=str(bootstrap_cache),
+                       GUESTPKG_VARDIR=str(state / "var"), GUESTPKG_LOGDIR=str(state / "log"),
+                       GUESTPKG_BUILDHOST_NAME=name,
+                       GUESTPKG_BUILDHOST_KEY=str(self.etc / f"{key or name}.key"))
+        with open(state / "serve.out", "ab") as out:
+            self.hosts[name] = self.lab.popen(name, self.guestpkg("buildhost", "serve"),
+                                              env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, names: list[str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.run_coordinator(["buildhost", "status"], check=True).stdout
+            seen = [n for n in names if re.search(rf"^{n} .*last seen \d+ s ago", out, re.M)]
+            if seen == names:
+                return
+            for name in names:
+                if self.hosts[name].poll() is not None:
+                    raise AssertionError((self.root / name / "serve.out").read_text())
+            time.sleep(1)
+        raise AssertionError(f"buildhosts not serving: {out}")
+
+    def run_coordinator(self, args: list[str], check: bool = False, timeout: float = 900,
+                        **env: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.lab.command("coord", self.guestpkg(*args)),
+                                env=self.env(**env), capture_output=True, text=True,
+                                timeout=timeout)
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def stop(self) -> None:
+        for proc in [*self.hosts.values(), self.redis]:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keygen(etc: Path, name: str, level: str | None) -> None:
+    env = {**os.environ, "GUESTPKG_TRUSTDIR": str(etc / "trust.d"),
+           "GUESTPKG_CONFDIR": str(etc)}
+    subprocess.run([sys.executable, "-m", "guestpkg", "trust", "keygen", str(etc / name)],
+                   env=env, check=True, capture_output=True)
+    if level:
+        subprocess.run([sys.executable, "-m", "guestpkg", "trust", "add-key",
+                        str(etc / f"{name}.pub"), level], env=env, check=True,
+                       capture_output=True)
+
+
+@contextlib.contextmanager
+def cluster(root: Path, hosts: dict[str, str]) -> Iterator[Cluster]:
+    """A redis-server (ACL user guestpkg with a password, the default user off) on the
+    hub's bridge address, a namespace per buildhost of *hosts* (name -> arches) and one
+    for the coordinator; keys listed in the buildhosts file and trusted."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "broker-password").write_text(PASSWORD + "\n")
+    (etc / "broker-password").chmod(0o600)
+    stanzas = []
+    for name, arches in hosts.items():
+        keygen(etc, name, "trusted")
+        stanzas.append(f"Name: {name}\nArchitectures: {arches}\nSlots: 1\n"
+                       f"Public-Key: {name}.pub\n")
+    (etc / "buildhosts").write_text("\n".join(stanzas))
+    with lab() as the_lab:
+        for name in [*hosts, "coord"]:
+            the_lab.add(name)
+        port = free_port()
+        (root / "redis.conf").write_text(
+            f"bind {the_lab.hub_address}\nport {port}\nsave \"\"\nappendonly no\n"
+            f"dir {root}\nuser default off\n"
+            f"user guestpkg on >{PASSWORD} ~* &* +@all\n")
+        with open(root / "redis.log", "wb") as out:
+            redis = the_lab.popen("hub", ["redis-server", str(root / "redis.conf")],
+                                  stdout=out, stderr=subprocess.STDOUT)
+        the = Cluster(the_lab, root, port, redis, arches=hosts)
+        try:
+            yield the
+        finally:
+            the.stop()
+
+
+def cache_with(root: Path, sets: Path) -> Path:
+    """A cache directory of its own that has this machine's bootstrap sets."""
+    (root / "dcfpkg").mkdir(parents=True)
+    (root / "dcfpkg" / "bootstrap").symlink_to(sets)
+    return root
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.glob("*.dcfpkg"))}
+
+
+def built_on(log: Path) -> str:
+    match = re.search(r"^guestpkg: built on buildhost (\S+) ", log.read_text(), re.M)
+    assert match, log.read_text()[-2000:]
+    return match.group(1)
+
+
+@pytest.fixture
+def sets(test_config: Config, bootstrap_x86_64: BootstrapSet,
+         bootstrap_i586: BootstrapSet) -> Path:
+    return test_config.cachedir / "dcfpkg" / "bootstrap"
+
+
+def test_the_example_set_builds_across_three_buildhosts_as_a_local_build(
+        tmp_path: Path, sets: Path, test_config: Config) -> None:
+    tree = example_tree(tmp_path / "tree")
+    hosts = {"bx1": "x86_64", "bx2": "x86_64", "bi1": "i586"}
+    with cluster(tmp_path / "cluster", hosts) as c:
+        for name in hosts:
+            c.start_host(name, test_config.cachedir)
+        c.wait_serving(list(hosts))
+        coord_cache = cache_with(tmp_path / "coord-cache", sets)
+        for arch in ("x86_64", "i586"):
+            done = c.run_coordinator(
+                ["recipe", "build", "--buildhosts", "-j", "0", "--arch", arch], check=True,
+                GUESTPKG_RECIPES=str(tree), GUESTPKG_CACHEDIR=str(coord_cache),
+                GUESTPKG_VARDIR=str(test_config.vardir),
+                GUESTPKG_LOGDIR=str(tmp_path / "coord-log"))
+            assert "built 5, cached 0, failed 0, skipped 0" in done.stdout, done.stdout
+        status = c.run_coordinator(["buildhost", "status"], check=True).stdout
+    for log in sorted((tmp_path / "coord-log" / "recipes").glob("*.log")):
+        arch = "x86_64" if log.name.endswith("_amd64.log") else "i586"
+        assert hosts[built_on(log)] == arch, log.name
+    assert {built_on(log) for log in (tmp_path / "coord-log" / "recipes").glob("*_amd64.log")} \
+        == {"bx1", "bx2"}, "both x86_64 hosts took jobs"
+    assert re.search(r"^bi1 +i586 +slots 0/1 +last seen \d+ s ago", status, re.M), status
+    remote = digests(coord_cache / "dcfpkg")
+    assert len(remote) == 10 and not list((coord_cache / "dcfpkg").glob(".tmp-*"))
+
+    local_cache = cache_with(tmp_path / "local-cache", sets)
+    env = {**os.environ, "GUESTPKG_RECIPES": str(tree), "GUESTPKG_CACHEDIR": str(local_cache),
+           "GUESTPKG_VARDIR": str(test_config.vardir),
+           "GUESTPKG_LOGDIR": str(tmp_path / "local-log")}
+    for arch in ("x86_64", "i586"):
+        subprocess.run([sys.executable, "-m", "guestpkg", "recipe", "build", "-j", "2",
+                        "--arch", arch], env=env, check=True, capture_output=True)
+    assert digests(local_cache / "dcfpkg") == remote
+
+
+@pytest.fixture
+def x86_sets(test_config: Config, bootstrap_x86_64: BootstrapSet) -> Path:
+    return test_config.cachedir / "dcfpkg" / "bootstrap"
+
+
+def coordinator_env(tmp_path: Path, tree: Path, cache: Path, test_config: Config
+                    ) -> dict[str, str]:
+    return {"GUESTPKG_RECIPES": str(tree), "GUESTPKG_CACHEDIR": str(cache),
+            "GUESTPKG_VARDIR": str(test_config.vardir),
+            "GUESTPKG_LOGDIR": str(tmp_path / "coord-log")}
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_buildhost_killed_mid_build_loses_its_job_to_another(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    tree = example_tree(tmp_path / "tree", slow=20)
+    hosts = {"bx1": "x86_64", "bx2": "x86_64"}
+    with cluster(tmp_path / "cluster", hosts) as c:
+        for name in hosts:
+            c.start_host(name, test_config.cachedir)
+        c.wait_serving(list(hosts))
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
+        coordinator = subprocess.Popen(
+            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
+                                              "--arch", "x86_64")),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        holder: list[str] = []
+
+        def bhtool_running() -> bool:
+            out = c.run_coordinator(["buildhost", "status"], check=True).stdout
+            for name in hosts:
+                if re.search(rf"^{name} .*\n(    .*\n)*    bhtool/1\.0/1 \(x86_64\)", out, re.M):
+                    holder.append(name)
+                    return True
+            return False
+
+        wait_for(bhtool_running, 300, "bhtool to start building")
+        time.sleep(3)   # well inside its 20 s build
+        victim = holder[0]
+        os.killpg(c.hosts[victim].pid, signal.SIGKILL)
+        c.hosts[victim].wait()
+        out, _ = coordinator.communicate(timeout=600)
+        assert coordinator.returncode == 0, out
+    assert f"lost     bhtool/1.0/1 (x86_64) on {victim}: sent again" in out, out
+    assert "built 5, cached 0, failed 0, skipped 0" in out, out
+    survivor = next(n for n in hosts if n != victim)
+    assert built_on(tmp_path / "coord-log" / "recipes" / "bhtool_1.0-1_amd64.log") == survivor
+    assert built_on(tmp_path / "coord-log" / "recipes" / "bhapp_1.0-1_amd64.log") == survivor
+    assert not list((cache / "dcfpkg").glob(".tmp-*"))
+    assert len(digests(cache / "dcfpkg")) == 5
+    for name in hosts:  # nothing of a job is left in a host's cache
+        assert not list((tmp_path / "cluster" / name).rglob("*.dcfpkg.*"))
+
+
+def test_a_result_signed_by_an_unlisted_key_is_refused(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    """bx1 signs with a key of its own, trusted in the store but not the one the
+    coordinator's buildhosts file lists for bx1: refused, nothing in the cache."""
+    tree = example_tree(tmp_path / "tree")
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
+        keygen(c.etc, "rogue", "trusted")
+        rogue_hosts = c.etc / "rogue-buildhosts"
+        rogue_hosts.write_text("Name: bx1\nArchitectures: x86_64\nSlots: 1\n"
+                               "Public-Key: rogue.pub\n")
+        state = c.root / "bx1"
+        state.mkdir()
+        with open(state / "serve.out", "wb") as out:
+            c.hosts["bx1"] = c.lab.popen("bx1", c.guestpkg("buildhost", "serve"), env=c.env(
+                GUESTPKG_CACHEDIR=str(test_config.cachedir),
+                GUESTPKG_VARDIR=str(state / "var"), GUESTPKG_LOGDIR=str(state / "log"),
+                GUESTPKG_BUILDHOST_NAME="bx1", GUESTPKG_BUILDHOSTS=str(rogue_hosts),
+                GUESTPKG_BUILDHOST_KEY=str(c.etc / "rogue.key")),
+                stdout=out, stderr=subprocess.STDOUT)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        done = c.run_coordinator(["recipe", "build", "--buildhosts", "-j", "0", "--arch",
+                                  "x86_64", "bhlib"],
+                                 **coordinator_env(tmp_path, tree, cache, test_config))
+    assert done.returncode != 0
+    assert re.search(r"signed by key [0-9a-f]{16}, not by the key [0-9a-f]{16} that "
+                     r"\S+/buildhosts lists for bx1; refused", done.stdout + done.stderr), \
+        done.stdout + done.stderr
+    assert digests(cache / "dcfpkg") == {} and not list((cache / "dcfpkg").glob(".tmp-*"))
+
+
+def test_a_buildhost_key_the_trust_policy_does_not_accept_is_refused(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    """Listed in buildhosts, but only junior in the trust store (the policy needs one
+    senior or two junior keys): refused."""
+    tree = example_tree(tmp_path / "tree")
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
+        subprocess.run([sys.executable, "-m", "guestpkg", "trust", "demote",
+                        "--", _key_id(c.etc / "bx1.pub"), "junior"], env=c.env(),
+                       check=True, capture_output=True)
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        done = c.run_coordinator(["recipe", "build", "--buildhosts", "-j", "0", "--arch",
+                                  "x86_64", "bhlib"],
+                                 **coordinator_env(tmp_path, tree, cache, test_config))
+    assert done.returncode != 0
+    assert "don't meet the policy" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert digests(cache / "dcfpkg") == {}
+
+
+def _key_id(pub: Path) -> str:
+    match = re.search(r"^Key-Id: ([0-9a-f]{16})$", pub.read_text(), re.M)
+    assert match
+    return match.group(1)
+
+
+def test_a_tampered_or_irreproducible_result_is_refused(tmp_path: Path, x86_sets: Path,
+                                      test_config: Config) -> None:
+    """A real buildhost builds bhlib; the result's blob on the broker is then changed
+    (same digest name, other bytes; or other bytes under their own digest with the
+    host's signature kept): each is refused, as are a forged key, a host not listed and
+    a second host's other bytes for the same cache key; nothing reaches the cache."""
+    import base64
+
+    from guestpkg.build.schedule import plan_build
+    from guestpkg.buildhost.blobs import put_bytes
+    from guestpkg.buildhost.coordinator import Coordinator
+    from guestpkg.config import load
+    from guestpkg.errors import GuestpkgError
+    from guestpkg.recipe import graph as rgraph
+    from guestpkg.recipe.bootstrap import open_set
+    from guestpkg.recipe.tree import load_tree
+    from guestpkg.sandbox.syscalls import CLONE_NEWNET, setns
+
+    tree_dir = example_tree(tmp_path / "tree")
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        # this process is the coordinator: it joins the lab's coordinator namespace
+        fd = os.open(f"/run/netns/{c.lab.netns_of('coord')}", os.O_RDONLY)
+        own = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            setns(fd, CLONE_NEWNET)
+            env = c.env(**coordinator_env(tmp_path, tree_dir, cache, test_config))
+            config = load({}, environ={k: v for k, v in env.items()
+                                       if k.startswith("GUESTPKG_")})
+            tree = load_tree(tree_dir)
+            graph = rgraph.resolve(tree, "x86_64", [tree.find("bhlib")])
+            node = graph.nodes[graph.requested[0]]
+            ctx = plan_build(config, graph, node, open_set(config, "x86_64"), {}, 1)
+            coordinator = Coordinator(config, 0)
+            job = coordinator.send(ctx)
+            honest = coordinator.wait(job, ctx)
+            blob = coordinator.redis.get(f"guestpkg:blob:{honest['sha256']}:0")
+            assert blob is not None
+            flipped = blob[:-1] + bytes([blob[-1] ^ 1])
+            other = put_bytes(coordinator.redis, flipped)
+            coordinator.redis.set(f"guestpkg:blob:{honest['sha256']}:0", flipped)
+            with pytest.raises(GuestpkgError, match="expected .* SHA256 " + honest["sha256"]):
+                coordinator.accept(job, ctx, honest)
+            with pytest.raises(GuestpkgError, match="signature does not verify"):
+                coordinator.accept(job, ctx, {**honest, "sha256": other})
+            forged = {**honest, "public_key": base64.b64encode(b"\0" * 32).decode()}
+            with pytest.raises(GuestpkgError, match="not by the key"):
+                coordinator.accept(job, ctx, forged)
+            with pytest.raises(GuestpkgError, match="not in"):
+                coordinator.accept(job, ctx, {**honest, "host": "bx9"})
+            # two hosts that built the same key into other bytes: neither is accepted
+            coordinator.check_reproducible(job, "bx1", honest["sha256"])
+            with pytest.raises(GuestpkgError, match="reproducibility failure: bhlib/1.0/1 "
+                               rf"\(x86_64\) .* by bx2 as {other} and differently by bx1"):
+                coordinator.check_reproducible(job, "bx2", other)
+        finally:
+            setns(own, CLONE_NEWNET)
+            os.close(fd)
+            os.close(own)
+    assert digests(cache / "dcfpkg") == {} and not list((cache / "dcfpkg").glob(".tmp-*"))
+
+
+def test_the_broker_stopped_mid_run_fails_clearly_and_keeps_verified_results(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    tree = example_tree(tmp_path / "tree", slow=30)
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
+        coordinator = subprocess.Popen(
+            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
+                                              "--arch", "x86_64", "bhapp")),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        wait_for(lambda: (cache / "dcfpkg" / "bhlib_1.0-1_amd64.dcfpkg").exists(), 300,
+                 "bhlib to be accepted")
+        os.killpg(c.redis.pid, signal.SIGKILL)
+        c.redis.wait()
+        stopped = time.monotonic()
+        out, _ = coordinator.communicate(timeout=120)
+        waited = time.monotonic() - stopped
+    assert coordinator.returncode == 4, out
+    assert f"guestpkg: error: lost the broker redis://{c.lab.hub_address}:{c.port}/0 while" \
+        in out, out
+    assert PASSWORD not in out
+    assert waited < 60, f"{waited:.0f} s: broker-retry-time is 10 s"
+    assert list(digests(cache / "dcfpkg")) == ["bhlib_1.0-1_amd64.dcfpkg"]
+    assert not list((cache / "dcfpkg").glob(".tmp-*"))
