@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from guestpkg.errors import ConfigError
 
@@ -103,6 +103,10 @@ def _nproc() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _ram_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 BUILD = ("build", "shell")
 BUILDERS = ("build", "shell", "buildroot", "cache", "rebuild")
 
@@ -169,6 +173,23 @@ SETTINGS: tuple[Setting, ...] = (
             "ids in the sandbox: userns (a user namespace on a slice of guestpkg's "
             "subordinate ids, see subuid(5)) or root (the host's own ids, for kernels "
             "without user namespaces or idmapped mounts)", BUILDERS, "MAPPING"),
+    Setting("memory_max", parse_size, _ram_bytes() * 3 // 4,
+            "memory limit of each sandboxed command, in its cgroup (0: none)", BUILDERS,
+            "SIZE", shown_default="3/4 of the RAM"),
+    Setting("pids_max", parse_int, 16384,
+            "limit of processes and threads of each sandboxed command (0: none)", BUILDERS,
+            "N"),
+    Setting("cpu_weight", parse_int, 50,
+            "CPU weight of sandboxed commands, 1-10000 (other work has 100)", BUILDERS, "N"),
+    Setting("shm_size", parse_size, 1 << 30,
+            "size of the sandbox's /dev/shm (0: the kernel's, half the RAM)", BUILDERS,
+            "SIZE", shown_default="1G"),
+    Setting("upper_size", parse_size, 0,
+            "size of a fork's tmpfs upper directory (0: the kernel's, half the RAM)",
+            BUILDERS, "SIZE"),
+    Setting("min_free_space", parse_size, 2 << 30,
+            "free space a build needs on the state file system before it starts (0: no "
+            "check)", BUILD, "SIZE", shown_default="2G"),
     Setting("user", str, "build", "the unprivileged user builds run as", BUILD, "USER"),
     Setting("network", parse_bool, False,
             "allow network in the build phase (a logged relaxation)", BUILD, None),
@@ -235,6 +256,15 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
 
 
+class SandboxLimits(TypedDict):
+    """Keyword arguments of SandboxSpec (guestpkg.sandbox.spec) for resource limits."""
+
+    memory_max_bytes: int | None
+    pids_max: int | None
+    cpu_weight: int | None
+    shm_size_bytes: int | None
+
+
 @dataclass(frozen=True)
 class Config:
     """The resolved settings; passed explicitly, never global."""
@@ -262,6 +292,12 @@ class Config:
     mirror: str
     fork_upper: str
     id_mapping: str
+    memory_max: int
+    pids_max: int
+    cpu_weight: int
+    shm_size: int
+    upper_size: int
+    min_free_space: int
     user: str
     network: bool
     timeout: float
@@ -294,6 +330,12 @@ class Config:
     @property
     def timeout_s(self) -> float | None:
         return self.timeout or None
+
+    @property
+    def sandbox_limits(self) -> SandboxLimits:
+        """The resource fields of a SandboxSpec, from these settings (0: none)."""
+        return {"memory_max_bytes": self.memory_max or None, "pids_max": self.pids_max or None,
+                "cpu_weight": self.cpu_weight or None, "shm_size_bytes": self.shm_size or None}
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Config:

@@ -145,6 +145,24 @@ class CommandFailed(GuestpkgError):
         return f"exit status {self.returncode}"
 
 
+class ResourceLimitHit(CommandFailed):
+    """A sandboxed command ended after it hit its cgroup limits (memory, processes):
+    which limit, and how to raise it."""
+
+    def __init__(self, argv: list[str], returncode: int, what: str, output_tail: str = "",
+                 log_path: Path | None = None) -> None:
+        super().__init__(argv, returncode, output_tail, log_path,
+                         hint="raise the limit if the build really needs more: "
+                         "--memory-max SIZE, --pids-max N (or memory_max, pids_max in "
+                         "/etc/guestpkg/guestpkg.conf)")
+        self.what = what
+        self.message = f"{argv[0] if argv else '?'} hit its resource limits: {what}"
+
+    @property
+    def status_text(self) -> str:
+        return f"{super().status_text}; {self.what}"
+
+
 class SandboxSetupFailed(CommandFailed):
     """The sandbox for a command could not be set up (the command never ran): which
     set-up step failed and the OS error, as the sandbox reported them."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import secrets
 import sys
 import time
@@ -32,7 +33,7 @@ from guestpkg.build.source import SourceInfo
 from guestpkg.buildroot import BaseRoot, Fork
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
-from guestpkg.errors import BuildFailed, CommandFailed, UsageError
+from guestpkg.errors import BuildFailed, CommandFailed, SystemStateError, UsageError
 from guestpkg.sandbox import SandboxSpec, run_sandboxed
 
 log = logging.getLogger(__name__)
@@ -164,8 +165,9 @@ class BuildContext:
              **fields: Any) -> SandboxSpec:
         """The sandbox of a build step: in the build's fork (*in_fork*), or directly
         over the base root (read-only, writes thrown away) before there is one; with
-        the build's hostname, time limit and id mapping (a fork has its own slice of
-        ids, :mod:`guestpkg.sandbox.idmap`).  *fields* are the spec's other fields:
+        the build's hostname, time limit, id mapping (a fork has its own slice of
+        ids, :mod:`guestpkg.sandbox.idmap`) and resource limits (the fork's, or the
+        settings': :mod:`guestpkg.sandbox.cgroups`).  *fields* are the spec's other fields:
         env, uid, binds and the relaxations, which the sandbox logs."""
         fields = {"hostname": HOSTNAME, "timeout_s": self.config.timeout_s, **fields}
         if fork is not None:  # a fork of its own (the layer being made)
@@ -173,7 +175,8 @@ class BuildContext:
         if in_fork:
             return self.fork.spec(argv, **fields)
         return SandboxSpec(argv=tuple(argv), lowerdirs=(self.base.path,),
-                           id_mapping=self.config.id_mapping, **fields)
+                           id_mapping=self.config.id_mapping,
+                           **_with_limits(self.config, fields))
 
     def run(self, spec: SandboxSpec, what: str) -> None:
         """Run a step's sandbox into the log; a failure is a :class:`BuildFailed`
@@ -185,6 +188,27 @@ class BuildContext:
                               e.output_tail) from e
 
 
+def _with_limits(config: Config, fields: dict[str, Any]) -> dict[str, Any]:
+    """*fields* with the settings' resource limits where they set none."""
+    limits: dict[str, Any] = dict(config.sandbox_limits)
+    return limits | fields
+
+
+def check_free_space(directory: Path, needed_bytes: int) -> None:
+    """Refuse to start a build on a file system that has less than *needed_bytes*
+    free (the build tree and a disk upper grow there): a clear error now rather than
+    ENOSPC in the middle of a build, and no state file system filled to the last
+    block."""
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    if needed_bytes and free < needed_bytes:
+        raise SystemStateError(
+            f"only {free >> 20} MiB free on the file system of {directory}; a build needs "
+            f"at least {needed_bytes >> 20} MiB (setting min_free_space)",
+            hint="free some space (guestpkg cache clean removes unused layers), or "
+            "lower --min-free-space")
+
+
 @contextlib.contextmanager
 def build_directory(config: Config, preserve: str) -> Iterator[Path]:
     """``<vardir>/builds/<id>``: this build's work area, locked while it lives.
@@ -193,6 +217,7 @@ def build_directory(config: Config, preserve: str) -> Iterator[Path]:
     reaped first."""
     top = fsutil.private_directory(config.vardir / "builds")
     reap_build_directories(top)
+    check_free_space(top, config.min_free_space)
     build_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
     directory = top / build_id
     lock = top / f"{build_id}.lock"

@@ -232,7 +232,8 @@ def run_build(ctx: RecipeBuild) -> None:
                            env=ctx.environment(), cwd=ctx.build_path, uid=BUILD_UID,
                            gid=BUILD_UID, timeout_s=ctx.config.timeout_s,
                            hostname="guestpkg", umask=0o022, join_netns=netns,
-                           id_mapping=ctx.config.id_mapping, host_ids=ctx.host_ids)
+                           id_mapping=ctx.config.id_mapping, host_ids=ctx.host_ids,
+                           **ctx.config.sandbox_limits)
         status = run_sandboxed(spec, log_path=ctx.log, check=False)
     if status != 0:
         raise ctx.fail(f"build exited with status {status}")

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from guestpkg import fsutil
 from guestpkg.buildroot.roots import BaseRoot, release_generation, require_root
-from guestpkg.config import Config
+from guestpkg.config import Config, SandboxLimits
 from guestpkg.errors import SystemStateError, UsageError
 from guestpkg.run import run
 from guestpkg.sandbox.subids import Slice, allocated_slice
@@ -68,6 +68,7 @@ class Fork:
     on_tmpfs: bool
     id_mapping: str = "userns"
     slice: Slice | None = None      # the fork's host ids, with id_mapping userns
+    limits: SandboxLimits | None = None  # resource fields of its specs
     spent: bool = field(default=False, init=False)
 
     @property
@@ -92,6 +93,8 @@ class Fork:
             raise UsageError(f"fork {self.id}: its upper directory was kept, the fork is "
                              "spent; start a new fork on top of the kept layer")
         kwargs.setdefault("id_mapping", self.id_mapping)
+        for name, value in (self.limits or {}).items():
+            kwargs.setdefault(name, value)
         if kwargs["id_mapping"] == "userns" and self.slice is not None:
             kwargs.setdefault("host_ids", (self.slice.uid_base, self.slice.gid_base))
         return SandboxSpec(argv=tuple(argv), lowerdirs=self.lowerdirs,
@@ -195,14 +198,14 @@ def _generation_in_use(base: BaseRoot) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _upper_tmpfs(directory: Path) -> Iterator[None]:
+def _upper_tmpfs(directory: Path, size_bytes: int | None) -> Iterator[None]:
     from guestpkg.sandbox import enter_private_mount_namespace, mount_tmpfs
     from guestpkg.sandbox.syscalls import MNT_DETACH, umount2
 
     # A private namespace for this process (again for each fork: cheap, and it needs
     # no state to remember whether we are in one already).
     enter_private_mount_namespace()
-    mount_tmpfs(directory)
+    mount_tmpfs(directory, size_bytes)
     try:
         yield
     finally:
@@ -232,11 +235,12 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
         stack.callback(fsutil.remove_tree, directory)
         on_tmpfs = config.fork_upper == "tmpfs"
         if on_tmpfs:
-            stack.enter_context(_upper_tmpfs(directory))
+            stack.enter_context(_upper_tmpfs(directory, config.upper_size or None))
         (directory / "upper").mkdir(mode=0o755)
         (directory / "work").mkdir(mode=0o700)
         ids = (stack.enter_context(allocated_slice()) if config.id_mapping == "userns"
                else None)
         log.debug("fork %s of %s (%s), upper on %s, ids %s", fork_id, base.name,
                   base.generation, config.fork_upper, ids or "real root")
-        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, config.id_mapping, ids)
+        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, config.id_mapping, ids,
+                   config.sandbox_limits)

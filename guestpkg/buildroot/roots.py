@@ -463,7 +463,7 @@ def _upgrade(config: Config, tree: Path, log_path: Path) -> None:
     spec = SandboxSpec(
         argv=("/bin/sh", "-c", UPGRADE_SCRIPT), root=tree, network=True,
         capabilities=APT_CAPABILITIES, allow_setuid=True, env=apt_env(throwaway_root=True),
-        id_mapping=config.id_mapping)
+        id_mapping=config.id_mapping, **config.sandbox_limits)
     log.warning("upgrading %s (network, apt capabilities); log: %s", tree, log_path)
     run_sandboxed(spec, log_path=log_path)
 

@@ -49,7 +49,7 @@ import prctl
 import seccomp
 
 from guestpkg.errors import GuestpkgError
-from guestpkg.sandbox import caps, mounts, network, seccomp_filter
+from guestpkg.sandbox import caps, cgroups, mounts, network, seccomp_filter
 from guestpkg.sandbox.idmap import IdMapping, for_spec
 from guestpkg.sandbox.spec import SandboxSpec, from_json
 from guestpkg.sandbox.syscalls import (
@@ -294,7 +294,7 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
         report.at("mount /proc")
         mounts.mount_proc(root)
         report.at("mount /dev")
-        mounts.mount_dev(root)
+        mounts.mount_dev(root, spec.shm_size_bytes)
         report.at("mount /sys")
         mounts.mount_sys(root)
         forbid_imports()
@@ -394,6 +394,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--spec-fd", type=int, help="read the spec from this fd")
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cgroup-procs", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--shell", action="store_true",
                         help="run an interactive /bin/sh in the same sandbox instead")
     args = parser.parse_args(argv)
@@ -419,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = SetupReport(args.report_fd)
     try:
+        if args.cgroup_procs:
+            # First thing, before anything forks: every process of the sandbox is
+            # then in the cgroups with its limits (guestpkg.sandbox.cgroups).
+            report.at("join the cgroups")
+            cgroups.join(args.cgroup_procs)
         report.at("read the sandbox spec")
         spec = read_spec(args)
         return run_helper(spec, args.parent_pid, report)

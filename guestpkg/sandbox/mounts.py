@@ -226,7 +226,7 @@ def mount_proc(root: Path) -> None:
             _mask_empty(proc / name)
 
 
-def mount_dev(root: Path) -> None:
+def mount_dev(root: Path, shm_size_bytes: int | None = None) -> None:
     """A minimal /dev: see the module docstring.  The tmpfs is read-only at the end,
     so nothing (with CAP_MKNOD or not) adds nodes."""
     dev = _ensure_dir(root / "dev")
@@ -242,7 +242,8 @@ def mount_dev(root: Path) -> None:
           "newinstance,ptmxmode=0666,mode=0620,gid=5")
     os.symlink("pts/ptmx", dev / "ptmx")
     (dev / "shm").mkdir()
-    mount("tmpfs", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    mount("tmpfs", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=1777" + (f",size={shm_size_bytes}" if shm_size_bytes else ""))
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, dev / name)

@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import guestpkg
-from guestpkg.errors import CommandFailed, SandboxSetupFailed
+from guestpkg.errors import CommandFailed, ResourceLimitHit, SandboxSetupFailed
 from guestpkg.fsutil import atomic_write
 from guestpkg.run import DEFAULT_PATH, read_log_tail, run
+from guestpkg.sandbox import cgroups
+from guestpkg.sandbox.cgroups import Cgroup, Limits
 from guestpkg.sandbox.idmap import for_spec
 from guestpkg.sandbox.spec import SandboxSpec, to_json
 
@@ -130,6 +132,35 @@ def run_sandboxed(
     mapping = for_spec(spec)
     mapping.check()  # a clear error here rather than status 125
     log_relaxations(spec)
+    limits = Limits(spec.memory_max_bytes, spec.pids_max, spec.cpu_weight)
+    with cgroups.limited(limits) as cgroup:
+        status, setup_failure = _run_helper(spec, mapping.describe(), cgroup, log_path, tee)
+        hit = cgroup.hits() if cgroup is not None else None
+    if setup_failure is not None:
+        step, error = setup_failure
+        kept = save_spec(spec, log_path)
+        log.error("the sandbox for %s could not be set up: %s: %s", spec.argv[0], step,
+                  error)
+        raise SandboxSetupFailed(list(spec.argv), status, step, error, log_path,
+                                 hint=f"the sandbox spec is {kept}; replay: "
+                                 f"{replay_command(kept)}")
+    if status != 0 and hit is not None and (hit.oom_kills or hit.pids_refused):
+        # With or without check: the command did not fail on its own.
+        what = hit.describe(limits)
+        log.error("%s hit its limits: %s", spec.argv[0], what)
+        tail = read_log_tail(log_path) if log_path is not None else ""
+        raise ResourceLimitHit(list(spec.argv), status, what, tail, log_path)
+    if status != 0 and check:
+        kept = save_spec(spec, log_path)
+        tail = read_log_tail(log_path) if log_path is not None else ""
+        raise CommandFailed(list(spec.argv), status, tail, log_path,
+                            hint=f"the sandbox spec is {kept}; replay: {replay_command(kept)}")
+    return status
+
+
+def _run_helper(spec: SandboxSpec, ids: str, cgroup: Cgroup | None, log_path: Path | None,
+                tee: bool) -> tuple[int, tuple[str, str] | None]:
+    """Start the helper, wait for it; its status and its set-up failure report."""
     fd = os.memfd_create("guestpkg-sandbox-spec", 0)
     report_read, report_write = os.pipe()
     try:
@@ -137,7 +168,9 @@ def run_sandboxed(
         os.lseek(fd, 0, os.SEEK_SET)
         argv = helper_argv("--spec-fd", str(fd), "--parent-pid", str(os.getpid()),
                            "--report-fd", str(report_write))
-        log.info("sandbox (%s): %s", mapping.describe(), " ".join(spec.argv))
+        for procs in cgroup.procs_files() if cgroup is not None else ():
+            argv += ["--cgroup-procs", str(procs)]
+        log.info("sandbox (%s): %s", ids, " ".join(spec.argv))
         with _terminal_signals_ignored(spec.interactive):
             result = run(argv, env=helper_env(), cwd="/", check=False, log_path=log_path,
                          tee=tee, pass_fds=(fd, report_write),
@@ -150,18 +183,4 @@ def run_sandboxed(
         os.close(report_read)
         if report_write >= 0:
             os.close(report_write)
-    status = result.returncode
-    if setup_failure is not None:
-        step, error = setup_failure
-        kept = save_spec(spec, log_path)
-        log.error("the sandbox for %s could not be set up: %s: %s", spec.argv[0], step,
-                  error)
-        raise SandboxSetupFailed(list(spec.argv), status, step, error, log_path,
-                                 hint=f"the sandbox spec is {kept}; replay: "
-                                 f"{replay_command(kept)}")
-    if status != 0 and check:
-        kept = save_spec(spec, log_path)
-        tail = read_log_tail(log_path) if log_path is not None else ""
-        raise CommandFailed(list(spec.argv), status, tail, log_path,
-                            hint=f"the sandbox spec is {kept}; replay: {replay_command(kept)}")
-    return status
+    return result.returncode, setup_failure

@@ -98,6 +98,10 @@ class SandboxSpec:
     id_mapping: str = "userns"          # userns or root: see guestpkg.sandbox.idmap
     host_ids: tuple[int, int] | None = None  # userns: host uid, gid of id 0 (a held slice)
     upper_size_bytes: int | None = None  # size of the throwaway tmpfs upper
+    shm_size_bytes: int | None = None   # size of /dev/shm (None: the kernel's, RAM/2)
+    memory_max_bytes: int | None = None  # cgroup memory limit (guestpkg.sandbox.cgroups)
+    pids_max: int | None = None         # cgroup limit of processes and threads
+    cpu_weight: int | None = None       # cgroup CPU weight, 1-10000 (100: as others)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -180,6 +184,12 @@ def validate(spec: SandboxSpec) -> None:
             spec.id_mapping != "userns" or len(spec.host_ids) != 2
             or not all(isinstance(i, int) and i > 0 for i in spec.host_ids)):
         _fail("host_ids are two positive ids, for id_mapping userns only")
+    for name in ("upper_size_bytes", "shm_size_bytes", "memory_max_bytes", "pids_max"):
+        value = getattr(spec, name)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            _fail(f"{name} must be a positive integer or None")
+    if spec.cpu_weight is not None and not 1 <= spec.cpu_weight <= 10000:
+        _fail("cpu_weight must be 1-10000")
     if spec.timeout_s is not None and spec.timeout_s <= 0:
         _fail("timeout_s must be positive or None")
 
@@ -211,6 +221,10 @@ def to_json(spec: SandboxSpec) -> str:
         "id_mapping": spec.id_mapping,
         "host_ids": None if spec.host_ids is None else list(spec.host_ids),
         "upper_size_bytes": spec.upper_size_bytes,
+        "shm_size_bytes": spec.shm_size_bytes,
+        "memory_max_bytes": spec.memory_max_bytes,
+        "pids_max": spec.pids_max,
+        "cpu_weight": spec.cpu_weight,
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -259,6 +273,10 @@ def from_json(text: str) -> SandboxSpec:
             id_mapping=data.pop("id_mapping", "userns"),
             host_ids=_optional_ids(data.pop("host_ids", None)),
             upper_size_bytes=data.pop("upper_size_bytes", None),
+            shm_size_bytes=data.pop("shm_size_bytes", None),
+            memory_max_bytes=data.pop("memory_max_bytes", None),
+            pids_max=data.pop("pids_max", None),
+            cpu_weight=data.pop("cpu_weight", None),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"invalid sandbox spec: {e!r}") from e

@@ -139,6 +139,55 @@ static long do_count_processes(void) {
     return 0;
 }
 
+// Resource probes, for the cgroup limits: they only ever run inside a sandbox with
+// limits, and the tests add rlimits (NPROC, AS, FSIZE) as a second net.
+static __attribute__((noreturn)) long do_forkbomb(void) {
+    // Every process forks for ever; only the sandbox's end (its wall-clock limit)
+    // stops them.  Prints once when a fork was refused.
+    int told = 0;
+    for (;;) {
+        pid_t pid = fork();
+        if (pid < 0 && !told) {
+            printf("forkbomb refused %s\n", errno == EAGAIN ? "EAGAIN" : strerror(errno));
+            told = 1;
+        }
+        if (pid < 0)
+            usleep(1000);
+    }
+}
+
+static long do_hog(const char *megabytes) {
+    // Allocates and touches memory 1 MiB at a time, up to the limit given.
+    long limit = atol(megabytes);
+    for (long i = 0; i < limit; i++) {
+        char *p = malloc(1 << 20);
+        if (!p)
+            return -1;
+        memset(p, 1, 1 << 20);
+    }
+    return 0;
+}
+
+static long do_fill(const char *path) {
+    // Writes 1 MiB blocks to *path* until a write fails; prints how many went in.
+    static char block[1 << 20];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    long written = 0;
+    for (;;) {
+        ssize_t n = write(fd, block, sizeof block);
+        if (n <= 0)
+            break;
+        written += n;
+    }
+    int saved = errno;
+    printf("filled %ld MiB\n", written >> 20);
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
 static long do_fork_wait(void) {
     // Check that plain fork still works under the filter (clone without NEW* flags).
     pid_t pid = fork();
@@ -319,6 +368,9 @@ static long run(char *spec) {
     if (!strcmp(name, "status")) return do_status();
     if (!strcmp(name, "processes")) return do_count_processes();
     if (!strcmp(name, "fork")) return do_fork_wait();
+    if (!strcmp(name, "forkbomb")) return do_forkbomb();
+    if (!strcmp(name, "hog")) return do_hog(a1);
+    if (!strcmp(name, "fill")) return do_fill(a1);
 #if defined(__x86_64__)
     // i386: mount 21, unshare 310, keyctl 288, ptrace 26, setns 346
     if (!strcmp(name, "int80-mount")) return int80(21, 1, 1, 1);

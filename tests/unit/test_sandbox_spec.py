@@ -26,7 +26,9 @@ def test_json_round_trip() -> None:
                        env={"HOME": "/build", "PATH": "/usr/bin"}, cwd="/build/src",
                        uid=1000, gid=1000, binds=(Bind(Path("/src"), "/build/src", False),),
                        timeout_s=60.0, rlimits={"CORE": 0, "NOFILE": 1024},
-                       upper_size_bytes=1 << 30, host_ids=(1879048192, 1879113728))
+                       upper_size_bytes=1 << 30, host_ids=(1879048192, 1879113728),
+                       shm_size_bytes=1 << 29, memory_max_bytes=1 << 32, pids_max=999,
+                       cpu_weight=50)
     again = from_json(to_json(spec))
     assert again == spec
     assert to_json(again) == to_json(spec)
@@ -58,6 +60,10 @@ def test_root_mode_round_trip() -> None:
     ({"id_mapping": "none"}, "unknown id mapping"),
     ({"id_mapping": "root", "host_ids": (100000, 100000)}, "host_ids"),
     ({"host_ids": (0, 100000)}, "host_ids"),
+    ({"pids_max": 0}, "pids_max"),
+    ({"memory_max_bytes": -1}, "memory_max_bytes"),
+    ({"cpu_weight": 0}, "cpu_weight"),
+    ({"cpu_weight": 10001}, "cpu_weight"),
 ])
 def test_invalid_specs_are_refused(fields: dict[str, object], message: str) -> None:
     values: dict[str, object] = {"argv": ("true",), "lowerdirs": (BASE,)}

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Resource limits: a fork bomb, a memory hog, a disk filler and a /dev/shm filler each
+end bounded, with a message that names the limit, the machine is fine afterwards (the
+next sandbox runs), and no cgroup is left behind.
+
+Every probe also gets rlimits as a second net (RLIMIT_NPROC counts the processes of
+the sandbox's own uid, RLIMIT_AS and RLIMIT_FSIZE bound one process), set well above
+the cgroup limits under test, so that a broken cgroup fails the test instead of
+hurting the shared machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from guestpkg.errors import ResourceLimitHit
+from guestpkg.sandbox import cgroups
+
+from .conftest import ProbeRun
+
+MiB = 1 << 20
+
+
+def guestpkg_cgroups() -> list[Path]:
+    """Every cgroup guestpkg made, in every hierarchy."""
+    version = cgroups.cgroup_version()
+    assert version is not None, "no writable cgroup hierarchy with memory and pids"
+    return sorted(child for parent in cgroups._parents(version).values() if parent.is_dir()
+                  for child in parent.iterdir() if child.is_dir())
+
+
+@pytest.fixture
+def no_cgroups_left() -> None:
+    before = guestpkg_cgroups()
+    yield
+    # none of ours is left (a stale one of a killed guestpkg may have been reaped)
+    assert set(guestpkg_cgroups()) <= set(before)
+
+
+def test_fork_bomb_is_bounded_and_reported(sandbox: Callable[..., ProbeRun],
+                                           no_cgroups_left: None) -> None:
+    with pytest.raises(ResourceLimitHit) as caught:
+        sandbox("forkbomb", pids_max=64, timeout_s=3, rlimits={"CORE": 0, "NPROC": 400})
+    error = caught.value
+    assert error.returncode == 124  # the wall-clock limit ended it
+    assert "the limit of 64 processes and threads (setting pids_max) refused" in error.what
+    assert "--pids-max" in (error.hint or "")
+    assert "forkbomb refused EAGAIN" in error.output_tail
+    assert sandbox("fork").results["fork"] == "OK"  # the next sandbox is fine
+
+
+def test_memory_hog_is_killed_and_reported(sandbox: Callable[..., ProbeRun],
+                                           no_cgroups_left: None) -> None:
+    with pytest.raises(ResourceLimitHit) as caught:
+        sandbox("hog:512", memory_max_bytes=64 * MiB,
+                rlimits={"CORE": 0, "AS": 1024 * MiB})
+    error = caught.value
+    assert error.returncode == 128 + 9  # SIGKILL from the OOM killer
+    assert f"out of memory: the memory limit of {64 * MiB} bytes (setting memory_max)" \
+        in error.what
+    assert sandbox("hog:16", memory_max_bytes=64 * MiB).results["hog"] == "OK"
+
+
+def test_disk_filler_is_bounded(sandbox: Callable[..., ProbeRun],
+                                no_cgroups_left: None) -> None:
+    run = sandbox("fill:/tmp/big", "write:/tmp/after:x", upper_size_bytes=16 * MiB,
+                  rlimits={"CORE": 0, "FSIZE": 256 * MiB})
+    assert run.results["fill"] == "ENOSPC", run.output
+    filled = int(run.results["filled"].split()[0])
+    assert 0 < filled <= 16
+    assert run.status == 0
+
+
+def test_shm_filler_is_bounded(sandbox: Callable[..., ProbeRun],
+                               no_cgroups_left: None) -> None:
+    run = sandbox("fill:/dev/shm/big", shm_size_bytes=8 * MiB,
+                  rlimits={"CORE": 0, "FSIZE": 256 * MiB})
+    assert run.results["fill"] == "ENOSPC", run.output
+    assert 0 < int(run.results["filled"].split()[0]) <= 8
+
+
+def test_limits_are_set_in_the_cgroup(sandbox: Callable[..., ProbeRun],
+                                      no_cgroups_left: None) -> None:
+    """What the kernel enforces is what the spec asked for (read from inside the
+    sandbox's own cgroup files by the caller while the command runs is racy; the
+    probe reads its /proc/self/cgroup instead and the limits through cgroupfs)."""
+    limits = cgroups.Limits(memory_max_bytes=96 * MiB, pids_max=77, cpu_weight=50)
+    with cgroups.limited(limits) as cgroup:
+        assert cgroup is not None
+        if cgroup.version == 2:
+            directory = cgroup.directories[""]
+            assert (directory / "memory.max").read_text().strip() == str(96 * MiB)
+            assert (directory / "pids.max").read_text().strip() == "77"
+        else:
+            memory = cgroup.directories["memory"]
+            assert (memory / "memory.limit_in_bytes").read_text().strip() == str(96 * MiB)
+            assert (cgroup.directories["pids"] / "pids.max").read_text().strip() == "77"
+            assert (cgroup.directories["cpu"] / "cpu.shares").read_text().strip() == "512"
+        made = list(cgroup.directories.values())
+        assert all(d.is_dir() for d in made)
+    assert not any(d.exists() for d in made)
