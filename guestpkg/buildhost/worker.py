@@ -171,6 +171,7 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
         if r.set(lease_key(job.job_id), state.host.name, nx=True, ex=LEASE_S):
             break
         time.sleep(HEARTBEAT_S)     # another host builds it: wait for its result
+    log.info("job %s: building %s (%s)", job.job_id, job.recipe_id, job.arch)
     with state.lock:
         state.jobs[job.job_id] = f"{job.recipe_id} ({job.arch})"
     work = state.root / state.host.name / "jobs" / f"{fsutil.TMP_PREFIX}{job.job_id}"
@@ -184,6 +185,7 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
             log.exception("job %s", job.job_id)
             result = _failed(state, job, None, f"guestpkg bug on the buildhost: {e!r}")
         r.set(done_key(job.job_id), json.dumps(result), ex=DONE_TTL_S)
+        log.info("job %s: %s", job.job_id, result.get("failed") or f"sent {result['sha256']}")
         return result
     finally:
         with state.lock:

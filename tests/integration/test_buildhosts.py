@@ -455,3 +455,46 @@ def test_the_broker_stopped_mid_run_fails_clearly_and_keeps_verified_results(
     assert waited < 60, f"{waited:.0f} s: broker-retry-time is 10 s"
     assert list(digests(cache / "dcfpkg")) == ["bhlib_1.0-1_amd64.dcfpkg"]
     assert not list((cache / "dcfpkg").glob(".tmp-*"))
+
+
+def test_cancelling_the_coordinator_revokes_its_queued_jobs(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    """Two hosts listed, one serving: the coordinator queues two leaves, bx1 takes one,
+    the other waits in the queue.  SIGINT: exit 130; bx2, started afterwards, builds
+    nothing of that run."""
+    tree = tmp_path / "tree"
+    for name in ("slowa", "slowb"):
+        write_recipe(tree, f"{name}/1/1", arch="x86_64\n", build=sh(f"""
+sleep 15
+mkdir -p "$DESTDIR/usr/share/{name}" && echo x > "$DESTDIR/usr/share/{name}/x"
+"""))
+    hosts = {"bx1": "x86_64", "bx2": "x86_64"}
+    with cluster(tmp_path / "cluster", hosts) as c:
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
+        coordinator = subprocess.Popen(
+            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
+                                              "--arch", "x86_64")),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+
+        def one_running() -> bool:
+            out = c.run_coordinator(["buildhost", "status"], check=True).stdout
+            return "slots 1/1" in out
+
+        wait_for(one_running, 120, "bx1 to take a job")
+        os.killpg(coordinator.pid, signal.SIGINT)
+        out, _ = coordinator.communicate(timeout=120)
+        assert coordinator.returncode == 130, out
+        c.start_host("bx2", test_config.cachedir)
+        c.wait_serving(["bx2"])
+        time.sleep(20)   # bx1's build ends; bx2 would have taken the queued job by now
+        status = c.run_coordinator(["buildhost", "status"], check=True).stdout
+    assert re.search(r"^bx2 .*slots 0/1", status, re.M), status
+    assert not (tmp_path / "cluster" / "bx2" / "log" / "recipes").exists(), \
+        "bx2 built a job of a cancelled run"
+    assert len(list((tmp_path / "cluster" / "bx1" / "log" / "recipes").glob("*.log"))) == 1, \
+        "bx1 built the queued job of a cancelled run"
+    assert digests(cache / "dcfpkg") == {} and not list((cache / "dcfpkg").glob(".tmp-*"))
