@@ -548,7 +548,7 @@ def buildroot_binds(buildroots: Path) -> list[Bind]:
     makes idmapped mounts of a build's directory, which the system root's own overlayfs
     can't carry (mount_setattr(2): EINVAL), as a machine's /var/lib (ext4) can.
 
-    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers,builds}``
+    :func:`link_buildroots` then points ``/var/lib/guestpkg/{buildroots,layers,builds,forks}``
     at them with symlinks, not mounts, so that purging guestpkg inside (its postrm does
     ``rm -rf /var/lib/guestpkg``) removes symlinks instead of failing on a mount
     point or emptying the host's layer cache."""
@@ -567,16 +567,22 @@ def buildroot_binds(buildroots: Path) -> list[Bind]:
     builds = buildroots.parent / "builds"
     builds.mkdir(mode=0o700, exist_ok=True)
     binds.append(Bind(builds, f"{OUTER_VARDIR}/builds", readonly=False))
+    # And forks: a layer is made in a fork whose upper directory is on disk, which
+    # overlayfs(5) refuses on the root's own overlay (EINVAL: issue 9's status 125).
+    forks = buildroots.parent / "forks"
+    forks.mkdir(mode=0o700, exist_ok=True)
+    binds.append(Bind(forks, f"{OUTER_VARDIR}/forks", readonly=False))
     return binds
 
 
 def link_buildroots(root: SystemRoot) -> None:
-    """``/var/lib/guestpkg/buildroots``, ``layers`` and ``builds`` inside, as symlinks
-    to the bind mounts that :func:`buildroot_binds` made."""
+    """``/var/lib/guestpkg/buildroots``, ``layers``, ``builds`` and ``forks`` inside, as
+    symlinks to the bind mounts that :func:`buildroot_binds` made."""
     root.shell(f"mkdir -p {INNER_VARDIR}\n"
                f"ln -sfn {OUTER_VARDIR}/buildroots {INNER_VARDIR}/buildroots\n"
                f"ln -sfn {OUTER_VARDIR}/layers {INNER_VARDIR}/layers\n"
-               f"ln -sfn {OUTER_VARDIR}/builds {INNER_VARDIR}/builds")
+               f"ln -sfn {OUTER_VARDIR}/builds {INNER_VARDIR}/builds\n"
+               f"ln -sfn {OUTER_VARDIR}/forks {INNER_VARDIR}/forks")
 
 
 #: A copy made by new_workdir() but never started is left alone this long.
