@@ -30,6 +30,7 @@ and ``remove`` never take a tree from under it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -117,9 +118,17 @@ class Fork:
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.spent = True
         with fsutil.atomic_directory(dest) as tmp:
+            moved = False
             if not self.on_tmpfs and os.stat(tmp).st_dev == os.stat(self.upperdir).st_dev:
-                os.rename(self.upperdir, tmp)  # onto the empty directory: rename(2)
-            else:
+                try:
+                    os.rename(self.upperdir, tmp)  # onto the empty directory: rename(2)
+                    moved = True
+                except OSError as e:
+                    # One file system seen through two mounts (bind mounts of the state
+                    # directory's parts): rename(2) says EXDEV; copy instead.
+                    if e.errno != errno.EXDEV:
+                        raise
+            if not moved:
                 run(["cp", "-a", "--reflink=auto", "--no-target-directory",
                      str(self.upperdir), str(tmp)])
             if self.slice is not None:
