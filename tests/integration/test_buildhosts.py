@@ -73,6 +73,7 @@ class Cluster:
     root: Path
     port: int
     redis: subprocess.Popen[bytes]
+    tls: bool = False
     hosts: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     arches: dict[str, str] = field(default_factory=dict)
 
@@ -81,8 +82,10 @@ class Cluster:
         return self.root / "etc"
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "GUESTPKG_CONFDIR": str(self.etc),
-                "GUESTPKG_BROKER": f"redis://{self.lab.hub_address}:{self.port}/0",
+        scheme = "rediss" if self.tls else "redis"
+        ca = {"GUESTPKG_BROKER_CA": str(self.root / "tls" / "ca.crt")} if self.tls else {}
+        return {**os.environ, **ca, "GUESTPKG_CONFDIR": str(self.etc),
+                "GUESTPKG_BROKER": f"{scheme}://{self.lab.hub_address}:{self.port}/0",
                 "GUESTPKG_BROKER_PASSWORD_FILE": str(self.etc / "broker-password"),
                 "GUESTPKG_BUILDHOSTS": str(self.etc / "buildhosts"),
                 "GUESTPKG_TRUSTDIR": str(self.etc / "trust.d"),
@@ -150,11 +153,31 @@ def keygen(etc: Path, name: str, level: str | None) -> None:
                        capture_output=True)
 
 
+def certificates(directory: Path, address: str) -> str:
+    """A test CA and a server certificate for *address* (openssl); redis.conf lines."""
+    directory.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=guestpkg test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj",
+            f"/CN={address}")
+    (directory / "ext").write_text(f"subjectAltName=IP:{address}\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext")
+    return (f"tls-cert-file {directory}/server.crt\ntls-key-file {directory}/server.key\n"
+            f"tls-ca-cert-file {directory}/ca.crt\ntls-auth-clients no\n")
+
+
 @contextlib.contextmanager
-def cluster(root: Path, hosts: dict[str, str]) -> Iterator[Cluster]:
+def cluster(root: Path, hosts: dict[str, str], tls: bool = False) -> Iterator[Cluster]:
     """A redis-server (ACL user guestpkg with a password, the default user off) on the
-    hub's bridge address, a namespace per buildhost of *hosts* (name -> arches) and one
-    for the coordinator; keys listed in the buildhosts file and trusted."""
+    hub's bridge address (*tls*: only over TLS, with a test CA), a namespace per
+    buildhost of *hosts* (name -> arches) and one for the coordinator; keys listed in
+    the buildhosts file and trusted."""
     etc = root / "etc"
     etc.mkdir(parents=True)
     (etc / "broker-password").write_text(PASSWORD + "\n")
@@ -169,14 +192,16 @@ def cluster(root: Path, hosts: dict[str, str]) -> Iterator[Cluster]:
         for name in [*hosts, "coord"]:
             the_lab.add(name)
         port = free_port()
+        listen = (f"port 0\ntls-port {port}\n"
+                  + certificates(root / "tls", the_lab.hub_address)) if tls else f"port {port}\n"
         (root / "redis.conf").write_text(
-            f"bind {the_lab.hub_address}\nport {port}\nsave \"\"\nappendonly no\n"
+            f"bind {the_lab.hub_address}\n{listen}save \"\"\nappendonly no\n"
             f"dir {root}\nuser default off\n"
             f"user guestpkg on >{PASSWORD} ~* &* +@all\n")
         with open(root / "redis.log", "wb") as out:
             redis = the_lab.popen("hub", ["redis-server", str(root / "redis.conf")],
                                   stdout=out, stderr=subprocess.STDOUT)
-        the = Cluster(the_lab, root, port, redis, arches=hosts)
+        the = Cluster(the_lab, root, port, redis, tls, arches=hosts)
         try:
             yield the
         finally:
@@ -498,3 +523,22 @@ mkdir -p "$DESTDIR/usr/share/{name}" && echo x > "$DESTDIR/usr/share/{name}/x"
     assert len(list((tmp_path / "cluster" / "bx1" / "log" / "recipes").glob("*.log"))) == 1, \
         "bx1 built the queued job of a cancelled run"
     assert digests(cache / "dcfpkg") == {} and not list((cache / "dcfpkg").glob(".tmp-*"))
+
+
+def test_a_broker_over_tls(tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    """rediss:// with the test CA: a build goes through; a coordinator that trusts
+    another CA (here: the system's) can't talk to the broker and says so."""
+    tree = example_tree(tmp_path / "tree")
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}, tls=True) as c:
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = coordinator_env(tmp_path, tree, cache, test_config)
+        done = c.run_coordinator(["recipe", "build", "--buildhosts", "-j", "0", "--arch",
+                                  "x86_64", "bhlib"], check=True, **env)
+        assert "built 1, cached 0, failed 0, skipped 0" in done.stdout
+        assert built_on(tmp_path / "coord-log" / "recipes" / "bhlib_1.0-1_amd64.log") == "bx1"
+        untrusted = c.run_coordinator(["buildhost", "status"], GUESTPKG_BROKER_CA="",
+                                      GUESTPKG_BROKER_RETRY_TIME="2")
+    assert untrusted.returncode == 4, untrusted.stdout + untrusted.stderr
+    assert "certificate verify failed" in untrusted.stderr, untrusted.stderr

@@ -67,6 +67,11 @@ class Lab:
 def lab() -> Iterator[Lab]:
     prefix = f"gpbh{os.getpid()}{secrets.token_hex(2)}"
     the_lab = Lab(f"{prefix}-hub", prefix)
+    # The first ip-netns(8) "add" on a machine bind-mounts /run/netns on itself (to make
+    # it shared); done after our namespaces exist, that would hide their mounts, and
+    # entering one fails with EINVAL.  So let ip make that mount first.
+    subprocess.run(["ip", "netns", "add", f"{prefix}-init"], check=True)
+    subprocess.run(["ip", "netns", "delete", f"{prefix}-init"], check=True)
     netns.create(the_lab.hub)
     try:
         with NetNS(the_lab.hub) as hub:
