@@ -130,7 +130,7 @@ def _creator_alive(name: str) -> bool:
 def reap_stale(version: int) -> None:
     """Remove the cgroups of guestpkgs that died (their creator pid is gone)."""
     for parent in _parents(version).values():
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # none yet, or not ours to read
             for entry in parent.iterdir():
                 if entry.is_dir() and not _creator_alive(entry.name):
                     with contextlib.suppress(OSError):  # still busy: next time
@@ -207,10 +207,12 @@ def _enable_v2_controllers(parent: Path) -> None:
     wanted = [c for c in ("memory", "pids", "cpu") if c in available]
     for directory in (CGROUP_ROOT, parent):
         enabled = set((directory / "cgroup.subtree_control").read_text().split())
-        missing = [c for c in wanted if c not in enabled]
-        if missing:
-            (directory / "cgroup.subtree_control").write_text(
-                " ".join(f"+{c}" for c in missing))
+        for controller in (c for c in wanted if c not in enabled):
+            try:
+                (directory / "cgroup.subtree_control").write_text(f"+{controller}")
+            except OSError:
+                if controller != "cpu":  # cpu is a nicety (cpu.weight): go on without
+                    raise
 
 
 @contextlib.contextmanager
@@ -228,13 +230,23 @@ def limited(limits: Limits) -> Iterator[Cgroup | None]:
     name = f"{os.getpid()}-{secrets.token_hex(4)}"
     cgroup = Cgroup(version, limits)
     try:
-        for controller, parent in _parents(version).items():
-            parent.mkdir(exist_ok=True)
-            if version == 2:
-                _enable_v2_controllers(parent)
-            cgroup.directories[controller] = parent / name
-            (parent / name).mkdir()
-        cgroup.apply()
+        try:
+            for controller, parent in _parents(version).items():
+                parent.mkdir(exist_ok=True)
+                if version == 2:
+                    _enable_v2_controllers(parent)
+                cgroup.directories[controller] = parent / name
+                (parent / name).mkdir()
+            cgroup.apply()
+        except OSError as e:
+            # A read-only or undelegated cgroupfs (a container's, say): the build
+            # still runs, as on a machine without cgroups, and the log says so.
+            log.warning("cannot make a cgroup for the sandbox (%s): it runs without "
+                        "memory, process and CPU limits", e)
+            cgroup.remove()
+            cgroup.directories.clear()
+            yield None
+            return
         yield cgroup
     finally:
         cgroup.remove()
