@@ -74,6 +74,8 @@ MAX_LOG = 64 << 20
 POLL_S = 0.2
 #: A host whose heartbeat is older than this is not counted as serving.
 ALIVE_S = 30.0
+#: How often a job nobody took checks that some host of its arch is serving.
+CHECK_S = 5.0
 
 
 def built_key(cache_key: str) -> str:
@@ -197,9 +199,16 @@ class Coordinator:
         holder: str | None = None
         redelivered = 0
         waiting = f"waiting for {job.recipe_id}"
+        next_check = time.monotonic() + CHECK_S
         while True:
             if self.cancelled.is_set():
                 raise Interrupted("cancelled")
+            if holder is None and time.monotonic() > next_check:
+                next_check = time.monotonic() + CHECK_S
+                if not self.serving(job.arch):
+                    raise BuildFailed(f"{job.recipe_id} ({job.arch}): no buildhost of "
+                                      f"{job.arch} has been seen for {ALIVE_S:.0f} s to take "
+                                      "it (guestpkg buildhost status)", None)
             done = retrying(self.broker, waiting, self.redis.get, done_key(job.job_id))
             if done is not None:
                 try:

@@ -100,15 +100,16 @@ def build_on_buildhosts(config: Config, graph: Graph, bootstrap: BootstrapSet,
     if local_slots < 0:
         raise UsageError("-j needs a number of local slots, 0 or more")
     coordinator = Coordinator(config, local_slots)
-    remote = coordinator.remote_slots(graph.arch)
     alive = coordinator.serving(graph.arch)
+    remote = sum(h.slots for h in alive)   # a host not serving gets no jobs queued
     if not alive and local_slots == 0:
         raise UsageError(f"no buildhost for {graph.arch} is serving and -j 0 allows no "
                          "local build",
                          hint="start guestpkg buildhost serve on a host of "
                          f"{graph.arch} (see guestpkg buildhost status), or give -j 1")
     print(f"building for {graph.arch} on {local_slots} local slots and {remote} slots of "
-          f"{', '.join(h.name for h in alive) or 'no buildhost'} (serving now)", flush=True)
+          f"{', '.join(h.name for h in alive) or 'no buildhost'} (serving now; "
+          f"{coordinator.remote_slots(graph.arch)} listed)", flush=True)
 
     def progress(node: Node, state: str, detail: str) -> None:
         print(f"{state:8} {node.recipe.id} ({node.arch}): {detail}", flush=True)

@@ -542,3 +542,28 @@ def test_a_broker_over_tls(tmp_path: Path, x86_sets: Path, test_config: Config) 
                                       GUESTPKG_BROKER_RETRY_TIME="2")
     assert untrusted.returncode == 4, untrusted.stdout + untrusted.stderr
     assert "certificate verify failed" in untrusted.stderr, untrusted.stderr
+
+
+def test_local_and_remote_slots_mix_and_no_serving_host_is_said(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    tree = example_tree(tmp_path / "tree")
+    with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = coordinator_env(tmp_path, tree, cache, test_config)
+        nobody = c.run_coordinator(["recipe", "build", "--buildhosts", "-j", "0", "--arch",
+                                    "x86_64"], **env)
+        assert nobody.returncode == 2, nobody.stdout + nobody.stderr
+        assert "guestpkg: error: no buildhost for x86_64 is serving and -j 0 allows no " \
+            "local build" in nobody.stderr
+        c.start_host("bx1", test_config.cachedir)
+        c.wait_serving(["bx1"])
+        done = c.run_coordinator(["recipe", "build", "--buildhosts", "-j", "1", "--arch",
+                                  "x86_64"], check=True, **env)
+    assert "on 1 local slots and 1 slots of bx1" in done.stdout, done.stdout
+    assert "built 5, cached 0, failed 0, skipped 0" in done.stdout, done.stdout
+    where = {}
+    for log in (tmp_path / "coord-log" / "recipes").glob("*.log"):
+        match = re.search(r"^guestpkg: built on buildhost (\S+) ", log.read_text(), re.M)
+        where[log.name] = match.group(1) if match else "here"
+    assert set(where.values()) == {"here", "bx1"}, where
+    assert len(digests(cache / "dcfpkg")) == 5
