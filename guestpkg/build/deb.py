@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
-from guestpkg.build import artifacts, layers
+from guestpkg.build import artifacts, debcache, layers
 from guestpkg.build.context import (
     BuildContext,
     BuildLog,
@@ -238,28 +238,73 @@ def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
     return layers.parse_simulation(text)
 
 
+#: dpkg options of the installation into a throwaway layer (dpkg(1)): no fsync
+#: (a layer whose creation is interrupted is thrown away, never used), and no manual
+#: pages or info documents, which no build reads and whose triggers (man-db's mandb,
+#: install-info) cost seconds.  /usr/share/doc stays: builds read it (intersphinx
+#: inventories in python3-doc, gtk-doc cross-references).
+LAYER_DPKG_OPTIONS = ("--force-unsafe-io", "--path-exclude=/usr/share/man/*",
+                      "--path-exclude=/usr/share/info/*")
+
+#: man-db's postinst and trigger rebuild its database only when this is true
+#: (man-db(8), /var/lib/man-db/auto-update); a layer never runs man.
+_MAN_DB_OFF = "man-db man-db/auto-update boolean false"
+
+
+def layer_install_script(dummy: Path) -> list[str]:
+    """``sh -c`` and its fixed script of the installation into a new layer.
+
+    The download cache is bound read-only at :data:`debcache.CACHE_MOUNT`; apt's own
+    archives directory stays the fork's (apt writes its ``partial/`` and lock there),
+    and gets a symlink to each cached .deb: apt takes a file already in its archives
+    directory (of the size its lists name) instead of downloading it (apt-get(8),
+    ``clean``), and dpkg opens it through the link.  Never a link to a dummy package:
+    one of another build has the same name.  apt installs the dummy, dpkg purges it,
+    and the links and apt's binary caches (tens of MiB, remade from the lists on
+    demand) are dropped from the layer.  The request travels in the dummy's control
+    file, never through a parser of options or of the shell."""
+    dpkg_options = [item for option in LAYER_DPKG_OPTIONS
+                    for item in ("-o", f"DPkg::Options::={option}")]
+    archives = debcache.ARCHIVES_MOUNT
+    return ["sh", "-c",
+            f'set -e; echo "{_MAN_DB_OFF}" | debconf-set-selections; '
+            f"find {debcache.CACHE_MOUNT} -maxdepth 1 -type f -name '*.deb' "
+            f"! -name '{DUMMY_PACKAGE}_*' -exec ln -s -t {archives} {{}} +; "
+            f'apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
+            f"find {archives} -maxdepth 1 -name '*.deb' -delete; "
+            'rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin',
+            "sh", *dpkg_options, *dummy_install_arguments(dummy)]
+
+
 def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: Path,
                  actions: Sequence[str]) -> None:
     """Install the build dependencies in a fork with a disk upper and keep that upper
     as layer *key*.  The only step with network and capabilities; it runs apt from the
-    root's own sources, never code of the package being built.  apt installs the dummy
-    package, and dpkg purges it again, so the layer holds the resolved set only."""
-    base = ctx.base
-    with layers.creating_layer(ctx.config, key) as tmp:
+    root's own sources, never code of the package being built.  apt first downloads
+    into the shared cache (:mod:`guestpkg.build.debcache`, network, the cache
+    writable), then installs the dummy package without network from the cache
+    (read-only), and dpkg purges the dummy again, so the layer holds the resolved set
+    only."""
+    base, config = ctx.base, ctx.config
+    with layers.creating_layer(config, key) as tmp:
         if tmp is None:
             ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
             return
         ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}")
-        # The request travels in the dummy's control file, never through a parser of
-        # options or of the shell.
-        argv = ["sh", "-c", f'set -e; apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
-                'apt-get clean', "sh", *dummy_install_arguments(dummy)]
-        with fork(ctx.config.replace(fork_upper="disk"), base) as f:
-            spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                            capabilities=APT_CAPABILITIES, network=True, allow_setuid=True,
-                            binds=(Bind(dummy.parent, DEPS_MOUNT),))
+        with fork(config.replace(fork_upper="disk"), base) as f, \
+                debcache.using_cache(config) as cache:
+            deps = Bind(dummy.parent, DEPS_MOUNT)
+            missing = [name for name in map(debcache.deb_file_name, actions)
+                       if name is not None and not (cache / name).is_file()]
+            ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
+            download = ctx.spec(["apt-get", "-y", "-q", "--download-only",
+                                 *dummy_install_arguments(dummy)],
+                                fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                                capabilities=APT_CAPABILITIES, network=True,
+                                binds=(deps, Bind(cache, debcache.ARCHIVES_MOUNT,
+                                                  readonly=False)))
             try:
-                ctx.run(spec, "installing the build dependencies failed")
+                ctx.run(download, "downloading the build dependencies failed")
             except BuildFailed as e:
                 # The root's package lists are frozen in its generation; once the
                 # mirror drops a version they name, downloads fail with 404.
@@ -267,6 +312,11 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
                           f"package lists are older than the mirror: run guestpkg "
                           f"buildroot update {base.name}")
                 raise
+            install = ctx.spec(layer_install_script(dummy), fork=f,
+                               env=apt_env(throwaway_root=True), uid=0, gid=0,
+                               capabilities=APT_CAPABILITIES, allow_setuid=True,
+                               binds=(deps, Bind(cache, debcache.CACHE_MOUNT)))
+            ctx.run(install, "installing the build dependencies failed")
             f.keep_upper(tmp / "tree")
         _drop_mount_point(tmp / "tree", base)
         layers.write_layer_metadata(tmp, layers.LayerMetadata(
@@ -275,11 +325,13 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
 
 
 def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
-    """The sandbox made :data:`DEPS_MOUNT` in the fork to bind the dummy there; if the
-    base root has no such directory, the layer should not have one either."""
-    if not os.path.lexists(base.path / DEPS_MOUNT.lstrip("/")):
-        with contextlib.suppress(OSError):
-            os.rmdir(tree / DEPS_MOUNT.lstrip("/"))
+    """The sandbox made :data:`DEPS_MOUNT` and the download cache's mount point in the
+    fork to bind them there; if the base root has no such directory, the layer should
+    not have one either."""
+    for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT):
+        if not os.path.lexists(base.path / mount_point.lstrip("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(tree / mount_point.lstrip("/"))
 
 
 @contextlib.contextmanager

@@ -54,8 +54,14 @@ from guestpkg.errors import BuildFailed
 
 log = logging.getLogger(__name__)
 
-#: Bump when the way layers are made changes, so old layers stop matching.
-LAYER_FORMAT = 1
+#: Bump when the way layers are made changes, so old layers stop matching.  2: made
+#: from the shared download cache, with dpkg's force-unsafe-io and without manual
+#: pages (guestpkg.build.deb.create_layer).
+LAYER_FORMAT = 2
+
+#: Formats of layers still read, so that ``cache list`` shows them and ``cache clean``
+#: removes them (as stale: no key of this guestpkg names them).
+READABLE_FORMATS = (1, 2)
 
 #: Options of both the simulation and the installation: they must be identical, or
 #: the simulation would not predict the installation.
@@ -181,21 +187,22 @@ class LayerMetadata:
     packages: tuple[str, ...]   # apt's Inst/Remv actions
     request: str              # the build relations, canonical
     created: float            # seconds since the epoch
+    format: int = LAYER_FORMAT  # how it was made; only LAYER_FORMAT is ever stacked
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": LAYER_FORMAT, **dataclasses.asdict(self),
-                "packages": list(self.packages)}
+        return {**dataclasses.asdict(self), "packages": list(self.packages)}
 
     @classmethod
     def from_json(cls, data: object) -> LayerMetadata | None:
         """None for anything this guestpkg did not write: such a layer is not used."""
-        if not isinstance(data, dict) or data.get("format") != LAYER_FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             return None
         try:
             return cls(key=str(data["key"]), base=str(data["base"]),
                        generation=str(data["generation"]),
                        packages=tuple(map(str, data["packages"])),
-                       request=str(data["request"]), created=float(data["created"]))
+                       request=str(data["request"]), created=float(data["created"]),
+                       format=int(data["format"]))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -217,6 +224,10 @@ class Layer:
     @property
     def packages(self) -> list[str]:
         return list(self.metadata.packages)
+
+    @property
+    def current_format(self) -> bool:
+        return self.metadata.format == LAYER_FORMAT
 
 
 def layers_dir(config: Config) -> Path:
@@ -277,7 +288,7 @@ def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
     fsutil.private_directory(layers_dir(config))  # an older guestpkg left it open
     with fsutil.locked(_lock_path(config, key), shared=True):
         layer = read_layer(config, key)
-        if layer is not None:
+        if layer is not None and layer.current_format:
             yield layer
             return
     yield None

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""``guestpkg cache list|clean``: show and prune the build-dependency layer cache."""
+"""``guestpkg cache list|clean``: show and prune the build-dependency layer cache and
+the download cache of .debs the layers were made from."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from guestpkg.build import layers
+from guestpkg.build import debcache, layers
 from guestpkg.buildroot import list_base_roots
 from guestpkg.config import Config
 from guestpkg.fsutil import disk_usage_bytes
@@ -15,13 +16,17 @@ DESCRIPTION = """\
 guestpkg build keeps the build dependencies it installed as overlay layers under
 VARDIR/layers, keyed by the base buildroot's generation and the exact set of packages
 apt resolved.  A layer whose generation is no longer the current one of any buildroot
-(after guestpkg buildroot update or remove) can never be used again.
+(after guestpkg buildroot update or remove), or that an older guestpkg made, can
+never be used again.  The .debs apt downloaded for them are kept in CACHEDIR/debs, so
+that a new layer of the same packages downloads nothing.
 
-  list            key, buildroot, state (current or stale), packages, size and age
-  clean           remove the stale layers
-  clean --all     remove every layer
+  list            key, buildroot, state (current or stale), packages, size and age;
+                  the number and size of the cached .debs
+  clean           remove the stale layers, and the cached .debs no current layer has
+  clean --all     remove every layer and every cached .deb
 
-Layers in use by a running build are never removed; they are skipped and reported.
+Layers in use by a running build are never removed; they are skipped and reported, as
+is the download cache while a build downloads or installs from it.
 """
 
 
@@ -42,32 +47,52 @@ def _age(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+def is_current(layer: layers.Layer, live: set[str]) -> bool:
+    return layer.generation in live and layer.current_format
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     live = live_generations(config)
     found = layers.list_layers(config)
     if args.action == "list":
-        if not found:
-            print(f"no build-dependency layers in {layers.layers_dir(config)}")
-            return 0
-        print(f"{'KEY':32}  {'BUILDROOT':12} {'STATE':7} {'PKGS':>5} {'SIZE':>9}  AGE")
-        now = time.time()
-        for layer in found:
-            state = "current" if layer.generation in live else "stale"
-            size_mib = disk_usage_bytes(layer.tree) / (1 << 20)
-            print(f"{layer.key:32}  {layer.metadata.base:12} {state:7} "
-                  f"{len(layer.packages):5} {size_mib:8.1f}M  "
-                  f"{_age(now - layer.metadata.created)}")
+        list_layers(found, live, config)
+        debs = debcache.list_debs(config)
+        size_mib = sum(deb.size_bytes for deb in debs) / (1 << 20)
+        print(f"download cache {debcache.debs_dir(config)}: {len(debs)} .debs, "
+              f"{size_mib:.1f}M")
         return 0
     removed = busy = 0
+    kept: list[layers.Layer] = []
     for layer in found:
-        if not args.all and layer.generation in live:
+        if not args.all and is_current(layer, live):
+            kept.append(layer)
             continue
         if layers.remove_layer(config, layer):
             removed += 1
         else:
             busy += 1
+            kept.append(layer)
             print(f"layer {layer.key} is in use by a build; kept")
     pruned = layers.prune_resolutions(config, None if args.all else live)
+    wanted = None if args.all else {name for layer in kept for name in
+                                    map(debcache.deb_file_name, layer.packages) if name}
+    cleaned = debcache.clean_debs(config, wanted)
     print(f"removed {removed} layer(s)" + (f", {busy} in use" if busy else "") +
-          f", {pruned} cached resolution(s)")
+          f", {pruned} cached resolution(s), " +
+          ("no .debs (a build is using the download cache)" if cleaned is None
+           else f"{cleaned} cached .deb(s)"))
     return 0
+
+
+def list_layers(found: list[layers.Layer], live: set[str], config: Config) -> None:
+    if not found:
+        print(f"no build-dependency layers in {layers.layers_dir(config)}")
+    else:
+        print(f"{'KEY':32}  {'BUILDROOT':12} {'STATE':7} {'PKGS':>5} {'SIZE':>9}  AGE")
+        now = time.time()
+        for layer in found:
+            state = "current" if is_current(layer, live) else "stale"
+            size_mib = disk_usage_bytes(layer.tree) / (1 << 20)
+            print(f"{layer.key:32}  {layer.metadata.base:12} {state:7} "
+                  f"{len(layer.packages):5} {size_mib:8.1f}M  "
+                  f"{_age(now - layer.metadata.created)}")

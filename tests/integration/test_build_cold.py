@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The cold path of guestpkg build: a build-dependency layer made from the shared
+download cache (guestpkg.build.debcache), with dpkg's force-unsafe-io and without
+manual pages, checked on real builds of lzip (debhelper, texinfo) from its bookworm
+.dsc.
+
+lzip's layer is removed first (its key is this guestpkg's), so the first build makes
+it; it is removed again, so the second build makes it again: that second cold layer
+must download nothing, and the .debs of the two builds must be the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build import debcache, layers
+from guestpkg.build.deb import BuildOptions, BuildResult, build_package
+from guestpkg.buildroot import BaseRoot
+from guestpkg.commands import cache as cache_command
+from guestpkg.config import Config
+from tests.support import debsrc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUIET = BuildOptions(tee=False)
+
+
+def debs(result: BuildResult) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in result.artifacts if p.name.endswith(".deb")}
+
+
+def remove_layer_of(config: Config, key: str | None) -> None:
+    assert key is not None
+    layer = layers.read_layer(config, key)
+    if layer is not None:
+        assert layers.remove_layer(config, layer), f"layer {key} is in use"
+
+
+def lzip_layer_keys(config: Config, base: BaseRoot) -> list[str]:
+    return [layer.key for layer in layers.list_layers(config)
+            if layer.generation == base.generation and layer.current_format
+            and any(p.startswith("texinfo:") for p in layer.packages)
+            and not any(p.startswith("help2man:") for p in layer.packages)]
+
+
+@pytest.fixture(scope="module")
+def lzip_twice(test_config: Config, base_root: BaseRoot,
+               tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[BuildResult, BuildResult, list[str], Path]:
+    """lzip built with a cold layer twice; the first layer's file names are kept."""
+    dsc = debsrc.dsc_path("lzip")
+    out = tmp_path_factory.mktemp("lzip")
+    for key in lzip_layer_keys(test_config, base_root):
+        remove_layer_of(test_config, key)
+    first = build_package(test_config, dsc, out / "first", QUIET)
+    layer = layers.read_layer(test_config, first.layer_key or "")
+    assert layer is not None
+    files = sorted(str(p.relative_to(layer.tree)) for p in layer.tree.rglob("*"))
+    remove_layer_of(test_config, first.layer_key)
+    second = build_package(test_config, dsc, out / "second", QUIET)
+    return first, second, files, out
+
+
+def test_first_cold_layer_is_made_and_fills_the_download_cache(
+        test_config: Config,
+        lzip_twice: tuple[BuildResult, BuildResult, list[str], Path]) -> None:
+    first, _, _, _ = lzip_twice
+    assert not first.layer_cached
+    log = first.log_path.read_text()
+    assert "into new layer" in log
+    layer = layers.read_layer(test_config, first.layer_key or "")
+    assert layer is not None
+    cached = {deb.path.name for deb in debcache.list_debs(test_config)}
+    wanted = {name for name in map(debcache.deb_file_name, layer.packages) if name}
+    assert wanted and wanted <= cached
+
+
+def test_second_cold_layer_downloads_nothing(
+        lzip_twice: tuple[BuildResult, BuildResult, list[str], Path]) -> None:
+    first, second, _, _ = lzip_twice
+    assert second.layer_key == first.layer_key and not second.layer_cached
+    log = second.log_path.read_text()
+    assert "into new layer" in log
+    assert "0 of the .debs to fetch" in log
+    # apt fetched nothing but the dummy package that carries the request
+    assert [line for line in log.splitlines() if line.startswith("Get:")
+            and "/build/guestpkg-build-deps_1_amd64.deb " not in line] == []
+    assert "W: " not in log
+    assert "Unpacking texinfo" in log   # but it did install
+    assert debs(first) and debs(first) == debs(second)
+
+
+def test_layer_has_no_manual_pages_nor_downloaded_debs(
+        lzip_twice: tuple[BuildResult, BuildResult, list[str], Path]) -> None:
+    _, _, files, _ = lzip_twice
+    assert any(f.startswith("usr/share/doc/texinfo/") for f in files)   # docs stay
+    assert any(f.startswith("usr/bin/makeinfo") or f == "usr/bin/texi2any" for f in files)
+    assert not [f for f in files if f.startswith(("usr/share/man/", "usr/share/info/"))
+                and not f.endswith("/")]
+    assert not [f for f in files if f.startswith("var/cache/apt/archives/")]
+    assert "var/cache/apt/pkgcache.bin" not in files
+    assert "var/lib/man-db/auto-update" not in files
+    assert "var/cache/guestpkg-debs" not in files and "build" not in files
+
+
+def test_cache_list_and_clean_keep_what_current_layers_need(
+        test_config: Config, capsys: pytest.CaptureFixture[str],
+        lzip_twice: tuple[BuildResult, BuildResult, list[str], Path]) -> None:
+    _, second, _, _ = lzip_twice
+    stray = debcache.debs_dir(test_config) / "guestpkg-test-stray_1_all.deb"
+    stray.write_bytes(b"not a deb")
+    assert cache_command.run(test_config, argparse.Namespace(action="list", all=False)) == 0
+    out = capsys.readouterr().out
+    assert f"download cache {debcache.debs_dir(test_config)}: " in out
+    assert second.layer_key is not None and second.layer_key in out
+    cache_command.run(test_config, argparse.Namespace(action="clean", all=False))
+    assert not os.path.lexists(stray)
+    layer = layers.read_layer(test_config, second.layer_key)
+    assert layer is not None        # current: kept, and so are its .debs
+    cached = {deb.path.name for deb in debcache.list_debs(test_config)}
+    assert {n for n in map(debcache.deb_file_name, layer.packages) if n} <= cached
