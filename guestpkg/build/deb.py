@@ -286,13 +286,16 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
     (read-only), and dpkg purges the dummy again, so the layer holds the resolved set
     only."""
     base, config = ctx.base, ctx.config
-    with layers.creating_layer(config, key) as tmp:
+    with layers.creating_layer(config, key) as tmp, contextlib.ExitStack() as stack:
         if tmp is None:
             ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
             return
-        ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}")
-        with fork(config.replace(fork_upper="disk"), base) as f, \
-                debcache.using_cache(config) as cache:
+        parent = over_subset_layer(ctx, stack, dummy, actions)
+        ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}" +
+                     (f" on layer {parent.key} ({len(parent.packages)} of them)"
+                      if parent else ""))
+        with fork(config.replace(fork_upper="disk"), base, parent.trees if parent else []) \
+                as f, debcache.using_cache(config) as cache:
             deps = Bind(dummy.parent, DEPS_MOUNT)
             missing = [name for name in map(debcache.deb_file_name, actions)
                        if name is not None and not (cache / name).is_file()]
@@ -321,7 +324,35 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
         _drop_mount_point(tmp / "tree", base)
         layers.write_layer_metadata(tmp, layers.LayerMetadata(
             key=key, base=base.name, generation=base.generation, packages=tuple(actions),
-            request=relations.canonical(), created=time.time()))
+            request=relations.canonical(), created=time.time(),
+            parent=parent.key if parent else ""))
+
+
+def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Path,
+                      actions: Sequence[str]) -> Layer | None:
+    """The cached layer to make the new one on (held in use on *stack*), or None:
+    the closest subset (:func:`layers.closest_subset`), if apt, simulating the same
+    request over it, installs exactly the rest of *actions*; over a different
+    starting point apt may choose other alternatives, and then the layer is made from
+    the base root."""
+    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions)
+    if candidate is None:
+        return None
+    parent = stack.enter_context(layers.use_layer(ctx.config, candidate.key))
+    if parent is None:
+        return None
+    out = ctx.work / "resolve-over-layer.log"
+    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
+    with fork(ctx.config, ctx.base, parent.trees) as f:
+        spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True),
+                        binds=(Bind(dummy.parent, DEPS_MOUNT),))
+        status = run_sandboxed(spec, log_path=out, check=False)
+    rest = layers.parse_simulation(out.read_text(encoding="utf-8", errors="replace"))
+    if status == 0 and set(parent.packages) | set(rest) == set(actions) \
+            and not set(parent.packages) & set(rest):
+        return parent
+    ctx.log.note(f"apt resolves differently over layer {parent.key}: made from the base root")
+    return None
 
 
 def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
@@ -623,7 +654,7 @@ def enter_fork(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
     """The fork the build runs in, over the layer; its writes are kept for inspection
     when the build fails and ``--preserve-build`` is not ``never``."""
     ctx.found_fork = stack.enter_context(
-        fork(ctx.config, ctx.base, [ctx.layer.tree] if ctx.layer else []))
+        fork(ctx.config, ctx.base, ctx.layer.trees if ctx.layer else []))
     ctx.log.note("sandbox " + describe_ids(ctx.found_fork))
 
     @stack.push

@@ -19,10 +19,18 @@ them, ``--skip=cleanup/apt/lists``).  So a repeated build computes two hashes, f
 two files, and stacks the layer.  ``guestpkg buildroot update`` makes a new generation:
 old layers are never stacked on it, and ``guestpkg cache clean`` removes them.
 
+A new layer is made on the cached layer of the same generation whose package set is
+the largest proper subset of its own (:func:`closest_subset`), when apt, simulating
+over it, installs exactly the rest: its tree is then the difference, stacked over that
+layer's chain (``parent`` in ``layer.json``; at most :data:`MAX_CHAIN` deep), and apt
+downloads and unpacks only the difference.  The .debs come from the shared download
+cache (:mod:`guestpkg.build.debcache`).
+
 On disk, under ``<vardir>/layers/``::
 
     <key>/tree/            the layer (an overlay upper dir: whiteouts and opaque dirs)
-    <key>/layer.json       base root, generation, packages, request, creation time
+    <key>/layer.json       base root, generation, packages, request, creation time,
+                           the layer it was made on
     <key>.lock             shared flock while a build stacks the layer; exclusive
                            while it is created or removed
     resolved/<hash>.json   cached simulations: generation + request -> actions
@@ -188,6 +196,7 @@ class LayerMetadata:
     request: str              # the build relations, canonical
     created: float            # seconds since the epoch
     format: int = LAYER_FORMAT  # how it was made; only LAYER_FORMAT is ever stacked
+    parent: str = ""          # the layer it was made on (its tree is a diff over it)
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "packages": list(self.packages)}
@@ -202,7 +211,7 @@ class LayerMetadata:
                        generation=str(data["generation"]),
                        packages=tuple(map(str, data["packages"])),
                        request=str(data["request"]), created=float(data["created"]),
-                       format=int(data["format"]))
+                       format=int(data["format"]), parent=str(data.get("parent", "")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -212,10 +221,16 @@ class Layer:
     key: str
     path: Path                # <vardir>/layers/<key>
     metadata: LayerMetadata
+    parents: tuple[Layer, ...] = ()   # the chain it was made on, nearest first
 
     @property
     def tree(self) -> Path:
         return self.path / "tree"
+
+    @property
+    def trees(self) -> list[Path]:
+        """The overlay lower layers that make this layer, topmost first."""
+        return [self.tree, *(parent.tree for parent in self.parents)]
 
     @property
     def generation(self) -> str:
@@ -281,17 +296,57 @@ def store_resolution(config: Config, generation: str, request: str,
         "created": time.time()}, indent=1) + "\n")
 
 
+#: The longest chain of layers made over layers: overlayfs stacks up to 500 lower
+#: layers, but each costs a lookup on every path a build opens.
+MAX_CHAIN = 4
+
+
 @contextlib.contextmanager
 def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
-    """Hold the layer *key* in use (shared lock) for the duration; yields None when
-    it does not exist, and then holds nothing."""
+    """Hold the layer *key* and the layers it was made on in use (shared locks) for
+    the duration; yields None when one of them does not exist, and then holds
+    nothing."""
     fsutil.private_directory(layers_dir(config))  # an older guestpkg left it open
-    with fsutil.locked(_lock_path(config, key), shared=True):
-        layer = read_layer(config, key)
-        if layer is not None and layer.current_format:
-            yield layer
-            return
+    with contextlib.ExitStack() as stack:
+        chain: list[Layer] = []
+        next_key = key
+        while next_key and len(chain) <= MAX_CHAIN:
+            stack.enter_context(fsutil.locked(_lock_path(config, next_key), shared=True))
+            layer = read_layer(config, next_key)
+            if layer is None or not layer.current_format or \
+                    (chain and layer.generation != chain[0].generation):
+                break
+            chain.append(layer)
+            next_key = layer.metadata.parent
+        else:
+            if not next_key:
+                yield dataclasses.replace(chain[0], parents=tuple(chain[1:]))
+                return
     yield None
+
+
+def closest_subset(config: Config, generation: str, actions: Sequence[str]) -> Layer | None:
+    """The current layer of *generation* with the most packages whose set is a proper
+    subset of *actions*, and whose chain is short enough to grow: the best one to
+    make the layer of *actions* on (apt then installs only the difference)."""
+    wanted = set(actions)
+    found = {layer.key: layer for layer in list_layers(config)
+             if layer.generation == generation and layer.current_format}
+
+    def depth(layer: Layer) -> int:
+        n = 1
+        while layer.metadata.parent and n <= MAX_CHAIN:
+            parent = found.get(layer.metadata.parent)
+            if parent is None:
+                return MAX_CHAIN + 1      # broken chain: never used
+            layer, n = parent, n + 1
+        return n
+
+    candidates = [layer for layer in found.values()
+                  if set(layer.packages) < wanted and depth(layer) < MAX_CHAIN]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda layer: (len(layer.packages), layer.key))
 
 
 @contextlib.contextmanager
@@ -338,10 +393,16 @@ def reap_layers(config: Config) -> None:
 
 
 def remove_layer(config: Config, layer: Layer) -> bool:
-    """Remove *layer* unless a build uses it; True if it was removed."""
+    """Remove *layer* unless a build uses it, and first the layers made on it (which
+    could never be used without it); True if it was removed."""
+    for child in list_layers(config):
+        if child.metadata.parent == layer.key and not remove_layer(config, child):
+            return False
     with fsutil.locked(_lock_path(config, layer.key), blocking=False) as free:
         if not free:
             return False
+        if not layer.path.exists():
+            return True         # removed with the layer it was made on
         doomed = layers_dir(config) / f"{fsutil.TMP_PREFIX}{layer.key}.removing"
         layer.path.rename(doomed)
         fsutil.remove_tree(doomed)
