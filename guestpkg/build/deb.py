@@ -307,7 +307,7 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
                                 binds=(deps, Bind(cache, debcache.ARCHIVES_MOUNT,
                                                   readonly=False)))
             try:
-                ctx.run(download, "downloading the build dependencies failed")
+                ctx.run(download, "installing the build dependencies failed while downloading them")
             except BuildFailed as e:
                 # The root's package lists are frozen in its generation; once the
                 # mirror drops a version they name, downloads fail with 404.
