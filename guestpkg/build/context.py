@@ -30,6 +30,7 @@ from guestpkg import fsutil
 from guestpkg.build.inspect import DebReport
 from guestpkg.build.layers import Layer
 from guestpkg.build.source import SourceInfo
+from guestpkg.build.versioning import VersionChange
 from guestpkg.buildroot import BaseRoot, Fork
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
@@ -79,6 +80,8 @@ class BuildOptions:
     #: absolute paths whose setuid/setgid bits, owner or mode are declared (a host's
     #: manifest Setuid: list)
     declared: frozenset[str] = frozenset()
+    #: a new changelog entry: --append-to-version, --binNMU (guestpkg.build.versioning)
+    version_change: VersionChange = field(default_factory=VersionChange)
 
 
 @dataclass(frozen=True)

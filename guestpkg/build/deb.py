@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
-from guestpkg.build import artifacts, debcache, layers
+from guestpkg.build import artifacts, debcache, layers, versioning
 from guestpkg.build.context import (
     BuildContext,
     BuildLog,
@@ -72,6 +72,7 @@ from guestpkg.build.source import (
 )
 from guestpkg.buildroot import BaseRoot, Fork, fork, open_base_root
 from guestpkg.config import Config
+from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.control import (
     DUMMY_PACKAGE,
     DUMMY_VERSION,
@@ -167,9 +168,26 @@ def prepare_source(ctx: BuildContext) -> None:
     the check that debian/ holds no symlinked metadata it could be tricked through."""
     assert ctx.staged is not None
     refuse_symlinked_metadata(ctx.staged)
+    if ctx.options.version_change:
+        add_changelog_entry(ctx)
     if ctx.options.prepare_source is not None:
         ctx.log.note("running the prepare_source hook on the staged tree")
         ctx.options.prepare_source(ctx.staged)
+
+
+def add_changelog_entry(ctx: BuildContext) -> None:
+    """sbuild's --append-to-version and --binNMU: a new entry on top of the staged
+    debian/changelog (checked by refuse_symlinked_metadata: a regular file of bounded
+    size), written with O_NOFOLLOW all the same."""
+    assert ctx.staged is not None
+    path = ctx.staged / "debian" / "changelog"
+    top = read_changelog(path)
+    entry = versioning.changelog_entry(ctx.options.version_change, top, ctx.base.arch)
+    ctx.log.note("new changelog entry: " + entry.splitlines()[0])
+    old = path.read_bytes()
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "wb") as f:
+        f.write(entry.encode() + old)
 
 
 def read_source_info(ctx: BuildContext) -> None:

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.versioning import VersionChange
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
 from guestpkg.errors import UsageError
@@ -58,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set a variable in the build environment (repeatable), "
                         "e.g. DEB_BUILD_OPTIONS='nocheck parallel=2'")
+    parser.add_argument("--append-to-version", default="", metavar="SUFFIX",
+                        help="build as VERSION+SUFFIX, from a new changelog entry (sbuild's "
+                        "option of the same name)")
+    parser.add_argument("--binNMU", type=int, dest="binnmu", metavar="N",
+                        help="a binary-only non-maintainer upload: version +bN and a new "
+                        "changelog entry with binary-only=yes (sbuild's option)")
+    parser.add_argument("--binNMU-changelog", dest="binnmu_changelog", default="",
+                        metavar="TEXT", help="the binNMU's changelog text (with --binNMU)")
     parser.add_argument("--quiet-build", action="store_true",
                         help="do not show the build log on the console (it is still written)")
 
@@ -86,6 +95,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         environment=parse_env(args.env),
         profiles=tuple(p for p in args.build_profiles.split(",") if p),
         tee=not args.quiet_build,
+        version_change=VersionChange(args.append_to_version, args.binnmu,
+                                     args.binnmu_changelog),
     )
     result = build_package(config, source, output_dir, options)
     print(f"built {result.source} {result.version}: {len(result.artifacts)} files in "
