@@ -21,8 +21,10 @@ Build a Debian source package (an unpacked tree, default the current directory, 
   2. install the build dependencies with apt in a step that has network and the
      capabilities apt needs, from the buildroot's own apt sources, and keep them as
      a cached layer: a later build with the same resolved set runs no apt at all
-     (guestpkg cache list|clean);
-  3. copy the source to /build/<source>-<upstream version>, owned by the build user;
+     (guestpkg cache list|clean); a new layer is made on the cached one closest to
+     it, from the .debs downloaded before;
+  3. copy the source to /build/<source>-<upstream version>, owned by the build user
+     (with --append-to-version or --binNMU: a new changelog entry, as sbuild makes);
   4. run dpkg-buildpackage as that user, without network or capabilities, with
      SOURCE_DATE_EPOCH from debian/changelog, TZ=UTC, C.UTF-8 and a fixed path;
   5. log everything to <source>_<version>_<arch>.build while showing it;

@@ -43,6 +43,7 @@ def test_binnmu_of_hello(test_config: Config, base_root: BaseRoot, tmp_path: Pat
 
 def test_append_to_version_from_the_command_line(test_config: Config, base_root: BaseRoot,
                                                  tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
     tree = debsrc.unpacked_source("hello", tmp_path / "src")
     env = {"GUESTPKG_VARDIR": str(test_config.vardir), "GUESTPKG_CACHEDIR":
            str(test_config.cachedir), "GUESTPKG_LOGDIR": str(test_config.logdir),
