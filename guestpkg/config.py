@@ -130,6 +130,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recipe_repository", str, "recipes",
             "the trust store repository recipe results are signed into and installed from",
             ("recipe",), "NAME"),
+    Setting("bootstrap_security", parse_bool, True,
+            "take the suite's security updates into a new bootstrap set (no: the suite "
+            "and its updates only, for a mirror whose security index is broken for an "
+            "architecture)", ("recipe",), None),
     Setting("recipe_signature_lifetime", parse_seconds, 365 * 86400.0,
             "how long a signature made by recipe build --sign stays valid", ("recipe",),
             "TIME", shown_default="365d"),
@@ -277,6 +281,7 @@ class Config:
     recipes: Path
     recipe_mirror: str
     recipe_repository: str
+    bootstrap_security: bool
     recipe_signature_lifetime: float
     buildhosts: Path
     broker: str

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from guestpkg import fsutil
 from guestpkg.buildroot.roots import host_suite, require_root, system_proxy_options
-from guestpkg.buildroot.sources import read_host_sources, select_sources
+from guestpkg.buildroot.sources import AptSource, read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.dcfpkg.format import Metadata
 from guestpkg.dcfpkg.writer import write_dcfpkg
@@ -134,7 +134,9 @@ def make_set(config: Config, arch: str, *, suite: str | None = None,
     """Bootstrap a Debian root for *arch*, import it as dcfpkgs and make it current."""
     require_root("making the bootstrap set")
     suite = suite or config.suite or host_suite()
-    sources = select_sources(read_host_sources(), suite, mirror or config.mirror)
+    sources = bootstrap_sources(select_sources(read_host_sources(), suite,
+                                               mirror or config.mirror),
+                                config.bootstrap_security)
     top = sets_dir(config, arch)
     log_path = config.logdir / "recipes" / f"bootstrap-{arch}.log"
     top.mkdir(parents=True, exist_ok=True)
@@ -161,6 +163,18 @@ def make_set(config: Config, arch: str, *, suite: str | None = None,
             os.rename(out, final)
         fsutil.atomic_write(top / "current", identity + "\n")
     return open_set(config, arch)
+
+
+def bootstrap_sources(sources: list[AptSource], security: bool) -> list[AptSource]:
+    """The apt sources of a bootstrap root: the buildroot's, less the security suite
+    when the ``bootstrap_security`` setting says no.  The seeds' provenance names each
+    .deb's version and SHA256 either way, so a set made without it says so."""
+    if security:
+        return sources
+    kept = [s for s in sources if not s.suite.endswith("-security")]
+    if len(kept) != len(sources):
+        log.warning("bootstrap_security = no: the security suite is left out")
+    return kept
 
 
 @contextlib.contextmanager

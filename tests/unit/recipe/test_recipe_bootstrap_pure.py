@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from guestpkg.errors import UnsafeArchive
-from guestpkg.recipe.bootstrap import Member, _physical_paths, set_id
+from guestpkg.buildroot.sources import AptSource
+from guestpkg.recipe.bootstrap import Member, _physical_paths, bootstrap_sources, set_id
 from guestpkg.recipe.layers import merge_into
 
 
@@ -50,3 +51,13 @@ def test_merge_moves_files_and_merges_directories(tmp_path: Path) -> None:
     (third / "usr/bin/a").mkdir(parents=True)
     with pytest.raises(UnsafeArchive, match="a directory in one package"):
         merge_into(third, first)
+
+
+def test_bootstrap_security_no_leaves_out_only_the_security_suite() -> None:
+    sources = [AptSource("http://deb.debian.org/debian", "bookworm", ("main",)),
+               AptSource("http://deb.debian.org/debian", "bookworm-updates", ("main",)),
+               AptSource("http://deb.debian.org/debian-security", "bookworm-security",
+                         ("main",))]
+    assert bootstrap_sources(sources, security=True) == sources
+    assert [s.suite for s in bootstrap_sources(sources, security=False)] == [
+        "bookworm", "bookworm-updates"]
