@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from guestpkg.config import Config
-from guestpkg.errors import ConfigError, NetworkError
+from guestpkg.errors import ConfigError, NetworkError, SystemStateError
 
 if TYPE_CHECKING:
     import redis
@@ -100,9 +100,18 @@ def read_password(config: Config) -> str:
     return text
 
 
+def _missing(what: str) -> SystemStateError:
+    # Suggested, not required: a machine that only installs guests never needs them.
+    return SystemStateError(f"buildhosts need {what}, which is not installed",
+                            hint="apt-get install python3-celery python3-redis")
+
+
 def make_app(b: Broker, name: str = "guestpkg") -> Celery:
     """A Celery app on *b*: JSON only, late acknowledgement."""
-    from celery import Celery
+    try:
+        from celery import Celery
+    except ImportError:
+        raise _missing("Celery") from None
 
     # No result backend: a worker stores each result itself (worker.done_key), where
     # the coordinator reads it through the same retrying client as everything else.
@@ -127,7 +136,10 @@ def make_app(b: Broker, name: str = "guestpkg") -> Celery:
 
 def client(b: Broker) -> redis.Redis[bytes]:
     """A Redis client for the blobs, leases and heartbeats, on the same login."""
-    import redis
+    try:
+        import redis
+    except ImportError:
+        raise _missing("the Redis client") from None
 
     kwargs: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
     if b.ssl:

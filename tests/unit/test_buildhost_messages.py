@@ -91,3 +91,17 @@ def test_a_missing_or_multiline_password_file_is_refused(tmp_path: Path) -> None
         broker(config(tmp_path, "redis://x/0", "a\nb\n"))
     with pytest.raises(ConfigError, match="can't read the broker password"):
         broker(Config.defaults(broker="redis://x/0", broker_password_file=tmp_path / "no"))
+
+
+@pytest.mark.parametrize("module", ["celery", "redis"])
+def test_buildhosts_without_their_suggested_packages_say_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    # python3-celery and python3-redis are only Suggested by guestpkg.
+    from guestpkg.buildhost.broker import Broker, client, make_app
+    from guestpkg.errors import SystemStateError
+
+    monkeypatch.setitem(__import__("sys").modules, module, None)   # import fails
+    b = Broker("redis://u:p@127.0.0.1:1/0", "redis://127.0.0.1:1/0", None, 1.0)
+    with pytest.raises(SystemStateError) as error:
+        make_app(b) if module == "celery" else client(b)
+    assert error.value.hint == "apt-get install python3-celery python3-redis"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from guestpkg.errors import UnsafeArchive
 from guestpkg.buildroot.sources import AptSource
+from guestpkg.errors import UnsafeArchive
 from guestpkg.recipe.bootstrap import Member, _physical_paths, bootstrap_sources, set_id
 from guestpkg.recipe.layers import merge_into
 
