@@ -146,6 +146,7 @@ class BuildContext:
     layer: Layer | None = None          # install_build_deps: the layer stacked
     layer_cached: bool = False          # ... and whether it came from the cache
     found_fork: Fork | None = None      # the fork the build runs in
+    seconds: dict[str, float] = field(default_factory=dict)  # per step, for the summary
 
     @property
     def build_dir(self) -> Path:

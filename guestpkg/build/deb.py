@@ -8,7 +8,7 @@
     prepare_source        the caller's hook edits the staged tree (host lifecycle)
     read_source_info      changelog and control read, the log named after them
     install_build_deps    a cached layer, or apt installing a dummy package that
-                          carries the relations, in a fork with network
+                          carries the relations, in a fork of its own (build/depends.py)
     enter_fork            the build's fork, over that layer
     run_external_resolver only with --satisfydepends-cmd
     ensure_build_user     the unprivileged user, if the root lacks it
@@ -40,11 +40,11 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
-from guestpkg.build import artifacts, debcache, layers, versioning
+from guestpkg.build import artifacts, layers, summary, versioning
 from guestpkg.build.context import (
     BuildContext,
     BuildLog,
@@ -53,8 +53,12 @@ from guestpkg.build.context import (
     Preserve,
     build_directory,
 )
+from guestpkg.build.depends import (
+    install_build_deps,
+    simulate_build_deps,
+    write_dummy_package,
+)
 from guestpkg.build.inspect import check_build_output
-from guestpkg.build.layers import APT_OPTIONS, Layer
 from guestpkg.build.source import (
     BUILD_MOUNT,
     STAGING_NAME,
@@ -70,17 +74,13 @@ from guestpkg.build.source import (
     stage_dsc_files,
     stage_tree,
 )
-from guestpkg.buildroot import BaseRoot, Fork, fork, open_base_root
+from guestpkg.buildroot import Fork, fork, open_base_root
 from guestpkg.config import Config
 from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.control import (
-    DUMMY_PACKAGE,
-    DUMMY_VERSION,
     BuildMode,
-    BuildRelations,
     build_relations,
 )
-from guestpkg.debian.debfile import write_deb
 from guestpkg.errors import (
     BuildFailed,
     CommandFailed,
@@ -218,214 +218,6 @@ def extra_build_packages(info: SourceInfo, config: Config) -> list[str]:
     return extra
 
 
-#: Where the dummy package is bound, read-only, during the dependency phase.
-DEPS_MOUNT = "/build"
-
-
-def write_dummy_package(relations: BuildRelations, arch: str, work: Path) -> Path:
-    """``<work>/deps/guestpkg-build-deps_1_<arch>.deb``: the request as a package
-    (see :meth:`BuildRelations.dummy_control`); readable by apt's ``_apt`` user."""
-    directory = work / "deps"
-    directory.mkdir(mode=0o755, exist_ok=True)
-    path = directory / f"{DUMMY_PACKAGE}_{DUMMY_VERSION}_{arch}.deb"
-    write_deb(path, relations.dummy_control(arch))
-    path.chmod(0o644)
-    return path
-
-
-def dummy_install_arguments(dummy: Path) -> list[str]:
-    """apt-get's arguments that install *dummy* from :data:`DEPS_MOUNT` (a path with a
-    ``/`` is a .deb to install, apt-get(8)); ``--`` ends the options regardless."""
-    return [*APT_OPTIONS, "install", "--", f"{DEPS_MOUNT}/{dummy.name}"]
-
-
-def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
-    """``apt-get -s install`` of the dummy: the exact packages apt would install,
-    without installing them (no network, no capabilities: the lists are in the root)."""
-    out = ctx.work / "resolve.log"
-    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
-    spec = ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True),
-                    binds=(Bind(dummy.parent, DEPS_MOUNT),))
-    status = run_sandboxed(spec, log_path=out, check=False)
-    text = out.read_text(encoding="utf-8", errors="replace")
-    with open(ctx.log.path, "a", encoding="utf-8") as f:
-        f.write(text)
-    if status != 0:
-        raise layers.UnsatisfiableBuildDepends(layers.parse_unmet(text),
-                                               layers.apt_errors(text), ctx.log.path)
-    return layers.parse_simulation(text)
-
-
-#: dpkg options of the installation into a throwaway layer (dpkg(1)): no fsync
-#: (a layer whose creation is interrupted is thrown away, never used), and no manual
-#: pages or info documents, which no build reads and whose triggers (man-db's mandb,
-#: install-info) cost seconds.  /usr/share/doc stays: builds read it (intersphinx
-#: inventories in python3-doc, gtk-doc cross-references).
-LAYER_DPKG_OPTIONS = ("--force-unsafe-io", "--path-exclude=/usr/share/man/*",
-                      "--path-exclude=/usr/share/info/*")
-
-#: man-db's postinst and trigger rebuild its database only when this is true
-#: (man-db(8), /var/lib/man-db/auto-update); a layer never runs man.
-_MAN_DB_OFF = "man-db man-db/auto-update boolean false"
-
-
-def layer_install_script(dummy: Path) -> list[str]:
-    """``sh -c`` and its fixed script of the installation into a new layer.
-
-    The download cache is bound read-only at :data:`debcache.CACHE_MOUNT`; apt's own
-    archives directory stays the fork's (apt writes its ``partial/`` and lock there),
-    and gets a symlink to each cached .deb: apt takes a file already in its archives
-    directory (of the size its lists name) instead of downloading it (apt-get(8),
-    ``clean``), and dpkg opens it through the link.  Never a link to a dummy package:
-    one of another build has the same name.  apt installs the dummy, dpkg purges it,
-    and the links and apt's binary caches (tens of MiB, remade from the lists on
-    demand) are dropped from the layer.  The request travels in the dummy's control
-    file, never through a parser of options or of the shell."""
-    dpkg_options = [item for option in LAYER_DPKG_OPTIONS
-                    for item in ("-o", f"DPkg::Options::={option}")]
-    archives = debcache.ARCHIVES_MOUNT
-    return ["sh", "-c",
-            f'set -e; echo "{_MAN_DB_OFF}" | debconf-set-selections; '
-            f"find {debcache.CACHE_MOUNT} -maxdepth 1 -type f -name '*.deb' "
-            f"! -name '{DUMMY_PACKAGE}_*' -exec ln -s -t {archives} {{}} +; "
-            f'apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
-            f"find {archives} -maxdepth 1 -name '*.deb' -delete; "
-            'rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin',
-            "sh", *dpkg_options, *dummy_install_arguments(dummy)]
-
-
-def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: Path,
-                 actions: Sequence[str]) -> None:
-    """Install the build dependencies in a fork with a disk upper and keep that upper
-    as layer *key*.  The only step with network and capabilities; it runs apt from the
-    root's own sources, never code of the package being built.  apt first downloads
-    into the shared cache (:mod:`guestpkg.build.debcache`, network, the cache
-    writable), then installs the dummy package without network from the cache
-    (read-only), and dpkg purges the dummy again, so the layer holds the resolved set
-    only."""
-    base, config = ctx.base, ctx.config
-    with layers.creating_layer(config, key) as tmp, contextlib.ExitStack() as stack:
-        if tmp is None:
-            ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
-            return
-        parent = over_subset_layer(ctx, stack, dummy, actions)
-        ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}" +
-                     (f" on layer {parent.key} ({len(parent.packages)} of them)"
-                      if parent else ""))
-        with fork(config.replace(fork_upper="disk"), base, parent.trees if parent else []) \
-                as f, debcache.using_cache(config) as cache:
-            deps = Bind(dummy.parent, DEPS_MOUNT)
-            missing = [name for name in map(debcache.deb_file_name, actions)
-                       if name is not None and not (cache / name).is_file()]
-            ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
-            download = ctx.spec(["apt-get", "-y", "-q", "--download-only",
-                                 *dummy_install_arguments(dummy)],
-                                fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                                capabilities=APT_CAPABILITIES, network=True,
-                                binds=(deps, Bind(cache, debcache.ARCHIVES_MOUNT,
-                                                  readonly=False)))
-            try:
-                ctx.run(download, "installing the build dependencies failed while downloading them")
-            except BuildFailed as e:
-                # The root's package lists are frozen in its generation; once the
-                # mirror drops a version they name, downloads fail with 404.
-                e.hint = (f"{e.hint}; if apt could not download packages, the buildroot's "
-                          f"package lists are older than the mirror: run guestpkg "
-                          f"buildroot update {base.name}")
-                raise
-            install = ctx.spec(layer_install_script(dummy), fork=f,
-                               env=apt_env(throwaway_root=True), uid=0, gid=0,
-                               capabilities=APT_CAPABILITIES, allow_setuid=True,
-                               binds=(deps, Bind(cache, debcache.CACHE_MOUNT)))
-            ctx.run(install, "installing the build dependencies failed")
-            f.keep_upper(tmp / "tree")
-        _drop_mount_point(tmp / "tree", base)
-        layers.write_layer_metadata(tmp, layers.LayerMetadata(
-            key=key, base=base.name, generation=base.generation, packages=tuple(actions),
-            request=relations.canonical(), created=time.time(),
-            parent=parent.key if parent else ""))
-
-
-def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Path,
-                      actions: Sequence[str]) -> Layer | None:
-    """The cached layer to make the new one on (held in use on *stack*), or None:
-    the closest subset (:func:`layers.closest_subset`), if apt, simulating the same
-    request over it, installs exactly the rest of *actions*; over a different
-    starting point apt may choose other alternatives, and then the layer is made from
-    the base root."""
-    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions)
-    if candidate is None:
-        return None
-    parent = stack.enter_context(layers.use_layer(ctx.config, candidate.key))
-    if parent is None:
-        return None
-    out = ctx.work / "resolve-over-layer.log"
-    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
-    with fork(ctx.config, ctx.base, parent.trees) as f:
-        spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True),
-                        binds=(Bind(dummy.parent, DEPS_MOUNT),))
-        status = run_sandboxed(spec, log_path=out, check=False)
-    rest = layers.parse_simulation(out.read_text(encoding="utf-8", errors="replace"))
-    if status == 0 and set(parent.packages) | set(rest) == set(actions) \
-            and not set(parent.packages) & set(rest):
-        return parent
-    ctx.log.note(f"apt resolves differently over layer {parent.key}: made from the base root")
-    return None
-
-
-def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
-    """The sandbox made :data:`DEPS_MOUNT` and the download cache's mount point in the
-    fork to bind them there; if the base root has no such directory, the layer should
-    not have one either."""
-    for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT):
-        if not os.path.lexists(base.path / mount_point.lstrip("/")):
-            with contextlib.suppress(OSError):
-                os.rmdir(tree / mount_point.lstrip("/"))
-
-
-@contextlib.contextmanager
-def install_build_deps(ctx: BuildContext, relations: BuildRelations
-                       ) -> Iterator[tuple[Layer | None, bool]]:
-    """Yield the build-dependency layer to stack (None if the base root has them all)
-    and whether it came from the cache, holding it in use meanwhile."""
-    config, base, blog = ctx.config, ctx.base, ctx.log
-    request = relations.canonical()
-    blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
-              ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
-    made: list[Path] = []
-
-    def dummy() -> Path:
-        if not made:
-            made.append(write_dummy_package(relations, base.arch, ctx.work))
-        return made[0]
-
-    actions = layers.cached_resolution(config, base.generation, request)
-    if not relations.depends and not relations.conflicts:
-        actions = []
-    elif actions is None:
-        actions = simulate_build_deps(ctx, dummy())
-        layers.store_resolution(config, base.generation, request, actions)
-    else:
-        blog.note(f"resolved before on this base root generation: {len(actions)} packages")
-    if not actions:
-        blog.note("the base root has every build dependency already")
-        yield None, False
-        return
-    key = layers.layer_key(base.generation, actions)
-    created = False
-    for _attempt in range(3):
-        with layers.use_layer(config, key) as layer:
-            if layer is not None:
-                if not created:
-                    blog.note(f"using cached build-dependency layer {key}")
-                yield layer, not created
-                return
-        create_layer(ctx, key, relations, dummy(), actions)
-        created = True
-    raise SystemStateError(f"build-dependency layer {key} keeps disappearing",
-                           hint="is a guestpkg cache clean running in a loop?")
-
-
 def ensure_build_user(ctx: BuildContext) -> None:
     """The build user's uid and gid; created in the fork if the root lacks it.
 
@@ -524,9 +316,12 @@ def run_build(ctx: BuildContext) -> None:
     spec = ctx.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid,
                     gid=gid, network=config.network,
                     binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),))
+    start = time.monotonic()
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
+        ctx.seconds["build"] = time.monotonic() - start
     except CommandFailed as e:
+        ctx.seconds["build"] = time.monotonic() - start
         what = ("timed out" if e.returncode == 124 and not isinstance(e, SandboxSetupFailed)
                 else f"failed ({e.status_text})")
         raise BuildFailed(f"dpkg-buildpackage of {info.source} {info.version} {what}",
@@ -564,6 +359,7 @@ def collect_artifacts(ctx: BuildContext) -> BuildResult:
     log_copy = build_dir / artifacts.build_log_name(info.source, info.version, arch)
     blog.note(f"copying {len(files) + 2} files to {output_dir}")
     blog.step("build successful")
+    write_summary(ctx, "successful")
     artifacts.copy_regular_file(blog.path, log_copy)
     done = artifacts.collect([*files, log_copy, changes], output_dir)
     if ctx.options.tee:
@@ -571,6 +367,33 @@ def collect_artifacts(ctx: BuildContext) -> BuildResult:
     return BuildResult(done, done[-2], done[-1], info.source, info.version,
                        ctx.layer.key if ctx.layer else None, ctx.layer_cached,
                        tuple(reports), arch)
+
+
+def write_summary(ctx: BuildContext, status: str) -> None:
+    """sbuild's ``Build environment`` and ``Summary`` sections (guestpkg.build.summary)
+    at the end of the log."""
+    info, arch = ctx.info, ctx.base.arch
+    space_kib = fsutil.disk_usage_bytes(ctx.build_dir) // 1024
+    fields = {
+        "Build Architecture": arch, "Host Architecture": arch,
+        "Machine Architecture": arch,
+        "Build Type": ctx.options.mode.name.lower().replace("_", "-"),
+        "Build-Space": str(space_kib), "Space": str(space_kib),
+        "Build-Time": str(round(ctx.seconds.get("build", 0))),
+        "Install-Time": str(round(ctx.seconds.get("install", 0))),
+        "Package-Time": str(round(time.monotonic() - ctx.seconds.get("start", 0))),
+        "Distribution": info.changelog.distribution, "Job": ctx.source.name,
+        "Package": info.source, "Version": info.version,
+        "Source-Version": info.version.rsplit("+b", 1)[0]
+        if ctx.options.version_change.binnmu is not None else info.version,
+        "Status": status,
+    }
+    if status != "successful":
+        fields["Fail-Stage"] = "build" if "build" in ctx.seconds else "install-deps"
+    text = (summary.build_environment(ctx.layer.packages if ctx.layer else []) +
+            summary.summary(fields))
+    with open(ctx.log.path, "a", encoding="utf-8") as f:
+        f.write(text)
 
 
 # --- the whole build ----------------------------------------------------------------
@@ -605,6 +428,8 @@ def build_package(config: Config, source: Path, output_dir: Path,
             return run_steps(ctx)
         except BuildFailed as e:
             ctx.log.note(f"FAILED: {e.message}")
+            if ctx.found_info is not None:
+                write_summary(ctx, "failed")
             raise
         except BaseException as e:
             ctx.log.note(f"FAILED: {type(e).__name__}: {e}")
@@ -641,6 +466,7 @@ def check_build_dependencies(config: Config, tree: Path,
 
 def run_steps(ctx: BuildContext) -> BuildResult:
     """The build, as named steps over *ctx*."""
+    ctx.seconds["start"] = time.monotonic()
     ctx.log.step(f"guestpkg {__version__} build of {ctx.source}")
     ctx.log.note(f"base root {ctx.base.name} ({ctx.base.suite}, {ctx.base.arch}), "
                  f"generation {ctx.base.generation}; "
@@ -665,7 +491,9 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
         return
     relations = build_relations(ctx.info.control, ctx.options.mode, ctx.base.arch,
                                 ctx.options.profiles, extra_build_packages(ctx.info, ctx.config))
+    start = time.monotonic()
     ctx.layer, ctx.layer_cached = stack.enter_context(install_build_deps(ctx, relations))
+    ctx.seconds["install"] = time.monotonic() - start
 
 
 def enter_fork(ctx: BuildContext, stack: contextlib.ExitStack) -> None:

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when the way layers are made changes, so old layers stop matching.  2: made
 #: from the shared download cache, with dpkg's force-unsafe-io and without manual
-#: pages (guestpkg.build.deb.create_layer).
+#: pages (guestpkg.build.depends.create_layer).
 LAYER_FORMAT = 2
 
 #: Formats of layers still read, so that ``cache list`` shows them and ``cache clean``

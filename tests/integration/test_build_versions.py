@@ -39,6 +39,16 @@ def test_binnmu_of_hello(test_config: Config, base_root: BaseRoot, tmp_path: Pat
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True,
                              text=True).stdout
     assert "changelog.Debian.amd64.gz" in listing
+    # the .build log ends as sbuild's does
+    log = (tmp_path / "hello_2.10-3+b3_amd64.build").read_text()
+    tail = log[log.index("| Summary "):]
+    for line in ("Status: successful", "Package: hello", "Version: 2.10-3+b3",
+                 "Source-Version: 2.10-3", "Build Architecture: amd64", "Distribution: unstable"):
+        assert f"\n{line}\n" in tail
+    assert int(tail.split("\nBuild-Space: ")[1].split()[0]) > 1000    # KiB of the build dir
+    assert int(tail.split("\nBuild-Time: ")[1].split()[0]) >= 1
+    environment = log[log.index("| Build environment "):log.index("| Summary ")]
+    assert "\nhelp2man_" in environment and "\ntexinfo_" in environment
 
 
 def test_append_to_version_from_the_command_line(test_config: Config, base_root: BaseRoot,

@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The build-dependency step of the deb builder: the request as a dummy package, apt's
+simulation of it, and a cached layer (:mod:`guestpkg.build.layers`) stacked or made.
+
+A new layer is made in a fork of its own with a disk upper: on the closest cached
+subset layer when apt, simulating over it, installs exactly the rest; apt downloads
+into the shared download cache (:mod:`guestpkg.build.debcache`) with network, then
+installs from it without network, with dpkg's force-unsafe-io and without manual
+pages; the upper becomes the layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from guestpkg.build import debcache, layers
+from guestpkg.build.context import BuildContext
+from guestpkg.build.layers import APT_OPTIONS, Layer
+from guestpkg.buildroot import BaseRoot, fork
+from guestpkg.debian.control import DUMMY_PACKAGE, DUMMY_VERSION, BuildRelations
+from guestpkg.debian.debfile import write_deb
+from guestpkg.errors import BuildFailed, SystemStateError
+from guestpkg.run import apt_env
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
+
+#: Where the dummy package is bound, read-only, during the dependency phase.
+DEPS_MOUNT = "/build"
+
+
+def write_dummy_package(relations: BuildRelations, arch: str, work: Path) -> Path:
+    """``<work>/deps/guestpkg-build-deps_1_<arch>.deb``: the request as a package
+    (see :meth:`BuildRelations.dummy_control`); readable by apt's ``_apt`` user."""
+    directory = work / "deps"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    path = directory / f"{DUMMY_PACKAGE}_{DUMMY_VERSION}_{arch}.deb"
+    write_deb(path, relations.dummy_control(arch))
+    path.chmod(0o644)
+    return path
+
+
+def dummy_install_arguments(dummy: Path) -> list[str]:
+    """apt-get's arguments that install *dummy* from :data:`DEPS_MOUNT` (a path with a
+    ``/`` is a .deb to install, apt-get(8)); ``--`` ends the options regardless."""
+    return [*APT_OPTIONS, "install", "--", f"{DEPS_MOUNT}/{dummy.name}"]
+
+
+def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
+    """``apt-get -s install`` of the dummy: the exact packages apt would install,
+    without installing them (no network, no capabilities: the lists are in the root)."""
+    out = ctx.work / "resolve.log"
+    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
+    spec = ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True),
+                    binds=(Bind(dummy.parent, DEPS_MOUNT),))
+    status = run_sandboxed(spec, log_path=out, check=False)
+    text = out.read_text(encoding="utf-8", errors="replace")
+    with open(ctx.log.path, "a", encoding="utf-8") as f:
+        f.write(text)
+    if status != 0:
+        raise layers.UnsatisfiableBuildDepends(layers.parse_unmet(text),
+                                               layers.apt_errors(text), ctx.log.path)
+    return layers.parse_simulation(text)
+
+
+#: dpkg options of the installation into a throwaway layer (dpkg(1)): no fsync
+#: (a layer whose creation is interrupted is thrown away, never used), and no manual
+#: pages or info documents, which no build reads and whose triggers (man-db's mandb,
+#: install-info) cost seconds.  /usr/share/doc stays: builds read it (intersphinx
+#: inventories in python3-doc, gtk-doc cross-references).
+LAYER_DPKG_OPTIONS = ("--force-unsafe-io", "--path-exclude=/usr/share/man/*",
+                      "--path-exclude=/usr/share/info/*")
+
+#: man-db's postinst and trigger rebuild its database only when this is true
+#: (man-db(8), /var/lib/man-db/auto-update); a layer never runs man.
+_MAN_DB_OFF = "man-db man-db/auto-update boolean false"
+
+
+def layer_install_script(dummy: Path) -> list[str]:
+    """``sh -c`` and its fixed script of the installation into a new layer.
+
+    The download cache is bound read-only at :data:`debcache.CACHE_MOUNT`; apt's own
+    archives directory stays the fork's (apt writes its ``partial/`` and lock there),
+    and gets a symlink to each cached .deb: apt takes a file already in its archives
+    directory (of the size its lists name) instead of downloading it (apt-get(8),
+    ``clean``), and dpkg opens it through the link.  Never a link to a dummy package:
+    one of another build has the same name.  apt installs the dummy, dpkg purges it,
+    and the links and apt's binary caches (tens of MiB, remade from the lists on
+    demand) are dropped from the layer.  The request travels in the dummy's control
+    file, never through a parser of options or of the shell."""
+    dpkg_options = [item for option in LAYER_DPKG_OPTIONS
+                    for item in ("-o", f"DPkg::Options::={option}")]
+    archives = debcache.ARCHIVES_MOUNT
+    return ["sh", "-c",
+            f'set -e; echo "{_MAN_DB_OFF}" | debconf-set-selections; '
+            f"find {debcache.CACHE_MOUNT} -maxdepth 1 -type f -name '*.deb' "
+            f"! -name '{DUMMY_PACKAGE}_*' -exec ln -s -t {archives} {{}} +; "
+            f'apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
+            f"find {archives} -maxdepth 1 -name '*.deb' -delete; "
+            'rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin',
+            "sh", *dpkg_options, *dummy_install_arguments(dummy)]
+
+
+def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: Path,
+                 actions: Sequence[str]) -> None:
+    """Install the build dependencies in a fork with a disk upper and keep that upper
+    as layer *key*.  The only step with network and capabilities; it runs apt from the
+    root's own sources, never code of the package being built.  apt first downloads
+    into the shared cache (:mod:`guestpkg.build.debcache`, network, the cache
+    writable), then installs the dummy package without network from the cache
+    (read-only), and dpkg purges the dummy again, so the layer holds the resolved set
+    only."""
+    base, config = ctx.base, ctx.config
+    with layers.creating_layer(config, key) as tmp, contextlib.ExitStack() as stack:
+        if tmp is None:
+            ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
+            return
+        parent = over_subset_layer(ctx, stack, dummy, actions)
+        ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}" +
+                     (f" on layer {parent.key} ({len(parent.packages)} of them)"
+                      if parent else ""))
+        with fork(config.replace(fork_upper="disk"), base, parent.trees if parent else []) \
+                as f, debcache.using_cache(config) as cache:
+            deps = Bind(dummy.parent, DEPS_MOUNT)
+            missing = [name for name in map(debcache.deb_file_name, actions)
+                       if name is not None and not (cache / name).is_file()]
+            ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
+            download = ctx.spec(["apt-get", "-y", "-q", "--download-only",
+                                 *dummy_install_arguments(dummy)],
+                                fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                                capabilities=APT_CAPABILITIES, network=True,
+                                binds=(deps, Bind(cache, debcache.ARCHIVES_MOUNT,
+                                                  readonly=False)))
+            try:
+                ctx.run(download, "installing the build dependencies failed while downloading them")
+            except BuildFailed as e:
+                # The root's package lists are frozen in its generation; once the
+                # mirror drops a version they name, downloads fail with 404.
+                e.hint = (f"{e.hint}; if apt could not download packages, the buildroot's "
+                          f"package lists are older than the mirror: run guestpkg "
+                          f"buildroot update {base.name}")
+                raise
+            install = ctx.spec(layer_install_script(dummy), fork=f,
+                               env=apt_env(throwaway_root=True), uid=0, gid=0,
+                               capabilities=APT_CAPABILITIES, allow_setuid=True,
+                               binds=(deps, Bind(cache, debcache.CACHE_MOUNT)))
+            ctx.run(install, "installing the build dependencies failed")
+            f.keep_upper(tmp / "tree")
+        _drop_mount_point(tmp / "tree", base)
+        layers.write_layer_metadata(tmp, layers.LayerMetadata(
+            key=key, base=base.name, generation=base.generation, packages=tuple(actions),
+            request=relations.canonical(), created=time.time(),
+            parent=parent.key if parent else ""))
+
+
+def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Path,
+                      actions: Sequence[str]) -> Layer | None:
+    """The cached layer to make the new one on (held in use on *stack*), or None:
+    the closest subset (:func:`layers.closest_subset`), if apt, simulating the same
+    request over it, installs exactly the rest of *actions*; over a different
+    starting point apt may choose other alternatives, and then the layer is made from
+    the base root."""
+    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions)
+    if candidate is None:
+        return None
+    parent = stack.enter_context(layers.use_layer(ctx.config, candidate.key))
+    if parent is None:
+        return None
+    out = ctx.work / "resolve-over-layer.log"
+    argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
+    with fork(ctx.config, ctx.base, parent.trees) as f:
+        spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True),
+                        binds=(Bind(dummy.parent, DEPS_MOUNT),))
+        status = run_sandboxed(spec, log_path=out, check=False)
+    rest = layers.parse_simulation(out.read_text(encoding="utf-8", errors="replace"))
+    if status == 0 and set(parent.packages) | set(rest) == set(actions) \
+            and not set(parent.packages) & set(rest):
+        return parent
+    ctx.log.note(f"apt resolves differently over layer {parent.key}: made from the base root")
+    return None
+
+
+def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
+    """The sandbox made :data:`DEPS_MOUNT` and the download cache's mount point in the
+    fork to bind them there; if the base root has no such directory, the layer should
+    not have one either."""
+    for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT):
+        if not os.path.lexists(base.path / mount_point.lstrip("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(tree / mount_point.lstrip("/"))
+
+
+@contextlib.contextmanager
+def install_build_deps(ctx: BuildContext, relations: BuildRelations
+                       ) -> Iterator[tuple[Layer | None, bool]]:
+    """Yield the build-dependency layer to stack (None if the base root has them all)
+    and whether it came from the cache, holding it in use meanwhile."""
+    config, base, blog = ctx.config, ctx.base, ctx.log
+    request = relations.canonical()
+    blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
+              ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
+    made: list[Path] = []
+
+    def dummy() -> Path:
+        if not made:
+            made.append(write_dummy_package(relations, base.arch, ctx.work))
+        return made[0]
+
+    actions = layers.cached_resolution(config, base.generation, request)
+    if not relations.depends and not relations.conflicts:
+        actions = []
+    elif actions is None:
+        actions = simulate_build_deps(ctx, dummy())
+        layers.store_resolution(config, base.generation, request, actions)
+    else:
+        blog.note(f"resolved before on this base root generation: {len(actions)} packages")
+    if not actions:
+        blog.note("the base root has every build dependency already")
+        yield None, False
+        return
+    key = layers.layer_key(base.generation, actions)
+    created = False
+    for _attempt in range(3):
+        with layers.use_layer(config, key) as layer:
+            if layer is not None:
+                if not created:
+                    blog.note(f"using cached build-dependency layer {key}")
+                yield layer, not created
+                return
+        create_layer(ctx, key, relations, dummy(), actions)
+        created = True
+    raise SystemStateError(f"build-dependency layer {key} keeps disappearing",
+                           hint="is a guestpkg cache clean running in a loop?")
