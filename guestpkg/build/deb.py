@@ -429,7 +429,8 @@ def build_package(config: Config, source: Path, output_dir: Path,
         except BuildFailed as e:
             ctx.log.note(f"FAILED: {e.message}")
             if ctx.found_info is not None:
-                write_summary(ctx, "failed")
+                with contextlib.suppress(OSError):   # never hide the build's failure
+                    write_summary(ctx, "failed")
             raise
         except BaseException as e:
             ctx.log.note(f"FAILED: {type(e).__name__}: {e}")

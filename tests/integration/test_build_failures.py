@@ -100,6 +100,9 @@ def test_failing_build_exits_nonzero_and_output_gets_nothing(
     log_line = next(line for line in result.stderr.splitlines() if "the full log is" in line)
     log_path = Path(log_line.split("the full log is ")[1].strip())
     assert log_path.is_file() and "about to fail" in log_path.read_text()
+    # the log ends with sbuild's summary of a failed build
+    summary = log_path.read_text().split("| Summary ")[1]
+    assert "\nStatus: failed\n" in summary and "\nFail-Stage: build\n" in summary
     assert not out.exists() or list(out.iterdir()) == []
     # nothing of the build is left behind
     assert not [p for p in (test_config.vardir / "builds").iterdir()
