@@ -27,7 +27,8 @@ Build a Debian source package (an unpacked tree, default the current directory, 
      (with --append-to-version or --binNMU: a new changelog entry, as sbuild makes);
   4. run dpkg-buildpackage as that user, without network or capabilities, with
      SOURCE_DATE_EPOCH from debian/changelog, TZ=UTC, C.UTF-8 and a fixed path;
-  5. log everything to <source>_<version>_<arch>.build while showing it;
+  5. log everything to <source>_<version>_<arch>.build while showing it, ending with
+     sbuild's Build environment and Summary sections (Status:, Build-Time:, ...);
   6. copy the .debs, .udebs, .buildinfo, .changes and the .build log to OUTPUT_DIR
      (default: the directory above SOURCE_DIR, or the .dsc's directory), all or none.
 
