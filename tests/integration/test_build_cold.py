@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,15 @@ def debs(result: BuildResult) -> dict[str, bytes]:
 
 
 def remove_layer_of(config: Config, key: str | None) -> None:
+    """Remove layer *key*, waiting (up to 10 minutes) while another test's build
+    holds it (test_build.py and test_build_versions.py build hello too)."""
     assert key is not None
-    layer = layers.read_layer(config, key)
-    if layer is not None:
-        assert layers.remove_layer(config, layer), f"layer {key} is in use"
+    deadline = time.monotonic() + 600
+    while (layer := layers.read_layer(config, key)) is not None:
+        if layers.remove_layer(config, layer):
+            return
+        assert time.monotonic() < deadline, f"layer {key} stays in use"
+        time.sleep(2)
 
 
 def lzip_layer_keys(config: Config, base: BaseRoot) -> list[str]:
