@@ -29,6 +29,7 @@ The scenarios follow each other on one system, as they would on a user's machine
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from guestpkg.host.buildenv import PROGRESS_EVERY_S
 from tests.support import debsrc, hosts
 from tests.support.debcache import DebCache, apt_proxy_conf
 from tests.support.paths import TEST_CACHE
@@ -128,8 +130,13 @@ def test_one_apt_run_on_a_fresh_system_while_the_upstream_is_down(
     # guest's build dependencies in it (what the build needs, checked first).
     assert root.exists(BUILDROOT), "the job did not make the buildroot"
     assert "making the build environment (buildroot 'default'), once" in host_log
-    assert "made the build environment in" in host_log
-    assert "still making the build environment (" in host_log  # the progress line
+    made = re.search(r"made the build environment in (\d+) s", host_log)
+    assert made, host_log
+    # The progress line comes every PROGRESS_EVERY_S while mmdebstrap works (its timing
+    # is unit-tested in test_host_recovery); a creation from cached .debs on a quiet
+    # machine can be quicker than that.
+    if int(made.group(1)) > PROGRESS_EVERY_S + 5:
+        assert "still making the build environment (" in host_log
     assert f"{HOST}: the build dependencies can be installed" in host_log
 
 
