@@ -82,6 +82,8 @@ class BuildOptions:
     declared: frozenset[str] = frozenset()
     #: a new changelog entry: --append-to-version, --binNMU (guestpkg.build.versioning)
     version_change: VersionChange = field(default_factory=VersionChange)
+    #: --ccache: ccache in the layer, its cache kept per buildroot and source package
+    ccache: bool = False
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,23 @@ def dpkg_buildpackage_argv(info: SourceInfo, mode: BuildMode, *, faketime: bool,
     return argv
 
 
+#: Where ``--ccache``'s directory is bound in the build (ccache(1) CCACHE_DIR).
+CCACHE_MOUNT = "/ccache"
+
+
+def ccache_directory(ctx: BuildContext) -> Path:
+    """``<vardir>/ccache/<buildroot>/<source>``: one cache per buildroot and source
+    package, never shared between source packages (a build writes it: what one
+    package's build puts there reaches only its own later builds).  Owned by the build
+    user's canonical ids (the bind is idmapped like the layers)."""
+    directory = ctx.config.vardir / "ccache" / ctx.base.name / ctx.info.source
+    if not directory.is_dir():
+        directory.mkdir(mode=0o755, parents=True)
+        os.chown(directory, *ctx.ids)
+    ctx.log.note(f"ccache: {directory} at {CCACHE_MOUNT}")
+    return directory
+
+
 def run_build(ctx: BuildContext) -> None:
     config, info, options, blog = ctx.config, ctx.info, ctx.options, ctx.log
     uid, gid = ctx.ids
@@ -313,9 +330,13 @@ def run_build(ctx: BuildContext) -> None:
                   "is neither isolated nor reproducible")
         log.warning("the build phase of %s has network access (--network)", info.source)
     blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
+    binds = [Bind(ctx.build_dir, BUILD_MOUNT, readonly=False)]
+    if options.ccache:
+        binds.append(Bind(ccache_directory(ctx), CCACHE_MOUNT, readonly=False))
+        env.update({"CCACHE_DIR": CCACHE_MOUNT,
+                    "PATH": f"/usr/lib/ccache:{env['PATH']}"})
     spec = ctx.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid,
-                    gid=gid, network=config.network,
-                    binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),))
+                    gid=gid, network=config.network, binds=tuple(binds))
     start = time.monotonic()
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
@@ -490,8 +511,10 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
     ctx.log.step("build dependencies")
     if ctx.config.satisfydepends_cmd:
         return
+    extra = extra_build_packages(ctx.info, ctx.config) + (["ccache"] if ctx.options.ccache
+                                                          else [])
     relations = build_relations(ctx.info.control, ctx.options.mode, ctx.base.arch,
-                                ctx.options.profiles, extra_build_packages(ctx.info, ctx.config))
+                                ctx.options.profiles, extra)
     start = time.monotonic()
     ctx.layer, ctx.layer_cached = stack.enter_context(install_build_deps(ctx, relations))
     ctx.seconds["install"] = time.monotonic() - start

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "changelog entry with binary-only=yes (sbuild's option)")
     parser.add_argument("--binNMU-changelog", dest="binnmu_changelog", default="",
                         metavar="TEXT", help="the binNMU's changelog text (with --binNMU)")
+    parser.add_argument("--ccache", action="store_true",
+                        help="compile through ccache, its cache kept in VARDIR/ccache/"
+                        "BUILDROOT/SOURCE (one per source package)")
     parser.add_argument("--quiet-build", action="store_true",
                         help="do not show the build log on the console (it is still written)")
 
@@ -100,6 +103,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         tee=not args.quiet_build,
         version_change=VersionChange(args.append_to_version, args.binnmu,
                                      args.binnmu_changelog),
+        ccache=args.ccache,
     )
     result = build_package(config, source, output_dir, options)
     print(f"built {result.source} {result.version}: {len(result.artifacts)} files in "
