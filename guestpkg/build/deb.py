@@ -329,12 +329,12 @@ def run_build(ctx: BuildContext) -> None:
         blog.note("WARNING: the build phase has NETWORK ACCESS (--network): the build "
                   "is neither isolated nor reproducible")
         log.warning("the build phase of %s has network access (--network)", info.source)
-    blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
     binds = [Bind(ctx.build_dir, BUILD_MOUNT, readonly=False)]
     if options.ccache:
         binds.append(Bind(ccache_directory(ctx), CCACHE_MOUNT, readonly=False))
         env.update({"CCACHE_DIR": CCACHE_MOUNT,
                     "PATH": f"/usr/lib/ccache:{env['PATH']}"})
+    blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
     spec = ctx.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid,
                     gid=gid, network=config.network, binds=tuple(binds))
     start = time.monotonic()
