@@ -9,6 +9,8 @@ exits 0, and nothing reaches /usr/src/<host>/."""
 from __future__ import annotations
 
 import json
+import os
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,9 +59,25 @@ def make_layer(config: Config, base_root: BaseRoot, guest: Path, work: Path) -> 
     relations = build_relations(info.control, BuildMode.BINARY, base_root.arch, (),
                                 extra_build_packages(info, config))
     work.mkdir(parents=True, exist_ok=True)
-    ctx = BuildContext(config, base_root, work, BuildLog(work / "layer.build", tee=False))
-    with install_build_deps(ctx, relations) as (layer, _cached):
-        assert layer is not None
+    # A fork with a tmpfs upper enters a private mount namespace, which needs a
+    # single-threaded process; this one runs the upstream's server thread (and whatever
+    # earlier tests left running), so the layer is made in a forked child, which has
+    # only the forking thread.
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            ctx = BuildContext(config, base_root, work,
+                               BuildLog(work / "layer.build", tee=False))
+            with install_build_deps(ctx, relations) as (layer, _cached):
+                status = 0 if layer is not None else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0, (work / "layer.build").read_text(
+        errors="replace")[-4000:] if (work / "layer.build").exists() else "no log"
 
 
 @pytest.fixture(scope="module")
