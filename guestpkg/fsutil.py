@@ -230,6 +230,29 @@ def open_untrusted(directory: Path | int, relative: str, *, shown: Path | str | 
             os.close(fd)
 
 
+def link_climbs_out(link: str, target: str) -> bool:
+    """Whether the symlink at *link* (a path relative to a tree's root: "usr/lib/x")
+    with *target* climbs above that root at any step, read lexically.
+
+    Pure: the callers check trees they are about to pack or install (a recipe's
+    DESTDIR, a built .deb's data), whose root is not / while they are checked, so
+    a target that climbs above the root and comes back ("../../../usr/lib/y" from
+    usr/lib/x) climbs out all the same: the kernel would follow it out of the tree.
+    An absolute target never climbs: it starts again at the root (where it then
+    leads is the caller's question)."""
+    if target.startswith("/"):
+        return False
+    depth = len([p for p in link.split("/") if p not in ("", ".")]) - 1   # its directory
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
 def read_untrusted(directory: Path | int, relative: str, max_bytes: int, *,
                    shown: Path | str | None = None) -> bytes:
     """The content of a regular file opened as :func:`open_untrusted` does, at most

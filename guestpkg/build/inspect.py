@@ -172,7 +172,7 @@ def _symlink_findings(member: DataMember, where: str, links: dict[str, str]) -> 
     start = target if target.startswith("/") else posixpath.join(
         posixpath.dirname("/" + member.path), target)
     lexical = posixpath.normpath(start).lstrip("/")
-    climbs = not target.startswith("/") and _climbs_above_root(member.path, target)
+    climbs = fsutil.link_climbs_out(member.path, target)
     resolved = _resolve(start, links)
     if climbs or resolved is None:
         return [Finding("symlink", where, f"a symlink to {target!r}, which climbs above / "
@@ -182,18 +182,6 @@ def _symlink_findings(member: DataMember, where: str, links: dict[str, str]) -> 
             return [Finding("symlink", where, f"a symlink to {target!r}, which leads to "
                                               f"/{landing}, outside the FHS roots")]
     return []
-
-
-def _climbs_above_root(path: str, target: str) -> bool:
-    depth = len([p for p in path.split("/") if p]) - 1   # the link's directory
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 def _control_fields(contents: DebContents, name: str) -> deb822.Stanza:

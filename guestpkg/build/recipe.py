@@ -280,7 +280,7 @@ def collect_output(ctx: RecipeBuild) -> None:
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             target = os.readlink(root / path)
-            if not target.startswith("/") and _climbs_out(path, target):
+            if fsutil.link_climbs_out(path, target):
                 raise ctx.fail(f"/{shown}: a link out of the package ({target!r})")
         elif not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
             raise ctx.fail(f"/{shown}: a device node, FIFO or socket")
@@ -308,18 +308,6 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
         for name in sorted(dirs + files):
             path = name if relative == "." else f"{relative}/{name}"
             yield path, os.lstat(root / path)
-
-
-def _climbs_out(path: str, target: str) -> bool:
-    depth = path.count("/")
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 def pack_result(ctx: RecipeBuild) -> None:

@@ -54,6 +54,9 @@ HOSTILE = {
     "relative-symlink-above-root": (
         tar_entry("./usr/bin/k", "symlink", target="../../../../root/.bashrc"),
         [("symlink", "/usr/bin/k")]),
+    "relative-symlink-above-root-and-back": (
+        tar_entry("./usr/lib/k", "symlink", target="../../../usr/bin/x"),
+        [("symlink", "/usr/lib/k")]),
     "symlink-to-proc": (tar_entry("./etc/k", "symlink", target="/proc/self/root"),
                         [("symlink", "/etc/k")]),
     "symlink-to-root-dir": (tar_entry("./etc/k", "symlink", target="/"),
