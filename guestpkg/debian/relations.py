@@ -27,7 +27,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,42 +126,36 @@ def _parse_alternative(text: str, field: str, path: Path | str | None,
             raise _error(f"{field}: {name}: bad version {value!r} (Policy 5.6.12)", path,
                          line)
         version = (op, value)
+
+    def fail(message: str) -> ParseError:
+        return _error(f"{field}: {name}: {message}", path, line)
+
     arches: tuple[ArchRestriction, ...] = ()
     if m.group("arches") is not None:
-        arches = _parse_arches(m.group("arches"), field, name, path, line)
+        arches = tuple(ArchRestriction(enabled, arch) for enabled, arch in _parse_terms(
+            m.group("arches"), _ARCH_NAME, "architecture", "architecture list", fail))
+        if len({a.enabled for a in arches}) > 1:
+            raise fail("an architecture list is all negated or none (deb-src-control(5))")
     restrictions = tuple(
-        _parse_profiles(group, field, name, path, line)
+        tuple(ProfileTerm(enabled, profile) for enabled, profile in _parse_terms(
+            group, _PROFILE_NAME, "build profile", "build-profile formula <>", fail))
         for group in re.findall(r"<([^<>]*)>", m.group("profiles")))
     return Relation(name, archqual, version, arches, restrictions)
 
 
-def _parse_arches(text: str, field: str, name: str, path: Path | str | None,
-                  line: int | None) -> tuple[ArchRestriction, ...]:
+def _parse_terms(text: str, grammar: re.Pattern[str], what: str, empty: str,
+                 fail: Callable[[str], ParseError]) -> list[tuple[bool, str]]:
+    """The ``!``-negatable words of an architecture list or of one build-profile
+    formula, as (enabled, word); *what* names a word in an error, *empty* the list."""
     terms = []
     for word in text.split():
-        arch = word.removeprefix("!")
-        if not _ARCH_NAME.fullmatch(arch):
-            raise _error(f"{field}: {name}: bad architecture {word!r}", path, line)
-        terms.append(ArchRestriction(not word.startswith("!"), arch))
+        value = word.removeprefix("!")
+        if not grammar.fullmatch(value):
+            raise fail(f"bad {what} {word!r}")
+        terms.append((not word.startswith("!"), value))
     if not terms:
-        raise _error(f"{field}: {name}: empty architecture list", path, line)
-    if len({t.enabled for t in terms}) > 1:
-        raise _error(f"{field}: {name}: an architecture list is all negated or none "
-                     "(deb-src-control(5))", path, line)
-    return tuple(terms)
-
-
-def _parse_profiles(text: str, field: str, name: str, path: Path | str | None,
-                    line: int | None) -> tuple[ProfileTerm, ...]:
-    terms = []
-    for word in text.split():
-        profile = word.removeprefix("!")
-        if not _PROFILE_NAME.fullmatch(profile):
-            raise _error(f"{field}: {name}: bad build profile {word!r}", path, line)
-        terms.append(ProfileTerm(not word.startswith("!"), profile))
-    if not terms:
-        raise _error(f"{field}: {name}: empty build-profile formula <>", path, line)
-    return tuple(terms)
+        raise fail(f"empty {empty}")
+    return terms
 
 
 def parse_relations(value: str, field: str = "Build-Depends",

@@ -95,3 +95,25 @@ def test_a_relation_field_twice_is_refused() -> None:
     with pytest.raises(ParseError, match=r"^debian/control:3: duplicate field Build-Depends"):
         control.parse_control("Source: demo\nBuild-Depends: hello\n"
                               "Build-Depends: -oDPkg::Pre-Invoke::=x\n", "debian/control")
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("aa [amd64 !i386]", "Build-Depends: aa: an architecture list is all negated or none "
+                         "(deb-src-control(5))"),
+    ("aa [am;d64]", "Build-Depends: aa: bad architecture 'am;d64'"),
+    ("aa [!-x]", "Build-Depends: aa: bad architecture '!-x'"),
+    ("aa []", "Build-Depends: aa: empty architecture list"),
+    ("aa <!noch$eck>", "Build-Depends: aa: bad build profile '!noch$eck'"),
+    ("aa <nocheck> < >", "Build-Depends: aa: empty build-profile formula <>"),
+])
+def test_bad_arch_lists_and_profile_formulas(entry: str, message: str) -> None:
+    with pytest.raises(ParseError) as error:
+        parse_relations(entry, path="debian/control", lines=(7,))
+    assert str(error.value) == f"debian/control:7: {message}"
+
+
+def test_arch_lists_and_profile_formulas_read() -> None:
+    [[relation]] = parse_relations("aa [!amd64 !i386] <!nocheck cross> <pkg.aa.x>")
+    assert [(a.enabled, a.arch) for a in relation.arch] == [(False, "amd64"), (False, "i386")]
+    assert [[(p.enabled, p.profile) for p in group] for group in relation.restrictions] == [
+        [(False, "nocheck"), (True, "cross")], [(True, "pkg.aa.x")]]
