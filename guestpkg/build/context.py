@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from guestpkg import fsutil
+from guestpkg.build.extras import Extras, ExtraSources
 from guestpkg.build.inspect import DebReport
 from guestpkg.build.layers import Layer
 from guestpkg.build.source import SourceInfo
@@ -84,6 +85,10 @@ class BuildOptions:
     version_change: VersionChange = field(default_factory=VersionChange)
     #: --ccache: ccache in the layer, its cache kept per buildroot and source package
     ccache: bool = False
+    #: --extra-package, --extra-repository, --extra-repository-key (guestpkg.build.extras)
+    extras: ExtraSources = field(default_factory=ExtraSources)
+    #: --host-arch: cross-build for this architecture ("": the base root's)
+    host_arch: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class BuildContext:
     found_info: SourceInfo | None = None    # read_source_info
     layer: Layer | None = None          # install_build_deps: the layer stacked
     layer_cached: bool = False          # ... and whether it came from the cache
+    extras: Extras | None = None        # stack_build_deps: what apt sees besides the root
     found_fork: Fork | None = None      # the fork the build runs in
     seconds: dict[str, float] = field(default_factory=dict)  # per step, for the summary
 
@@ -154,6 +160,23 @@ class BuildContext:
     def build_dir(self) -> Path:
         """Bound at :data:`guestpkg.build.source.BUILD_MOUNT` in the sandbox."""
         return self.work / "build"
+
+    @property
+    def host_arch(self) -> str:
+        """The architecture the packages are built for (``--host-arch``)."""
+        return self.options.host_arch or self.base.arch
+
+    @property
+    def cross(self) -> bool:
+        return self.host_arch != self.base.arch
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """The build profiles: the options', or sbuild's ``cross nocheck`` when
+        cross-building without any."""
+        if self.cross and not self.options.profiles:
+            return ("cross", "nocheck")
+        return self.options.profiles
 
     @property
     def info(self) -> SourceInfo:

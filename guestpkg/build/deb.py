@@ -55,6 +55,7 @@ from guestpkg.build.context import (
 )
 from guestpkg.build.depends import (
     install_build_deps,
+    prepare_extras,
     simulate_build_deps,
     write_dummy_package,
 )
@@ -182,7 +183,7 @@ def add_changelog_entry(ctx: BuildContext) -> None:
     assert ctx.staged is not None
     path = ctx.staged / "debian" / "changelog"
     top = read_changelog(path)
-    entry = versioning.changelog_entry(ctx.options.version_change, top, ctx.base.arch)
+    entry = versioning.changelog_entry(ctx.options.version_change, top, ctx.host_arch)
     ctx.log.note("new changelog entry: " + entry.splitlines()[0])
     old = path.read_bytes()
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -197,7 +198,7 @@ def read_source_info(ctx: BuildContext) -> None:
     named = None if is_dsc(ctx.source) or ctx.options.prepare_source else ctx.source
     info = ctx.found_info = read_source(ctx.staged, named)
     settle(ctx.staged, info)
-    final_log = ctx.config.logdir / "build" / log_name(info, ctx.base.arch, ctx.work.name)
+    final_log = ctx.config.logdir / "build" / log_name(info, ctx.host_arch, ctx.work.name)
     os.rename(ctx.log.path, final_log)
     ctx.log.path = final_log
     ctx.log.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
@@ -285,10 +286,13 @@ def faketime_prefix(epoch: int) -> list[str]:
 
 
 def dpkg_buildpackage_argv(info: SourceInfo, mode: BuildMode, *, faketime: bool,
-                           profiles: Sequence[str] = ()) -> list[str]:
+                           profiles: Sequence[str] = (), host_arch: str = "") -> list[str]:
     """dpkg-buildpackage(1): unsigned (-us -uc); ``-rfakeroot`` unless
-    Rules-Requires-Root is ``no``, when no gain-root command is used at all."""
+    Rules-Requires-Root is ``no``, when no gain-root command is used at all;
+    ``--host-arch`` when cross-building."""
     argv = ["dpkg-buildpackage", "-us", "-uc"]
+    if host_arch:
+        argv.append(f"--host-arch={host_arch}")
     if mode.value:
         argv.append(mode.value)
     if info.control.needs_root_command:
@@ -322,9 +326,10 @@ def run_build(ctx: BuildContext) -> None:
     uid, gid = ctx.ids
     ctx.log.step("dpkg-buildpackage")
     argv = dpkg_buildpackage_argv(info, options.mode, faketime=config.faketime,
-                                  profiles=options.profiles)
-    env = build_env(config, options.environment, user=config.user,
-                    epoch=info.changelog.timestamp, profiles=options.profiles)
+                                  profiles=ctx.profiles,
+                                  host_arch=ctx.host_arch if ctx.cross else "")
+    env = build_env(config, cross_env(ctx), user=config.user,
+                    epoch=info.changelog.timestamp, profiles=ctx.profiles)
     if config.network:
         blog.note("WARNING: the build phase has NETWORK ACCESS (--network): the build "
                   "is neither isolated nor reproducible")
@@ -349,6 +354,19 @@ def run_build(ctx: BuildContext) -> None:
                           blog.path, e.output_tail) from e
 
 
+def cross_env(ctx: BuildContext) -> dict[str, str]:
+    """The options' environment, and for a cross build what sbuild adds: autoconf's
+    site file for the host architecture (dpkg-cross's, read if it exists) and
+    ``nocheck`` (the tests' binaries do not run here) unless DEB_BUILD_OPTIONS is
+    given."""
+    env = dict(ctx.options.environment)
+    if ctx.cross:
+        env.setdefault("CONFIG_SITE", f"/etc/dpkg-cross/cross-config.{ctx.host_arch}")
+        env.setdefault("DEB_BUILD_OPTIONS",
+                       f"nocheck parallel={ctx.config.build_jobs}")
+    return env
+
+
 def run_external_resolver(ctx: BuildContext) -> None:
     """``--satisfydepends-cmd``: the user's resolver instead of ours, given the path of
     debian/control; it gets network and apt's capabilities, and no layer is cached
@@ -366,7 +384,7 @@ def run_external_resolver(ctx: BuildContext) -> None:
 
 
 def collect_artifacts(ctx: BuildContext) -> BuildResult:
-    info, arch, build_dir, output_dir, blog = (ctx.info, ctx.base.arch, ctx.build_dir,
+    info, arch, build_dir, output_dir, blog = (ctx.info, ctx.host_arch, ctx.build_dir,
                                                ctx.output_dir, ctx.log)
     blog.step("artifacts")
     refuse = ctx.config.refuse_setuid if ctx.options.refuse_findings is None \
@@ -396,7 +414,7 @@ def write_summary(ctx: BuildContext, status: str) -> None:
     info, arch = ctx.info, ctx.base.arch
     space_kib = fsutil.disk_usage_bytes(ctx.build_dir) // 1024
     fields = {
-        "Build Architecture": arch, "Host Architecture": arch,
+        "Build Architecture": arch, "Host Architecture": ctx.host_arch,
         "Machine Architecture": arch,
         "Build Type": ctx.options.mode.name.lower().replace("_", "-"),
         "Build-Space": str(space_kib), "Space": str(space_kib),
@@ -513,8 +531,18 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
         return
     extra = extra_build_packages(ctx.info, ctx.config) + (["ccache"] if ctx.options.ccache
                                                           else [])
-    relations = build_relations(ctx.info.control, ctx.options.mode, ctx.base.arch,
-                                ctx.options.profiles, extra)
+    build_arch = ""
+    if ctx.cross:
+        # sbuild's CROSSBUILD_CORE_DEPENDS: the cross toolchain, and the host's libc
+        # and libstdc++ development files (Debian bug #815172); the build's own tools
+        # for the build architecture.
+        build_arch = ctx.base.arch
+        extra = [f"{name}:native" for name in extra] + [
+            f"crossbuild-essential-{ctx.host_arch}:native", f"libc-dev:{ctx.host_arch}",
+            f"libstdc++-dev:{ctx.host_arch}"]
+    prepare_extras(ctx)
+    relations = build_relations(ctx.info.control, ctx.options.mode, ctx.host_arch,
+                                ctx.profiles, extra, build_arch)
     start = time.monotonic()
     ctx.layer, ctx.layer_cached = stack.enter_context(install_build_deps(ctx, relations))
     ctx.seconds["install"] = time.monotonic() - start

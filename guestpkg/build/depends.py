@@ -17,8 +17,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from guestpkg.build import debcache, layers
+from guestpkg import fsutil
+from guestpkg.build import debcache, extras, layers
 from guestpkg.build.context import BuildContext
+from guestpkg.build.extras import EXTRA_MOUNT, LISTS_MOUNT, Extras
 from guestpkg.build.layers import APT_OPTIONS, Layer
 from guestpkg.buildroot import BaseRoot, fork
 from guestpkg.debian.control import DUMMY_PACKAGE, DUMMY_VERSION, BuildRelations
@@ -29,6 +31,87 @@ from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
 
 #: Where the dummy package is bound, read-only, during the dependency phase.
 DEPS_MOUNT = "/build"
+
+#: Where a build's private download directory is seen by the installation (builds
+#: with an extra repository: a package of that repository never enters the shared
+#: download cache, where apt, which checks a cached .deb by its size only, would
+#: take it for the archive's package of the same name and version).
+PRIVATE_CACHE_MOUNT = "/var/cache/guestpkg-debs-private"
+
+
+def with_extras(ctx: BuildContext, argv: Sequence[str]) -> list[str]:
+    """*argv* of an apt command of the dependency phase, run after the extra sources
+    and lists are put into the root (:func:`extras.apt_prefix`), if there are any."""
+    if ctx.extras is None:
+        return list(argv)
+    return ["sh", "-c", "set -e; " + extras.apt_prefix(ctx.extras) + 'exec "$@"', "sh",
+            *argv]
+
+
+def extra_binds(ctx: BuildContext) -> tuple[Bind, ...]:
+    return (Bind(ctx.extras.directory, EXTRA_MOUNT),) if ctx.extras is not None else ()
+
+
+def prepare_extras(ctx: BuildContext) -> None:
+    """The extra tree (:mod:`guestpkg.build.extras`) with its lists: ``apt-get
+    update`` of the extra sources (with network only for a repository), and for
+    ``--host-arch`` the foreign architecture's lists of the root's sources."""
+    options = ctx.options
+    if not options.extras and not ctx.cross:
+        return
+    made = extras.prepare(options.extras, ctx.host_arch, ctx.base.arch, ctx.work)
+    if made.foreign_arch:
+        extras.copy_lists(cross_lists(ctx, made.foreign_arch), made.lists,
+                          only=f"_binary-{made.foreign_arch}_")
+    if made.needs_update:
+        ctx.log.note("apt-get update of the extra sources: " + ", ".join(
+            [f"{len(made.debs)} local .deb(s)"] * bool(made.debs) +
+            [f"{r.uri} {r.suite}" for r in made.repositories]))
+        argv = ["apt-get", "update", "-q", "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
+                "-o", f"Dir::Etc::SourceParts={EXTRA_MOUNT}/parts",
+                "-o", f"Dir::State::Lists={LISTS_MOUNT}/", "-o", "APT::Get::List-Cleanup=false",
+                "-o", "Acquire::Languages=none"]
+        if made.foreign_arch:
+            argv = ["sh", "-c", f'dpkg --add-architecture {made.foreign_arch}; exec "$@"',
+                    "sh", *argv]
+        ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                         capabilities=APT_CAPABILITIES, network=bool(made.repositories),
+                         binds=(Bind(made.directory, EXTRA_MOUNT),
+                                Bind(made.lists, LISTS_MOUNT, readonly=False))),
+                "apt-get update of the extra sources failed")
+        extras.drop_lists_of_root(made, ctx.base.path / "var/lib/apt/lists")
+    ctx.extras = extras.with_identity(made, ctx.host_arch)
+    ctx.log.note(f"extra sources and host architecture {ctx.host_arch}: "
+                 f"identity {ctx.extras.identity[:16]}")
+
+
+def cross_lists(ctx: BuildContext, arch: str) -> Path:
+    """``<vardir>/layers/lists/<generation>-<arch>/``: the lists of *arch* from the
+    root's own sources, fetched once per generation (with network, verified by apt
+    against the root's keyring) and then reused, as the generation's own lists are."""
+    top = layers.layers_dir(ctx.config) / "lists"
+    directory = top / f"{ctx.base.generation}-{arch}"
+    if (directory / "lists").is_dir():
+        return directory / "lists"
+    top.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with fsutil.locked(top / f"{ctx.base.generation}-{arch}.lock"):
+        if (directory / "lists").is_dir():
+            return directory / "lists"
+        ctx.log.note(f"fetching the package lists of {arch} for this generation")
+        with fsutil.atomic_directory(directory) as tmp:
+            tmp.chmod(0o755)
+            for sub in ("parts", "lists"):
+                (tmp / sub).mkdir(mode=0o755)
+            fsutil.atomic_write(tmp / "sources.list",
+                                extras.cross_sources(ctx.base.sources, arch))
+            argv = ["apt-get", "update", "-q", "-o", "Dir::Etc::SourceList=/cross/sources.list",
+                    "-o", "Dir::Etc::SourceParts=/cross/parts",
+                    "-o", "Dir::State::Lists=/cross/lists/", "-o", "Acquire::Languages=none"]
+            ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0,
+                             gid=0, capabilities=APT_CAPABILITIES, network=True,
+                             binds=(Bind(tmp, "/cross", readonly=False),)),
+                    f"fetching the package lists of {arch} failed")
+    return directory / "lists"
 
 
 def write_dummy_package(relations: BuildRelations, arch: str, work: Path) -> Path:
@@ -53,8 +136,8 @@ def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
     without installing them (no network, no capabilities: the lists are in the root)."""
     out = ctx.work / "resolve.log"
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
-    spec = ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True),
-                    binds=(Bind(dummy.parent, DEPS_MOUNT),))
+    spec = ctx.spec(with_extras(ctx, argv), in_fork=False, env=apt_env(throwaway_root=True),
+                    binds=(Bind(dummy.parent, DEPS_MOUNT), *extra_binds(ctx)))
     status = run_sandboxed(spec, log_path=out, check=False)
     text = out.read_text(encoding="utf-8", errors="replace")
     with open(ctx.log.path, "a", encoding="utf-8") as f:
@@ -78,7 +161,8 @@ LAYER_DPKG_OPTIONS = ("--force-unsafe-io", "--path-exclude=/usr/share/man/*",
 _MAN_DB_OFF = "man-db man-db/auto-update boolean false"
 
 
-def layer_install_script(dummy: Path) -> list[str]:
+def layer_install_script(dummy: Path, extra: Extras | None = None,
+                         private_cache: bool = False) -> list[str]:
     """``sh -c`` and its fixed script of the installation into a new layer.
 
     The download cache is bound read-only at :data:`debcache.CACHE_MOUNT`; apt's own
@@ -89,18 +173,31 @@ def layer_install_script(dummy: Path) -> list[str]:
     one of another build has the same name.  apt installs the dummy, dpkg purges it,
     and the links and apt's binary caches (tens of MiB, remade from the lists on
     demand) are dropped from the layer.  The request travels in the dummy's control
-    file, never through a parser of options or of the shell."""
+    file, never through a parser of options or of the shell.
+
+    With *extra* sources, their lists and sources.list are put in first and taken
+    out again at the end; with *private_cache*, the build's own downloads (bound at
+    :data:`PRIVATE_CACHE_MOUNT`) are linked too."""
     dpkg_options = [item for option in LAYER_DPKG_OPTIONS
                     for item in ("-o", f"DPkg::Options::={option}")]
     archives = debcache.ARCHIVES_MOUNT
+    caches = [debcache.CACHE_MOUNT] + ([PRIVATE_CACHE_MOUNT] if private_cache else [])
+    links = "".join(f"find {cache} -maxdepth 1 -type f -name '*.deb' "
+                    f"! -name '{DUMMY_PACKAGE}_*' -exec ln -sf -t {archives} {{}} +; "
+                    for cache in caches)
     return ["sh", "-c",
-            f'set -e; echo "{_MAN_DB_OFF}" | debconf-set-selections; '
-            f"find {debcache.CACHE_MOUNT} -maxdepth 1 -type f -name '*.deb' "
-            f"! -name '{DUMMY_PACKAGE}_*' -exec ln -s -t {archives} {{}} +; "
+            f'set -e; echo "{_MAN_DB_OFF}" | debconf-set-selections; ' +
+            (extras.apt_prefix(extra) if extra else "") + links +
             f'apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
-            f"find {archives} -maxdepth 1 -name '*.deb' -delete; "
+            f"find {archives} -maxdepth 1 -name '*.deb' -delete; " +
+            (extras.apt_cleanup() if extra else "") +
             'rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin',
             "sh", *dpkg_options, *dummy_install_arguments(dummy)]
+
+
+def variant(ctx: BuildContext) -> str:
+    """The layer key's variant: the extra sources' identity, or ""."""
+    return ctx.extras.identity if ctx.extras is not None else ""
 
 
 def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: Path,
@@ -127,12 +224,25 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
             missing = [name for name in map(debcache.deb_file_name, actions)
                        if name is not None and not (cache / name).is_file()]
             ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
-            download = ctx.spec(["apt-get", "-y", "-q", "--download-only",
-                                 *dummy_install_arguments(dummy)],
-                                fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                                capabilities=APT_CAPABILITIES, network=True,
-                                binds=(deps, Bind(cache, debcache.ARCHIVES_MOUNT,
-                                                  readonly=False)))
+            private = private_cache(ctx)
+            download_argv = with_extras(ctx, ["apt-get", "-y", "-q", "--download-only",
+                                              *dummy_install_arguments(dummy)])
+            if private is None:
+                download_binds = (deps, *extra_binds(ctx),
+                                  Bind(cache, debcache.ARCHIVES_MOUNT, readonly=False))
+            else:
+                # The shared cache read-only, linked into the private directory first.
+                ctx.log.note(f"an extra repository: downloads go to {private}, not the "
+                             "shared cache")
+                download_argv = ["sh", "-c", f"find {debcache.CACHE_MOUNT} -maxdepth 1 "
+                                 f"-type f -name '*.deb' ! -name '{DUMMY_PACKAGE}_*' -exec "
+                                 f"ln -sf -t {debcache.ARCHIVES_MOUNT} {{}} +; "
+                                 'exec "$@"', "sh", *download_argv]
+                download_binds = (deps, *extra_binds(ctx), Bind(cache, debcache.CACHE_MOUNT),
+                                  Bind(private, debcache.ARCHIVES_MOUNT, readonly=False))
+            download = ctx.spec(download_argv, fork=f, env=apt_env(throwaway_root=True),
+                                uid=0, gid=0, capabilities=APT_CAPABILITIES, network=True,
+                                binds=download_binds)
             try:
                 ctx.run(download, "installing the build dependencies failed while downloading them")
             except BuildFailed as e:
@@ -142,17 +252,37 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
                           f"package lists are older than the mirror: run guestpkg "
                           f"buildroot update {base.name}")
                 raise
-            install = ctx.spec(layer_install_script(dummy), fork=f,
-                               env=apt_env(throwaway_root=True), uid=0, gid=0,
+            install = ctx.spec(layer_install_script(dummy, ctx.extras, private is not None),
+                               fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
                                capabilities=APT_CAPABILITIES, allow_setuid=True,
-                               binds=(deps, Bind(cache, debcache.CACHE_MOUNT)))
+                               binds=(deps, *extra_binds(ctx),
+                                      Bind(cache, debcache.CACHE_MOUNT),
+                                      *([Bind(private, PRIVATE_CACHE_MOUNT)]
+                                        if private is not None else [])))
             ctx.run(install, "installing the build dependencies failed")
             f.keep_upper(tmp / "tree")
         _drop_mount_point(tmp / "tree", base)
         layers.write_layer_metadata(tmp, layers.LayerMetadata(
             key=key, base=base.name, generation=base.generation, packages=tuple(actions),
-            request=relations.canonical(), created=time.time(),
-            parent=parent.key if parent else ""))
+            request=request_text(ctx, relations), created=time.time(),
+            parent=parent.key if parent else "", variant=variant(ctx)))
+
+
+def private_cache(ctx: BuildContext) -> Path | None:
+    """The build's own download directory when an extra repository is in use."""
+    if ctx.extras is None or not ctx.extras.repositories:
+        return None
+    directory = ctx.extras.directory / "archives"
+    (directory / "partial").mkdir(mode=0o755, parents=True, exist_ok=True)
+    return directory
+
+
+def request_text(ctx: BuildContext, relations: BuildRelations) -> str:
+    """The request as the resolution cache keys it: the relations, and the extra
+    sources' identity when there are any (another extra package, another
+    resolution)."""
+    text = relations.canonical()
+    return text + f"Extras: {ctx.extras.identity}\n" if ctx.extras is not None else text
 
 
 def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Path,
@@ -162,7 +292,8 @@ def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Pat
     request over it, installs exactly the rest of *actions*; over a different
     starting point apt may choose other alternatives, and then the layer is made from
     the base root."""
-    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions)
+    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions,
+                                      variant(ctx))
     if candidate is None:
         return None
     parent = stack.enter_context(layers.use_layer(ctx.config, candidate.key))
@@ -171,8 +302,8 @@ def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Pat
     out = ctx.work / "resolve-over-layer.log"
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     with fork(ctx.config, ctx.base, parent.trees) as f:
-        spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True),
-                        binds=(Bind(dummy.parent, DEPS_MOUNT),))
+        spec = ctx.spec(with_extras(ctx, argv), fork=f, env=apt_env(throwaway_root=True),
+                        binds=(Bind(dummy.parent, DEPS_MOUNT), *extra_binds(ctx)))
         status = run_sandboxed(spec, log_path=out, check=False)
     rest = layers.parse_simulation(out.read_text(encoding="utf-8", errors="replace"))
     if status == 0 and set(parent.packages) | set(rest) == set(actions) \
@@ -186,7 +317,7 @@ def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
     """The sandbox made :data:`DEPS_MOUNT` and the download cache's mount point in the
     fork to bind them there; if the base root has no such directory, the layer should
     not have one either."""
-    for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT):
+    for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT, EXTRA_MOUNT, PRIVATE_CACHE_MOUNT):
         if not os.path.lexists(base.path / mount_point.lstrip("/")):
             with contextlib.suppress(OSError):
                 os.rmdir(tree / mount_point.lstrip("/"))
@@ -198,14 +329,14 @@ def install_build_deps(ctx: BuildContext, relations: BuildRelations
     """Yield the build-dependency layer to stack (None if the base root has them all)
     and whether it came from the cache, holding it in use meanwhile."""
     config, base, blog = ctx.config, ctx.base, ctx.log
-    request = relations.canonical()
+    request = request_text(ctx, relations)
     blog.note("build dependencies: " + (", ".join(relations.depends) or "none") +
               ("; conflicts: " + ", ".join(relations.conflicts) if relations.conflicts else ""))
     made: list[Path] = []
 
     def dummy() -> Path:
         if not made:
-            made.append(write_dummy_package(relations, base.arch, ctx.work))
+            made.append(write_dummy_package(relations, ctx.host_arch, ctx.work))
         return made[0]
 
     actions = layers.cached_resolution(config, base.generation, request)
@@ -220,7 +351,7 @@ def install_build_deps(ctx: BuildContext, relations: BuildRelations
         blog.note("the base root has every build dependency already")
         yield None, False
         return
-    key = layers.layer_key(base.generation, actions)
+    key = layers.layer_key(base.generation, actions, variant(ctx))
     created = False
     for _attempt in range(3):
         with layers.use_layer(config, key) as layer:

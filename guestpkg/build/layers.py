@@ -7,7 +7,8 @@ an overlayfs lower layer takes a few milliseconds (docs/REFERENCE: measured).  A
 is the upper directory of a fork of a base root in which apt installed them, kept
 on disk.  Its identity is what went into it::
 
-    key = sha256(base root generation, the exact set of packages apt installed/removed)
+    key = sha256(base root generation, the exact set of packages apt installed/removed,
+                 the extra sources' identity if any: guestpkg.build.extras)
 
 The set is known before anything is installed: ``apt-get -s install`` of the dummy
 package that carries the request (apt-get(8); guestpkg.build.deb)
@@ -176,10 +177,14 @@ def resolution_key(generation: str, request: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def layer_key(generation: str, actions: Sequence[str]) -> str:
-    """The layer cache key: the same packages on the same generation (32 hex digits,
-    128 bits, short enough for overlayfs's option page)."""
+def layer_key(generation: str, actions: Sequence[str], variant: str = "") -> str:
+    """The layer cache key: the same packages on the same generation, with the same
+    extra sources and host architecture (*variant*: :attr:`guestpkg.build.extras.
+    Extras.identity`, "" for none) (32 hex digits, 128 bits, short enough for
+    overlayfs's option page)."""
     text = f"guestpkg-layer {LAYER_FORMAT}\n{generation}\n" + "\n".join(sorted(actions))
+    if variant:
+        text += f"\nvariant {variant}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -197,6 +202,7 @@ class LayerMetadata:
     created: float            # seconds since the epoch
     format: int = LAYER_FORMAT  # how it was made; only LAYER_FORMAT is ever stacked
     parent: str = ""          # the layer it was made on (its tree is a diff over it)
+    variant: str = ""         # extra sources and host architecture (layer_key)
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "packages": list(self.packages)}
@@ -211,7 +217,8 @@ class LayerMetadata:
                        generation=str(data["generation"]),
                        packages=tuple(map(str, data["packages"])),
                        request=str(data["request"]), created=float(data["created"]),
-                       format=int(data["format"]), parent=str(data.get("parent", "")))
+                       format=int(data["format"]), parent=str(data.get("parent", "")),
+                       variant=str(data.get("variant", "")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -325,13 +332,16 @@ def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
     yield None
 
 
-def closest_subset(config: Config, generation: str, actions: Sequence[str]) -> Layer | None:
-    """The current layer of *generation* with the most packages whose set is a proper
-    subset of *actions*, and whose chain is short enough to grow: the best one to
-    make the layer of *actions* on (apt then installs only the difference)."""
+def closest_subset(config: Config, generation: str, actions: Sequence[str],
+                   variant: str = "") -> Layer | None:
+    """The current layer of *generation* and *variant* with the most packages whose
+    set is a proper subset of *actions*, and whose chain is short enough to grow: the
+    best one to make the layer of *actions* on (apt then installs only the
+    difference)."""
     wanted = set(actions)
     found = {layer.key: layer for layer in list_layers(config)
-             if layer.generation == generation and layer.current_format}
+             if layer.generation == generation and layer.current_format
+             and layer.metadata.variant == variant}
 
     def depth(layer: Layer) -> int:
         n = 1
@@ -426,4 +436,23 @@ def prune_resolutions(config: Config, live_generations: set[str] | None) -> int:
         if live_generations is None or generation not in live_generations:
             path.unlink(missing_ok=True)
             removed += 1
+    removed += prune_cross_lists(config, live_generations)
+    return removed
+
+
+def prune_cross_lists(config: Config, live_generations: set[str] | None) -> int:
+    """Remove the foreign architectures' lists (``lists/<generation>-<arch>/``,
+    guestpkg.build.depends.cross_lists) of generations not in *live_generations*."""
+    directory = layers_dir(config) / "lists"
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for entry in directory.iterdir():
+        generation = "-".join(entry.name.split("-")[:2])   # <time>-<hex>-<arch>
+        if entry.is_dir() and not entry.name.startswith(fsutil.TMP_PREFIX) and (
+                live_generations is None or generation not in live_generations):
+            with fsutil.locked(directory / f"{entry.name}.lock", blocking=False) as free:
+                if free:
+                    fsutil.remove_tree(entry)
+                    removed += 1
     return removed

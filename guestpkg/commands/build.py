@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.extras import ExtraSources, check_arch, parse_repository
 from guestpkg.build.versioning import VersionChange
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode
@@ -22,7 +23,10 @@ Build a Debian source package (an unpacked tree, default the current directory, 
      capabilities apt needs, from the buildroot's own apt sources, and keep them as
      a cached layer: a later build with the same resolved set runs no apt at all
      (guestpkg cache list|clean); a new layer is made on the cached one closest to
-     it, from the .debs downloaded before;
+     it, from the .debs downloaded before; --extra-package and --extra-repository
+     add a local repository of the given .debs and the given repositories (verified
+     with their keys), --host-arch the host architecture's packages (multiarch) and
+     the cross toolchain: each makes a layer of its own;
   3. copy the source to /build/<source>-<upstream version>, owned by the build user
      (with --append-to-version or --binNMU: a new changelog entry, as sbuild makes);
   4. run dpkg-buildpackage as that user, without network or capabilities, with
@@ -73,6 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ccache", action="store_true",
                         help="compile through ccache, its cache kept in VARDIR/ccache/"
                         "BUILDROOT/SOURCE (one per source package)")
+    parser.add_argument("--extra-package", action="append", default=[], type=Path,
+                        metavar="FILE.deb|DIR", help="make FILE.deb, or the .debs in DIR, "
+                        "available to apt for the build dependencies, as a local "
+                        "repository (repeatable; sbuild's option)")
+    parser.add_argument("--extra-repository", action="append", default=[],
+                        metavar="'deb URI SUITE COMPONENT...'",
+                        help="an apt repository for the build dependencies, fetched with "
+                        "network and verified with --extra-repository-key (repeatable)")
+    parser.add_argument("--extra-repository-key", action="append", default=[], type=Path,
+                        metavar="FILE", help="an OpenPGP public key (armored or binary) "
+                        "that --extra-repository's Release files are signed with")
+    parser.add_argument("--host-arch", default="", metavar="ARCH",
+                        help="cross-build for ARCH with Debian's cross toolchain "
+                        "(crossbuild-essential-ARCH) and ARCH's libraries from multiarch; "
+                        "profiles cross,nocheck unless -P is given")
     parser.add_argument("--quiet-build", action="store_true",
                         help="do not show the build log on the console (it is still written)")
 
@@ -104,7 +123,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
         version_change=VersionChange(args.append_to_version, args.binnmu,
                                      args.binnmu_changelog),
         ccache=args.ccache,
+        extras=ExtraSources(tuple(args.extra_package), tuple(args.extra_repository),
+                            tuple(args.extra_repository_key)),
+        host_arch=check_arch(args.host_arch) if args.host_arch else "",
     )
+    for line in args.extra_repository:
+        parse_repository(line)      # a malformed line is refused before anything starts
     result = build_package(config, source, output_dir, options)
     print(f"built {result.source} {result.version}: {len(result.artifacts)} files in "
           f"{output_dir}" + (" (cached build-dependency layer)" if result.layer_cached else ""))

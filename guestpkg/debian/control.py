@@ -268,8 +268,8 @@ def profiles_match(formula: Sequence[Sequence[ProfileTerm]], profiles: frozenset
 
 
 def reduce_relations(text: str, arch: str, profiles: Iterable[str] = (),
-                     *, first_alternative: bool = True, field: str = "Build-Depends"
-                     ) -> list[str]:
+                     *, first_alternative: bool = True, field: str = "Build-Depends",
+                     build_arch: str = "") -> list[str]:
     """The relations of *text* that apply to *arch* and *profiles*, one string per
     AND-ed entry, each with only its first applicable alternative unless
     *first_alternative* is off (then ``a | b`` stays).  *text* is parsed strictly
@@ -284,7 +284,7 @@ def reduce_relations(text: str, arch: str, profiles: Iterable[str] = (),
             continue
         if first_alternative:
             kept = kept[:1]
-        entry = " | ".join(rel.text() for rel in kept)
+        entry = " | ".join(rel.text(build_arch=build_arch) for rel in kept)
         if entry not in reduced:
             reduced.append(entry)
     return reduced
@@ -326,22 +326,25 @@ class BuildRelations:
 
 
 def build_relations(control: SourceControl, mode: BuildMode, arch: str,
-                    profiles: Iterable[str] = (), extra: Iterable[str] = ()) -> BuildRelations:
-    """The build dependencies and conflicts of *control* for one build.
+                    profiles: Iterable[str] = (), extra: Iterable[str] = (),
+                    build_arch: str = "") -> BuildRelations:
+    """The build dependencies and conflicts of *control* for one build for *arch*
+    (the host architecture; *build_arch* when cross-building, else "").
 
     *extra* adds packages the build itself needs beyond the source's own list
     (``fakeroot`` for a Rules-Requires-Root build, ``faketime``)."""
     profile_set = frozenset(profiles)
     depends: list[str] = []
     for text in [*control.depends_for(mode), ", ".join(extra)]:
-        for rel in reduce_relations(text, arch, profile_set):
+        for rel in reduce_relations(text, arch, profile_set, build_arch=build_arch):
             if rel not in depends:
                 depends.append(rel)
     conflicts: list[str] = []
     for text in control.conflicts_for(mode):
         # Every alternative of a conflict counts: "a | b" conflicts are unusual, but
         # dropping one would let a conflicting package in.
-        for rel in reduce_relations(text, arch, profile_set, first_alternative=False):
+        for rel in reduce_relations(text, arch, profile_set, first_alternative=False,
+                                    build_arch=build_arch):
             for alternative in rel.split(" | "):
                 if alternative not in conflicts:
                     conflicts.append(alternative)

@@ -82,12 +82,16 @@ class Relation:
     arch: tuple[ArchRestriction, ...] = ()
     restrictions: tuple[tuple[ProfileTerm, ...], ...] = ()
 
-    def text(self, *, native: bool = True) -> str:
+    def text(self, *, native: bool = True, build_arch: str = "") -> str:
         """The relation without its architecture list and profile formula, as apt
         reads it; ``:native`` is dropped in a native build (sbuild does the same: the
-        resolver runs on the build architecture, where it means the package itself)."""
+        resolver runs on the build architecture, where it means the package itself),
+        and becomes ``:BUILD_ARCH`` in a cross build (*build_arch*), as sbuild's
+        dummy package has it: a binary package's relations know no ``:native``."""
         name = self.name
-        if self.archqual and not (native and self.archqual == "native"):
+        if self.archqual == "native" and build_arch:
+            name = f"{name}:{build_arch}"
+        elif self.archqual and not (native and self.archqual == "native"):
             name = f"{name}:{self.archqual}"
         return f"{name} ({self.version[0]} {self.version[1]})" if self.version else name
 

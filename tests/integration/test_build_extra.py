@@ -1,0 +1,233 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""sbuild's --extra-package and --extra-repository on real builds: a tiny source
+package whose Build-Depends names a package that only the extra .deb (made here with
+dpkg-deb) provides, from a local file and from a signed repository served on
+127.0.0.1 (a key made here with gpg); each different extra package makes a layer of
+its own.  The bad inputs give one line and exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.extras import ExtraSources
+from guestpkg.buildroot import BaseRoot
+from guestpkg.config import Config
+from guestpkg.errors import BuildFailed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+PROVIDED = "guestpkg-test-extra"
+
+
+def make_extra_deb(directory: Path, marker: str, version: str = "1.0") -> Path:
+    """``guestpkg-test-extra`` (Architecture: all), made with dpkg-deb: a marker file
+    that the test source's build copies into its own package."""
+    tree = directory / f"tree-{marker}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {PROVIDED}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: guestpkg tests <root@localhost>\n"
+        "Description: a package only the test's extra source has\n"
+        " It carries a marker file.\n")
+    (tree / "usr/share" / PROVIDED).mkdir(parents=True)
+    (tree / "usr/share" / PROVIDED / "marker").write_text(marker + "\n")
+    deb = directory / f"{PROVIDED}_{version}_all-{marker}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return deb
+
+
+RULES = f"""#!/usr/bin/make -f
+build build-arch build-indep:
+\ttest -f /usr/share/{PROVIDED}/marker
+binary binary-arch binary-indep:
+\tinstall -d debian/tmp/DEBIAN debian/tmp/usr/share/doc/needs-extra
+\tcp /usr/share/{PROVIDED}/marker debian/tmp/usr/share/doc/needs-extra/marker
+\tdpkg-gencontrol -pneeds-extra -Pdebian/tmp
+\tdpkg-deb --root-owner-group --build debian/tmp ..
+clean:
+\trm -rf debian/tmp debian/files
+"""
+
+
+def make_source(directory: Path) -> Path:
+    """A native source package without debhelper whose only build dependency is
+    the extra package (its layer holds that package alone: cheap to make)."""
+    tree = directory / "needs-extra-1.0"
+    (tree / "debian" / "source").mkdir(parents=True)
+    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    (tree / "debian" / "control").write_text(
+        "Source: needs-extra\nSection: misc\nPriority: optional\n"
+        "Maintainer: guestpkg tests <root@localhost>\n"
+        f"Build-Depends: {PROVIDED} (>= 1.0)\nRules-Requires-Root: no\n"
+        "Standards-Version: 4.6.2\n\n"
+        "Package: needs-extra\nArchitecture: all\n"
+        "Description: built only with the extra package\n a test package\n")
+    (tree / "debian" / "changelog").write_text(
+        "needs-extra (1.0) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- guestpkg tests <root@localhost>  Tue, 01 Dec 2026 00:00:00 +0000\n")
+    rules = tree / "debian" / "rules"
+    rules.write_text(RULES)
+    rules.chmod(0o755)
+    return tree
+
+
+def marker_of(deb: Path) -> str:
+    listing = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True,
+                             capture_output=True).stdout
+    out = subprocess.run(["tar", "-xO", "./usr/share/doc/needs-extra/marker"],
+                         input=listing, check=True, capture_output=True)
+    return out.stdout.decode().strip()
+
+
+def test_extra_package_satisfies_a_build_dependency(test_config: Config, base_root: BaseRoot,
+                                                    tmp_path: Path) -> None:
+    tree = make_source(tmp_path)
+    one = make_extra_deb(tmp_path, "one")
+    first = build_package(test_config, tree, tmp_path / "out1", BuildOptions(
+        tee=False, extras=ExtraSources(packages=(one,))))
+    assert marker_of(tmp_path / "out1" / "needs-extra_1.0_all.deb") == "one"
+    assert first.layer_key is not None
+    # The same name and version with other content: another layer, the other file.
+    other = tmp_path / "other"
+    other.mkdir()
+    make_extra_deb(other, "two")
+    second = build_package(test_config, tree, tmp_path / "out2", BuildOptions(
+        tee=False, extras=ExtraSources(packages=(other,))))
+    assert marker_of(tmp_path / "out2" / "needs-extra_1.0_all.deb") == "two"
+    assert second.layer_key not in (None, first.layer_key)
+    # The first again: its layer, from the cache.
+    again = build_package(test_config, tree, tmp_path / "out3", BuildOptions(
+        tee=False, extras=ExtraSources(packages=(one,))))
+    assert again.layer_key == first.layer_key and again.layer_cached
+    # Without the extra package, apt cannot satisfy the build dependency.
+    with pytest.raises(BuildFailed, match=f"unsatisfiable build dependencies: {PROVIDED}"):
+        build_package(test_config, tree, tmp_path / "out4", BuildOptions(tee=False))
+
+
+def run_cli(test_config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"GUESTPKG_VARDIR": str(test_config.vardir), "GUESTPKG_CACHEDIR":
+           str(test_config.cachedir), "GUESTPKG_LOGDIR": str(test_config.logdir),
+           "PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "build", "--quiet-build",
+                           *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_bad_extra_options_say_what_is_wrong(test_config: Config, base_root: BaseRoot,
+                                             tmp_path: Path) -> None:
+    tree = make_source(tmp_path)
+    not_a_deb = tmp_path / "notes.deb"
+    not_a_deb.write_text("hello\n")
+    key = tmp_path / "key.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    cases = [
+        (["--extra-package", str(tmp_path / "missing.deb")], "no such file"),
+        (["--extra-package", str(not_a_deb)], "not a Debian binary package"),
+        (["--extra-repository", "deb http://127.0.0.1:1/"], "a URI and a suite"),
+        (["--extra-repository", "deb http://127.0.0.1:1/ test"], "needs them"),
+        (["--extra-repository", "deb [trusted=yes] http://127.0.0.1:1/ test main",
+          "--extra-repository-key", str(key)], "options in [...] are not taken"),
+        (["--extra-repository", "deb http://127.0.0.1:1/ test main"],
+         "needs --extra-repository-key"),
+        (["--extra-repository", "deb http://127.0.0.1:1/ test main",
+          "--extra-repository-key", str(tmp_path / "nokey.asc")], "no such file"),
+        (["--host-arch", "arm64;rm"], "not a Debian architecture"),
+    ]
+    for args, message in cases:
+        done = run_cli(test_config, *args, str(tree), str(tmp_path / "out"))
+        assert done.returncode == 2, (args, done.stderr)
+        first = done.stderr.strip().splitlines()[0]
+        assert message in first, (args, done.stderr)
+        assert not (tmp_path / "out").exists()
+
+
+# --- a signed repository on 127.0.0.1 ------------------------------------------------
+
+def gpg(home: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--quiet",
+                           "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                          check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+
+
+def make_key(home: Path, name: str) -> bytes:
+    """A fresh signing key in *home*; its public key, armored."""
+    home.mkdir(mode=0o700)
+    gpg(home, "--quick-generate-key", f"{name} <{name}@localhost>", "ed25519", "sign",
+        "never")
+    return bytes(gpg(home, "--armor", "--export").stdout)
+
+
+def make_repository(top: Path, deb: Path, home: Path) -> None:
+    """``dists/test/main/binary-all/Packages`` (apt-ftparchive) and an InRelease
+    signed with the key in *home*."""
+    pool = top / "pool"
+    pool.mkdir(parents=True)
+    (pool / f"{PROVIDED}_1.0_all.deb").write_bytes(deb.read_bytes())
+    binary = top / "dists" / "test" / "main" / "binary-all"
+    binary.mkdir(parents=True)
+    packages = subprocess.run(["apt-ftparchive", "packages", "pool"], cwd=top, check=True,
+                              capture_output=True).stdout
+    (binary / "Packages").write_bytes(packages)
+    release = subprocess.run(
+        ["apt-ftparchive", "-o", "APT::FTPArchive::Release::Suite=test",
+         "-o", "APT::FTPArchive::Release::Codename=test",
+         "-o", "APT::FTPArchive::Release::Architectures=amd64 all",
+         "-o", "APT::FTPArchive::Release::Components=main", "release", "dists/test"],
+        cwd=top, check=True, capture_output=True).stdout
+    (top / "dists" / "test" / "Release").write_bytes(release)
+    gpg(home, "--clearsign", "--output", str(top / "dists" / "test" / "InRelease"),
+        str(top / "dists" / "test" / "Release"))
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """A real web server on 127.0.0.1, in a process of its own (the build's forks
+    need a single-threaded process)."""
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-u", "-m", "http.server", "--bind", "127.0.0.1",
+         "--directory", str(directory), "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()     # "Serving HTTP on 127.0.0.1 port N (...)"
+        port = int(banner.split(" port ")[1].split()[0])
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_extra_repository_verified_with_its_key(test_config: Config, base_root: BaseRoot,
+                                                tmp_path: Path) -> None:
+    tree = make_source(tmp_path)
+    deb = make_extra_deb(tmp_path, f"repo-{os.getpid()}")
+    signer, stranger = tmp_path / "signer", tmp_path / "stranger"
+    (tmp_path / "signer.asc").write_bytes(make_key(signer, "signer"))
+    (tmp_path / "stranger.asc").write_bytes(make_key(stranger, "stranger"))
+    make_repository(tmp_path / "repo", deb, signer)
+    with serve(tmp_path / "repo") as url:
+        line = f"deb {url} test main"
+        # Signed by another key than the one given: apt refuses the repository.
+        with pytest.raises(BuildFailed, match="apt-get update of the extra sources failed"
+                           ) as refused:
+            build_package(test_config, tree, tmp_path / "bad", BuildOptions(
+                tee=False, extras=ExtraSources(repositories=(line,),
+                                               keys=(tmp_path / "stranger.asc",))))
+        assert refused.value.log_path is not None
+        assert "NO_PUBKEY" in refused.value.log_path.read_text()
+        assert not (tmp_path / "bad").exists()
+        result = build_package(test_config, tree, tmp_path / "out", BuildOptions(
+            tee=False, extras=ExtraSources(repositories=(line,),
+                                           keys=(tmp_path / "signer.asc",))))
+    assert marker_of(tmp_path / "out" / "needs-extra_1.0_all.deb") == f"repo-{os.getpid()}"
+    assert result.layer_key is not None
+    # The repository's package never entered the shared download cache.
+    assert not list((test_config.cachedir / "debs").glob(f"{PROVIDED}_*"))

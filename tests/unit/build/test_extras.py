@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""guestpkg.build.extras without root: the extra .debs are hostile input (names and
+fields that would point apt elsewhere or break out of the index, symlinks, bombs),
+the repository lines and keys are checked, and the layer key changes with them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build import extras
+from guestpkg.build.extras import ExtraSources, parse_repository, prepare
+from guestpkg.build.layers import layer_key
+from guestpkg.debian import deb822
+from guestpkg.debian.control import reduce_relations
+from guestpkg.debian.debfile import write_deb
+from guestpkg.errors import UsageError
+
+CONTROL = ("Package: extra-tool\nVersion: 1:2.0-1\nArchitecture: amd64\n"
+           "Maintainer: x <x@localhost>\nDescription: a tool\n more text\n .\n end\n")
+
+
+def deb(directory: Path, control: str = CONTROL, name: str = "tool.deb") -> Path:
+    path = directory / name
+    write_deb(path, control)
+    return path
+
+
+def packages_of(work: Path) -> list[deb822.Stanza]:
+    return deb822.parse((work / "extra" / "debs" / "Packages").read_text())
+
+
+def test_index_names_the_copy_and_its_hash(tmp_path: Path) -> None:
+    made = prepare(ExtraSources(packages=(deb(tmp_path),)), "amd64", "amd64", tmp_path)
+    [stanza] = packages_of(tmp_path)
+    assert stanza.get("Filename") == "./extra-tool_1%3a2.0-1_amd64.deb"
+    copy = tmp_path / "extra" / "debs" / "extra-tool_1%3a2.0-1_amd64.deb"
+    assert copy.read_bytes() == (tmp_path / "tool.deb").read_bytes()
+    assert stanza.get("Size") == str(copy.stat().st_size)
+    import hashlib
+    assert stanza.get("SHA256") == hashlib.sha256(copy.read_bytes()).hexdigest()
+    assert stanza.get("Description") == "a tool\nmore text\n.\nend"
+    assert (tmp_path / "extra" / "sources.list").read_text() == \
+        f"deb [trusted=yes] file:{extras.EXTRA_MOUNT}/debs ./\n"
+    assert made.debs[0].package == "extra-tool"
+
+
+@pytest.mark.parametrize("control, message", [
+    # Fields the index writes itself would point apt at another file.
+    (CONTROL + "Filename: ../../../etc/shadow\nSHA256: " + "0" * 64 + "\n", None),
+    ("Package: ../evil\nVersion: 1\nArchitecture: all\n", "bad package name"),
+    ("Package: -o\nVersion: 1\nArchitecture: all\n", "bad package name"),
+    ("Package: ok-name\nVersion: 1/../../x\nArchitecture: all\n", "bad version"),
+    ("Package: ok-name\nVersion: 1\nArchitecture: amd64 i386\n", "bad architecture"),
+    ("Package: ok-name\nVersion: 1\n", "no Architecture field"),
+    ("Package: ok-name\nVersion: 1\nArchitecture: all\n\nPackage: second\n", "stanzas"),
+    ("Package: ok-name\nPackage: again\nVersion: 1\nArchitecture: all\n", "not a usable"),
+])
+def test_hostile_control_fields(tmp_path: Path, control: str, message: str | None) -> None:
+    path = deb(tmp_path, control)
+    if message is None:
+        prepare(ExtraSources(packages=(path,)), "amd64", "amd64", tmp_path)
+        [stanza] = packages_of(tmp_path)
+        assert stanza.get("Filename") == "./extra-tool_1%3a2.0-1_amd64.deb"
+        assert stanza.get("SHA256") != "0" * 64
+        assert list(stanza.fields).count("filename") == 1
+        return
+    with pytest.raises(UsageError, match=message):
+        prepare(ExtraSources(packages=(path,)), "amd64", "amd64", tmp_path)
+    assert not [p for p in (tmp_path / "extra" / "debs").iterdir() if p.suffix == ".deb"]
+
+
+def test_symlinked_deb_is_refused(tmp_path: Path) -> None:
+    target = deb(tmp_path)
+    (tmp_path / "dir").mkdir()
+    os.symlink(target, tmp_path / "dir" / "link.deb")
+    with pytest.raises(UsageError, match="symbolic link"):
+        prepare(ExtraSources(packages=(tmp_path / "dir" / "link.deb",)), "amd64", "amd64",
+                tmp_path)
+    with pytest.raises(UsageError, match="symbolic link"):
+        prepare(ExtraSources(packages=(tmp_path / "dir",)), "amd64", "amd64", tmp_path)
+
+
+def test_fifo_and_non_deb_are_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.deb")
+    with pytest.raises(UsageError, match="not a regular file"):
+        prepare(ExtraSources(packages=(tmp_path / "pipe.deb",)), "amd64", "amd64", tmp_path)
+    (tmp_path / "text.deb").write_text("not ar\n")
+    with pytest.raises(UsageError, match="not a Debian binary package"):
+        prepare(ExtraSources(packages=(tmp_path / "text.deb",)), "amd64", "amd64", tmp_path)
+    (tmp_path / "cut.deb").write_bytes((tmp_path / "text.deb").read_bytes()[:0] +
+                                       b"!<arch>\ndebian-binary   ")
+    with pytest.raises(UsageError, match=r"not a usable \.deb"):
+        prepare(ExtraSources(packages=(tmp_path / "cut.deb",)), "amd64", "amd64", tmp_path)
+
+
+def test_oversized_deb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = deb(tmp_path)
+    monkeypatch.setattr(extras, "MAX_EXTRA_DEB_BYTES", path.stat().st_size - 1)
+    with pytest.raises(UsageError, match="more than the"):
+        prepare(ExtraSources(packages=(path,)), "amd64", "amd64", tmp_path)
+
+
+def test_missing_and_empty(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file or directory"):
+        prepare(ExtraSources(packages=(tmp_path / "nope.deb",)), "amd64", "amd64", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"no \.deb files"):
+        prepare(ExtraSources(packages=(tmp_path / "empty",)), "amd64", "amd64", tmp_path)
+
+
+def test_two_different_debs_of_one_name_and_version(tmp_path: Path) -> None:
+    one = deb(tmp_path, CONTROL, "one.deb")
+    two = deb(tmp_path, CONTROL.replace("a tool", "another tool"), "two.deb")
+    with pytest.raises(UsageError, match=r"two different \.debs"):
+        prepare(ExtraSources(packages=(one, two)), "amd64", "amd64", tmp_path)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("", "not a 'deb URI"),
+    ("deb-src http://h/debian bookworm main", "not a 'deb URI"),
+    ("deb http://h/debian", "a URI and a suite"),
+    ("deb [trusted=yes] http://h/debian bookworm main", "options in"),
+    ("deb file:/srv/repo bookworm main", "not an http"),
+    ("deb http://h/debian ../../x main", "bad suite"),
+    ("deb http://h/debian bookworm", "needs them"),
+    ("deb http://h/debian ./ main", "takes no components"),
+    ("deb http://h/debian bookworm ma\x1bin", "control characters"),
+    ("deb http://h/debian bookworm main\ndeb http://evil/ x main", "control characters"),
+    ("deb http://h/debian bookworm $(id)", "bad component"),
+])
+def test_malformed_repository_lines(line: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("$", r"\$")):
+        parse_repository(line)
+
+
+def test_repository_line_and_keys(tmp_path: Path) -> None:
+    assert parse_repository("deb https://h.example/debian ./").line(["/k/1.asc"]) == \
+        "deb [signed-by=/k/1.asc] https://h.example/debian ./"
+    key = tmp_path / "key.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n")
+    binary = tmp_path / "key.gpg"
+    binary.write_bytes(b"\x99\x01\x0d" + b"\x00" * 20)
+    line = "deb http://127.0.0.1:8/ test main"
+    with pytest.raises(UsageError, match="needs --extra-repository-key"):
+        prepare(ExtraSources(repositories=(line,)), "amd64", "amd64", tmp_path)
+    with pytest.raises(UsageError, match="without --extra-repository"):
+        prepare(ExtraSources(keys=(key,)), "amd64", "amd64", tmp_path)
+    made = prepare(ExtraSources(repositories=(line,), keys=(key, binary)), "amd64", "amd64",
+                   tmp_path)
+    assert (tmp_path / "extra" / "sources.list").read_text() == (
+        f"deb [signed-by={extras.EXTRA_MOUNT}/keys/1.asc,{extras.EXTRA_MOUNT}/keys/2.gpg] "
+        "http://127.0.0.1:8/ test main\n")
+    assert made.repositories and not made.debs
+    (tmp_path / "junk").write_text("not a key")
+    with pytest.raises(UsageError, match="not an OpenPGP public key"):
+        prepare(ExtraSources(repositories=(line,), keys=(tmp_path / "junk",)), "amd64",
+                "amd64", tmp_path / "extra")
+
+
+def test_identity_changes_with_what_apt_sees(tmp_path: Path) -> None:
+    identities = set()
+    for n, (control, arch) in enumerate([(CONTROL, "amd64"), (CONTROL + "X-A: b\n", "amd64"),
+                                         (CONTROL, "arm64")]):
+        work = tmp_path / str(n)
+        work.mkdir()
+        made = prepare(ExtraSources(packages=(deb(work, control),)), arch, "amd64", work)
+        identities.add(extras.with_identity(made, arch).identity)
+    assert len(identities) == 3
+    plain = prepare(ExtraSources(), "amd64", "amd64", tmp_path / "0")
+    assert extras.with_identity(plain, "amd64").identity == ""
+    actions = ["extra-tool:amd64=1:2.0-1"]
+    assert layer_key("g", actions) != layer_key("g", actions, "ab") != layer_key("g", actions, "cd")
+    assert layer_key("g", actions, "") == layer_key("g", actions)
+
+
+def test_host_arch_and_cross_relations() -> None:
+    assert extras.check_arch("arm64") == "arm64"
+    for bad in ("", "arm64 ", "-a", "ARM64", "a/b", "x;y"):
+        with pytest.raises(UsageError):
+            extras.check_arch(bad)
+    # :native is the build architecture in a cross build (sbuild's dummy package)
+    assert reduce_relations("tool:native, lib [arm64], other [amd64]", "arm64",
+                            build_arch="amd64") == ["tool:amd64", "lib"]
+    assert reduce_relations("tool:native", "amd64") == ["tool"]
+    assert extras.cross_sources(["deb http://m/debian bookworm main contrib"], "arm64") == \
+        "deb [arch=arm64] http://m/debian bookworm main contrib\n"
