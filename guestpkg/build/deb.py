@@ -88,6 +88,7 @@ from guestpkg.errors import (
     InputError,
     SandboxSetupFailed,
     SystemStateError,
+    UsageError,
 )
 from guestpkg.run import DEFAULT_PATH, apt_env, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
@@ -528,6 +529,9 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
     ``--satisfydepends-cmd``: the external resolver installs into the fork)."""
     ctx.log.step("build dependencies")
     if ctx.config.satisfydepends_cmd:
+        if ctx.options.extras or ctx.cross:
+            raise UsageError("--extra-package, --extra-repository and --host-arch work "
+                             "with guestpkg's own resolver, not with --satisfydepends-cmd")
         return
     extra = extra_build_packages(ctx.info, ctx.config) + (["ccache"] if ctx.options.ccache
                                                           else [])

@@ -40,8 +40,12 @@ def make_extra_deb(directory: Path, marker: str, version: str = "1.0") -> Path:
     (tree / "usr/share" / PROVIDED).mkdir(parents=True)
     (tree / "usr/share" / PROVIDED / "marker").write_text(marker + "\n")
     deb = directory / f"{PROVIDED}_{version}_all-{marker}.deb"
+    # Reproducible (fixed times), so that a warm test cache has its layer.
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (1700000000, 1700000000))
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
     return deb
 
 
@@ -88,14 +92,22 @@ def marker_of(deb: Path) -> str:
     return out.stdout.decode().strip()
 
 
+def run_cli(test_config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"GUESTPKG_VARDIR": str(test_config.vardir), "GUESTPKG_CACHEDIR":
+           str(test_config.cachedir), "GUESTPKG_LOGDIR": str(test_config.logdir),
+           "PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "build", "--quiet-build",
+                           *args], env=env, capture_output=True, text=True, timeout=900)
+
+
 def test_extra_package_satisfies_a_build_dependency(test_config: Config, base_root: BaseRoot,
                                                     tmp_path: Path) -> None:
     tree = make_source(tmp_path)
     one = make_extra_deb(tmp_path, "one")
-    first = build_package(test_config, tree, tmp_path / "out1", BuildOptions(
-        tee=False, extras=ExtraSources(packages=(one,))))
+    # The front door: guestpkg build --extra-package FILE.deb
+    done = run_cli(test_config, "--extra-package", str(one), str(tree), str(tmp_path / "out1"))
+    assert done.returncode == 0, done.stderr[-3000:]
     assert marker_of(tmp_path / "out1" / "needs-extra_1.0_all.deb") == "one"
-    assert first.layer_key is not None
     # The same name and version with other content: another layer, the other file.
     other = tmp_path / "other"
     other.mkdir()
@@ -103,22 +115,15 @@ def test_extra_package_satisfies_a_build_dependency(test_config: Config, base_ro
     second = build_package(test_config, tree, tmp_path / "out2", BuildOptions(
         tee=False, extras=ExtraSources(packages=(other,))))
     assert marker_of(tmp_path / "out2" / "needs-extra_1.0_all.deb") == "two"
-    assert second.layer_key not in (None, first.layer_key)
     # The first again: its layer, from the cache.
     again = build_package(test_config, tree, tmp_path / "out3", BuildOptions(
         tee=False, extras=ExtraSources(packages=(one,))))
-    assert again.layer_key == first.layer_key and again.layer_cached
+    assert again.layer_cached and again.layer_key is not None
+    assert again.layer_key in (tmp_path / "out1" / "needs-extra_1.0_amd64.build").read_text()
+    assert second.layer_key not in (None, again.layer_key)
     # Without the extra package, apt cannot satisfy the build dependency.
     with pytest.raises(BuildFailed, match=f"unsatisfiable build dependencies: {PROVIDED}"):
         build_package(test_config, tree, tmp_path / "out4", BuildOptions(tee=False))
-
-
-def run_cli(test_config: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"GUESTPKG_VARDIR": str(test_config.vardir), "GUESTPKG_CACHEDIR":
-           str(test_config.cachedir), "GUESTPKG_LOGDIR": str(test_config.logdir),
-           "PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    return subprocess.run(["/usr/bin/python3", "-m", "guestpkg", "build", "--quiet-build",
-                           *args], env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_bad_extra_options_say_what_is_wrong(test_config: Config, base_root: BaseRoot,
