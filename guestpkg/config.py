@@ -191,6 +191,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upper_size", parse_size, 0,
             "size of a fork's tmpfs upper directory (0: the kernel's, half the RAM)",
             BUILDERS, "SIZE"),
+    Setting("disk_max", parse_size, 0,
+            "most a sandboxed command may write to disk: a fork's upper directory on "
+            "disk and a build's tree, measured while it runs (0: no cap of its own; "
+            "disk_reserve still holds)", BUILDERS, "SIZE"),
+    Setting("disk_reserve", parse_size, 1 << 30,
+            "free space the file systems a sandboxed command writes to must keep: a "
+            "command that leaves less is stopped (0: no check)", BUILDERS, "SIZE",
+            shown_default="1G"),
     Setting("min_free_space", parse_size, 2 << 30,
             "free space a build needs on the state file system before it starts (0: no "
             "check)", BUILD, "SIZE", shown_default="2G"),
@@ -267,6 +275,8 @@ class SandboxLimits(TypedDict):
     pids_max: int | None
     cpu_weight: int | None
     shm_size_bytes: int | None
+    disk_max_bytes: int | None
+    disk_reserve_bytes: int | None
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,8 @@ class Config:
     cpu_weight: int
     shm_size: int
     upper_size: int
+    disk_max: int
+    disk_reserve: int
     min_free_space: int
     user: str
     network: bool
@@ -340,7 +352,9 @@ class Config:
     def sandbox_limits(self) -> SandboxLimits:
         """The resource fields of a SandboxSpec, from these settings (0: none)."""
         return {"memory_max_bytes": self.memory_max or None, "pids_max": self.pids_max or None,
-                "cpu_weight": self.cpu_weight or None, "shm_size_bytes": self.shm_size or None}
+                "cpu_weight": self.cpu_weight or None, "shm_size_bytes": self.shm_size or None,
+                "disk_max_bytes": self.disk_max or None,
+                "disk_reserve_bytes": self.disk_reserve or None}
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Config:

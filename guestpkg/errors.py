@@ -146,15 +146,22 @@ class CommandFailed(GuestpkgError):
 
 
 class ResourceLimitHit(CommandFailed):
-    """A sandboxed command ended after it hit its cgroup limits (memory, processes):
-    which limit, and how to raise it."""
+    """A sandboxed command ended after it hit its limits (memory, processes: its
+    cgroup's; disk: guestpkg.sandbox.diskwatch's): which limit, and how to raise it."""
 
     def __init__(self, argv: list[str], returncode: int, what: str, output_tail: str = "",
                  log_path: Path | None = None) -> None:
-        super().__init__(argv, returncode, output_tail, log_path,
-                         hint="raise the limit if the build really needs more: "
-                         "--memory-max SIZE, --pids-max N (or memory_max, pids_max in "
-                         "/etc/guestpkg/guestpkg.conf)")
+        conf = "in /etc/guestpkg/guestpkg.conf"
+        if "(setting disk_reserve" in what:
+            hint = ("free some space on that file system (guestpkg cache clean removes "
+                    f"unused layers), or lower --disk-reserve SIZE (or disk_reserve {conf})")
+        elif "(setting disk_max" in what:
+            hint = ("raise the limit if the build really needs more: --disk-max SIZE (or "
+                    f"disk_max {conf})")
+        else:
+            hint = ("raise the limit if the build really needs more: --memory-max SIZE, "
+                    f"--pids-max N (or memory_max, pids_max {conf})")
+        super().__init__(argv, returncode, output_tail, log_path, hint=hint)
         self.what = what
         self.message = f"{argv[0] if argv else '?'} hit its resource limits: {what}"
 

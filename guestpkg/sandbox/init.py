@@ -49,7 +49,7 @@ import prctl
 import seccomp
 
 from guestpkg.errors import GuestpkgError
-from guestpkg.sandbox import caps, cgroups, mounts, network, seccomp_filter
+from guestpkg.sandbox import caps, cgroups, diskwatch, mounts, network, seccomp_filter
 from guestpkg.sandbox.idmap import IdMapping, for_spec
 from guestpkg.sandbox.spec import SandboxSpec, from_json
 from guestpkg.sandbox.syscalls import (
@@ -117,7 +117,18 @@ class SetupReport:
         _say(f"cannot set up the sandbox: {self.step}: {reason}")
         if self.fd is None:
             return
-        data = json.dumps({"step": self.step, "error": reason}).encode()
+        self._write({"step": self.step, "error": reason})
+
+    def limit_hit(self, reason: str) -> None:
+        """Say and report that the helper stopped the command at a limit it keeps
+        itself (the disk cap); the caller raises ResourceLimitHit."""
+        _say(f"stopping everything: {reason}")
+        self._write({"limit": reason})
+
+    def _write(self, report: dict[str, str]) -> None:
+        if self.fd is None:
+            return
+        data = json.dumps(report).encode()
         with contextlib.suppress(OSError):
             os.write(self.fd, data[:REPORT_MAX_BYTES])
 
@@ -333,6 +344,26 @@ def join_network_namespace(path: str) -> None:
         os.close(fd)
 
 
+def watch_disk(pid: int, watch: diskwatch.DiskWatch) -> str | None:
+    """Until init (*pid*) exits: keep the disk cap; SIGKILL init when it is passed, and
+    say why.  If the watch itself fails (a tree it can't read), it says so and only
+    waits."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        while not select.select([pidfd], [], [], diskwatch.POLL_S)[0]:
+            reason = watch.poll()
+            if reason is not None:
+                os.kill(pid, signal.SIGKILL)
+                return reason
+    except OSError as e:
+        _say(f"cannot measure the disk usage any more ({describe_error(e)}): the command "
+             "runs on without its disk cap")
+    finally:
+        os.close(pidfd)
+        watch.close()
+    return None
+
+
 def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -> int:
     report.at("check the id mapping")
     mapping = for_spec(spec)
@@ -348,6 +379,12 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)); the id
     # mapping's own child comes and goes before.
+    report.at("measure what the command's places on disk hold")
+    # Before anything is unshared or pivoted: these are the host's paths.
+    watch = diskwatch.DiskWatch.open(spec.disk_paths, spec.disk_max_bytes,
+                                     spec.disk_reserve_bytes)
+    if watch is not None:
+        watch.start()
     report.at(f"create the id mapping ({mapping.name})")
     mapping.prepare()
     if spec.join_netns:
@@ -370,8 +407,13 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     pid = os.fork()
     if pid == 0:
         os.close(pipe_write)
+        if watch is not None:
+            watch.close()
         run_init(spec, rules, pipe_read, report, mapping)
     os.close(pipe_read)
+    # Once init pivots, our root is the sandbox's too (pivot_root(2) moves every process
+    # of the mount namespace whose root was the old one): no import may look there.
+    forbid_imports()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         os.kill(pid, signum)
@@ -381,7 +423,10 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     if spec.interactive:
         for sig in TERMINAL_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+    stopped = watch_disk(pid, watch) if watch is not None else None
     _, wait_status = os.waitpid(pid, 0)
+    if stopped is not None:
+        report.limit_hit(stopped)
     return _status(wait_status)
 
 

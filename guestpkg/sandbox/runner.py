@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import guestpkg
@@ -91,10 +92,21 @@ def save_spec(spec: SandboxSpec, log_path: Path | None) -> Path:
     return path
 
 
-def read_setup_report(fd: int) -> tuple[str, str] | None:
-    """The (step, error) the sandbox wrote to its report pipe before exiting 125, or
-    None if it wrote nothing (it was set up).  Bounded and validated: it is our own
-    helper's output, but malformed text must not turn into a traceback."""
+@dataclass(frozen=True)
+class HelperReport:
+    """What the helper wrote to its report pipe: a set-up failure (the step and the
+    error, before it exited 125) or a limit it stopped the command at (the disk cap:
+    :mod:`guestpkg.sandbox.diskwatch`)."""
+
+    step: str = ""
+    error: str = ""
+    limit: str = ""
+
+
+def read_helper_report(fd: int) -> HelperReport | None:
+    """The helper's report, or None if it wrote nothing (set up, and stopped at no
+    limit).  Bounded and validated: it is our own helper's output, but malformed text
+    must not turn into a traceback."""
     os.set_blocking(fd, False)
     try:
         data = os.read(fd, 2 * REPORT_MAX_BYTES)
@@ -104,10 +116,12 @@ def read_setup_report(fd: int) -> tuple[str, str] | None:
         return None
     try:
         report = json.loads(data[:2 * REPORT_MAX_BYTES].decode("utf-8", "replace"))
+        if "limit" in report:
+            return HelperReport(limit=str(report["limit"])[:REPORT_MAX_BYTES])
         step, error = str(report["step"]), str(report["error"])
     except (ValueError, KeyError, TypeError):
-        return "report", f"unreadable set-up report: {data[:200]!r}"
-    return step[:200], error[:REPORT_MAX_BYTES]
+        return HelperReport("report", f"unreadable set-up report: {data[:200]!r}")
+    return HelperReport(step[:200], error[:REPORT_MAX_BYTES])
 
 
 #: What the sandbox's side writes at most (guestpkg.sandbox.init.REPORT_MAX_BYTES; not
@@ -134,10 +148,14 @@ def run_sandboxed(
     log_relaxations(spec)
     limits = Limits(spec.memory_max_bytes, spec.pids_max, spec.cpu_weight)
     with cgroups.limited(limits) as cgroup:
-        status, setup_failure = _run_helper(spec, mapping.describe(), cgroup, log_path, tee)
+        status, report = _run_helper(spec, mapping.describe(), cgroup, log_path, tee)
         hit = cgroup.hits() if cgroup is not None else None
-    if setup_failure is not None:
-        step, error = setup_failure
+    if report is not None and report.limit:
+        log.error("%s hit its limits: %s", spec.argv[0], report.limit)
+        tail = read_log_tail(log_path) if log_path is not None else ""
+        raise ResourceLimitHit(list(spec.argv), status, report.limit, tail, log_path)
+    if report is not None:
+        step, error = report.step, report.error
         kept = save_spec(spec, log_path)
         log.error("the sandbox for %s could not be set up: %s: %s", spec.argv[0], step,
                   error)
@@ -159,8 +177,8 @@ def run_sandboxed(
 
 
 def _run_helper(spec: SandboxSpec, ids: str, cgroup: Cgroup | None, log_path: Path | None,
-                tee: bool) -> tuple[int, tuple[str, str] | None]:
-    """Start the helper, wait for it; its status and its set-up failure report."""
+                tee: bool) -> tuple[int, HelperReport | None]:
+    """Start the helper, wait for it; its status and its report."""
     fd = os.memfd_create("guestpkg-sandbox-spec", 0)
     report_read, report_write = os.pipe()
     try:
@@ -177,10 +195,10 @@ def _run_helper(spec: SandboxSpec, ids: str, cgroup: Cgroup | None, log_path: Pa
                          stdin=None if spec.interactive else subprocess.DEVNULL)
         os.close(report_write)
         report_write = -1
-        setup_failure = read_setup_report(report_read)
+        report = read_helper_report(report_read)
     finally:
         os.close(fd)
         os.close(report_read)
         if report_write >= 0:
             os.close(report_write)
-    return result.returncode, setup_failure
+    return result.returncode, report

@@ -102,6 +102,16 @@ class SandboxSpec:
     memory_max_bytes: int | None = None  # cgroup memory limit (guestpkg.sandbox.cgroups)
     pids_max: int | None = None         # cgroup limit of processes and threads
     cpu_weight: int | None = None       # cgroup CPU weight, 1-10000 (100: as others)
+    disk_max_bytes: int | None = None   # most the command may add to disk: its upper and
+                                        # writable binds (guestpkg.sandbox.diskwatch)
+    disk_reserve_bytes: int | None = None  # free space their file systems keep
+
+    @property
+    def disk_paths(self) -> list[Path]:
+        """Where the command writes on the host: the overlay's upper directory and the
+        sources of writable binds (what :mod:`guestpkg.sandbox.diskwatch` watches)."""
+        paths = [] if self.upperdir is None else [self.upperdir]
+        return paths + [b.source for b in self.binds if not b.readonly]
 
     def __post_init__(self) -> None:
         validate(self)
@@ -184,7 +194,8 @@ def validate(spec: SandboxSpec) -> None:
             spec.id_mapping != "userns" or len(spec.host_ids) != 2
             or not all(isinstance(i, int) and i > 0 for i in spec.host_ids)):
         _fail("host_ids are two positive ids, for id_mapping userns only")
-    for name in ("upper_size_bytes", "shm_size_bytes", "memory_max_bytes", "pids_max"):
+    for name in ("upper_size_bytes", "shm_size_bytes", "memory_max_bytes", "pids_max",
+                 "disk_max_bytes", "disk_reserve_bytes"):
         value = getattr(spec, name)
         if value is not None and (not isinstance(value, int) or value <= 0):
             _fail(f"{name} must be a positive integer or None")
@@ -225,6 +236,8 @@ def to_json(spec: SandboxSpec) -> str:
         "memory_max_bytes": spec.memory_max_bytes,
         "pids_max": spec.pids_max,
         "cpu_weight": spec.cpu_weight,
+        "disk_max_bytes": spec.disk_max_bytes,
+        "disk_reserve_bytes": spec.disk_reserve_bytes,
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -277,6 +290,8 @@ def from_json(text: str) -> SandboxSpec:
             memory_max_bytes=data.pop("memory_max_bytes", None),
             pids_max=data.pop("pids_max", None),
             cpu_weight=data.pop("cpu_weight", None),
+            disk_max_bytes=data.pop("disk_max_bytes", None),
+            disk_reserve_bytes=data.pop("disk_reserve_bytes", None),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"invalid sandbox spec: {e!r}") from e

@@ -169,6 +169,18 @@ def setdomainname(name: str) -> None:
     _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), "setdomainname", name)
 
 
+# include/uapi/linux/magic.h
+TMPFS_MAGIC = 0x01021994
+
+
+def fstatfs_type(fd: int) -> int:
+    """fstatfs(2)'s ``f_type`` of the file system *fd* is on (``os.fstatvfs`` lacks it):
+    the first member of ``struct statfs``, a ``long`` on every Linux ABI."""
+    buffer = (ctypes.c_long * 32)()  # struct statfs is 120 bytes on x86_64
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buffer)), "fstatfs", fd)
+    return int(buffer[0]) & 0xFFFFFFFF
+
+
 # include/uapi/linux/prctl.h, include/uapi/linux/seccomp.h
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2

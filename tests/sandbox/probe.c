@@ -188,6 +188,34 @@ static long do_fill(const char *path) {
     return -1;
 }
 
+static long do_fill_files(const char *directory, const char *megabytes) {
+    // A disk filler that RLIMIT_FSIZE does not stop: 16 MiB files in *directory*, one
+    // after the other, until a write fails otherwise (ENOSPC) or *megabytes* went in
+    // (the test's own safety net); prints how many went in.
+    static char block[1 << 20];
+    long limit = atol(megabytes), written = 0;
+    char path[4096];
+    int saved = 0;
+    for (long i = 0; written >> 20 < limit && !saved; i++) {
+        snprintf(path, sizeof path, "%s/f%ld", directory, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            return -1;
+        for (int j = 0; j < 16 && written >> 20 < limit; j++) {
+            ssize_t n = write(fd, block, sizeof block);
+            if (n <= 0) {
+                saved = errno;
+                break;
+            }
+            written += n;
+        }
+        close(fd);
+    }
+    printf("filled %ld MiB\n", written >> 20);
+    errno = saved;
+    return saved ? -1 : 0;
+}
+
 static long do_fork_wait(void) {
     // Check that plain fork still works under the filter (clone without NEW* flags).
     pid_t pid = fork();
@@ -371,6 +399,7 @@ static long run(char *spec) {
     if (!strcmp(name, "forkbomb")) return do_forkbomb();
     if (!strcmp(name, "hog")) return do_hog(a1);
     if (!strcmp(name, "fill")) return do_fill(a1);
+    if (!strcmp(name, "fillfiles")) return do_fill_files(a1, a2);
 #if defined(__x86_64__)
     // i386: mount 21, unshare 310, keyctl 288, ptrace 26, setns 346
     if (!strcmp(name, "int80-mount")) return int80(21, 1, 1, 1);

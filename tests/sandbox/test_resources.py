@@ -11,6 +11,9 @@ hurting the shared machine."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +21,9 @@ import pytest
 
 from guestpkg.errors import ResourceLimitHit
 from guestpkg.sandbox import cgroups
+from guestpkg.sandbox.diskwatch import usage_bytes
+from guestpkg.sandbox.syscalls import TMPFS_MAGIC, fstatfs_type
+from tests.support.paths import TEST_AREA
 
 from .conftest import ProbeRun
 
@@ -73,6 +79,87 @@ def test_disk_filler_is_bounded(sandbox: Callable[..., ProbeRun],
     filled = int(run.results["filled"].split()[0])
     assert 0 < filled <= 16
     assert run.status == 0
+
+
+@pytest.fixture
+def on_disk() -> Iterator[Path]:
+    """An overlay upper and work directory on a disk file system (the disk cap leaves
+    tmpfs alone: it has its size), as ``fork_upper = disk`` makes them; removed
+    afterwards."""
+    TEST_AREA.mkdir(parents=True, exist_ok=True)
+    top = Path(tempfile.mkdtemp(prefix="disk-cap-", dir=TEST_AREA))
+    try:
+        fd = os.open(top, os.O_RDONLY)
+        try:
+            assert fstatfs_type(fd) != TMPFS_MAGIC, f"{TEST_AREA} must be on a disk"
+        finally:
+            os.close(fd)
+        for name in ("upper", "work"):
+            (top / name).mkdir()
+        yield top
+    finally:
+        shutil.rmtree(top)
+
+
+#: What the disk fillers below write at most: their own safety net, so that a broken
+#: cap fails the test instead of filling the shared machine's disk.
+FILLER_NET_MIB = 2048
+
+
+def written_mib(what: str) -> float:
+    found = re.search(r"it wrote ([0-9.]+) (MiB|GiB)", what)
+    assert found, what
+    return float(found.group(1)) * (1024 if found.group(2) == "GiB" else 1)
+
+
+def test_disk_filler_on_disk_is_stopped_and_reported(
+        sandbox: Callable[..., ProbeRun], on_disk: Path, no_cgroups_left: None) -> None:
+    """With the upper on disk nothing but the cap stops a filler (RLIMIT_FSIZE bounds
+    one file, not many): it is killed soon after it passed disk_max, the message says
+    what it wrote and how to raise the limit, and the next command runs."""
+    upper = {"upperdir": on_disk / "upper", "workdir": on_disk / "work",
+             "disk_max_bytes": 64 * MiB}
+    with pytest.raises(ResourceLimitHit) as caught:
+        sandbox(f"fillfiles:/tmp:{FILLER_NET_MIB}", **upper,
+                rlimits={"CORE": 0, "FSIZE": 32 * MiB})
+    error = caught.value
+    assert error.returncode == 128 + 9
+    assert "more than its limit of 64 MiB (setting disk_max; raise it with --disk-max " \
+        "SIZE)" in error.what
+    assert f"({on_disk / 'upper'})" in error.what
+    assert "--disk-max SIZE" in (error.hint or "")
+    assert 64 < written_mib(error.what) < FILLER_NET_MIB
+    assert "filled" not in error.output_tail  # killed, never finished
+    assert usage_bytes_of(on_disk / "upper") < FILLER_NET_MIB * MiB
+    assert "stopping everything: it wrote" in error.output_tail  # said in the log
+    assert sandbox("fork", **upper).results["fork"] == "OK"  # the next one is fine
+
+
+def usage_bytes_of(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return usage_bytes(fd, set())
+    finally:
+        os.close(fd)
+
+
+def test_disk_reserve_stops_a_filler(sandbox: Callable[..., ProbeRun], on_disk: Path,
+                                     no_cgroups_left: None) -> None:
+    """The free space of the file system is kept, whoever uses it: a reserve of all
+    but 256 MiB of what is free now stops the filler within about that much."""
+    st = os.statvfs(on_disk)
+    reserve = st.f_bavail * st.f_frsize - 256 * MiB
+    with pytest.raises(ResourceLimitHit) as caught:
+        sandbox(f"fillfiles:/tmp:{FILLER_NET_MIB}", upperdir=on_disk / "upper",
+                workdir=on_disk / "work", disk_reserve_bytes=reserve,
+                rlimits={"CORE": 0, "FSIZE": 32 * MiB})
+    error = caught.value
+    assert error.returncode == 128 + 9
+    assert f"the file system of {on_disk / 'upper'} has only" in error.what
+    assert "must stay free (setting disk_reserve; free some space, or lower it with " \
+        "--disk-reserve SIZE)" in error.what
+    assert "--disk-reserve SIZE" in (error.hint or "")
+    assert usage_bytes_of(on_disk / "upper") < FILLER_NET_MIB * MiB
 
 
 def test_shm_filler_is_bounded(sandbox: Callable[..., ProbeRun],
