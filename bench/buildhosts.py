@@ -13,7 +13,10 @@ users) is built four times from an empty result cache:
       a CPU-bound build can't show what three machines would give; a waiting one can).
 
 It prints the scheduling overhead per job, ((b) - (a)) / jobs: what a buildhost adds to
-a build (blobs in and out, signatures, polling); the speed-up (b)/(c) on trivial jobs
+a build (blobs in and out, signatures, polling), and where it goes, from the timing line
+the coordinator writes into each remote build's log (sending the job; waiting for a host
+to take it and for its result; the host fetching, building, and signing and sending;
+accepting here), each the mean over (b)'s jobs; the speed-up (b)/(c) on trivial jobs
 (bounded by that overhead); and the speed-up of (d) against the same graph on one host
 (goal: at least 2x on three hosts for a graph wide enough).  Results of every run are
 compared byte for byte with (a).
@@ -72,6 +75,23 @@ def guestpkg(env: dict[str, str], *args: str) -> float:
     return time.monotonic() - start
 
 
+PHASES = ("send", "wait", "fetch", "build", "return", "accept")
+
+
+def phases(logs: Path) -> dict[str, float]:
+    """The mean of each phase of the remote jobs whose logs are in *logs*."""
+    sums = dict.fromkeys(PHASES, 0.0)
+    count = 0
+    for log in logs.glob("*.log"):
+        for line in log.read_text().splitlines():
+            if line.startswith("guestpkg: remote job timing (s): "):
+                words = line.split(": ", 2)[2].split()
+                for name, value in zip(words[::2], words[1::2], strict=True):
+                    sums[name] += float(value)
+                count += 1
+    return {name: total / max(1, count) for name, total in sums.items()}
+
+
 def digests(cache: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted((cache / "dcfpkg").glob("*.dcfpkg"))}
@@ -126,6 +146,7 @@ def main() -> int:
 
         times: dict[str, float] = {}
         results: dict[str, dict[str, str]] = {}
+        spent: dict[str, dict[str, float]] = {}
         remote = ["--buildhosts", "-j", "0"]
         # (label, seconds a leaf waits, arguments, hosts to start before the run)
         runs = [("local -j1", 0, ["-j", "1"], ()),
@@ -149,6 +170,7 @@ def main() -> int:
                            "GUESTPKG_LOGDIR": str(run_dir / "log")}
                 times[label] = guestpkg(run_env, "recipe", "build", "--arch", ARCH, *args)
                 results[label] = digests(cache)
+                spent[label] = phases(run_dir / "log" / "recipes")
                 print(f"{label:28} {times[label]:7.1f} s", flush=True)
         finally:
             for proc in [*hosts, redis]:
@@ -159,8 +181,17 @@ def main() -> int:
     assert all(results[label] == results[quick[0]] for label in quick), \
         "a buildhost's results differ from the local build"
     print(f"jobs per run: {jobs}")
-    print(f"scheduling overhead per job on a buildhost: "
-          f"{(times['1 buildhost'] - times['local -j1']) / jobs:.2f} s")
+    local, one = times["local -j1"] / jobs, times["1 buildhost"] / jobs
+    print(f"scheduling overhead per job on a buildhost: {one - local:.2f} s "
+          f"({one:.2f} s a job on 1 buildhost, {local:.2f} s locally)")
+    mean = spent["1 buildhost"]
+    print("  where a job's time goes on 1 buildhost (mean s): "
+          + ", ".join(f"{name} {mean[name]:.2f}" for name in PHASES))
+    print(f"  building there against a whole local job: {mean['build'] - local:+.2f} s; "
+          "the rest besides the build: "
+          f"{sum(mean[n] for n in PHASES if n != 'build'):.2f} s; not in a job "
+          "(the coordinator's start, planning): "
+          f"{one - sum(mean.values()):.2f} s")
     print(f"speed-up of 3 buildhosts over 1, trivial jobs: "
           f"{times['1 buildhost'] / times['3 buildhosts']:.2f}x")
     slow1, slow3 = times[runs[2][0]], times[runs[4][0]]

@@ -155,6 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("broker_retry_time", parse_seconds, 60.0,
             "how long a lost broker connection is retried, with backoff, before the run "
             "fails", ("recipe", "buildhost"), "TIME"),
+    Setting("broker_visibility_timeout", parse_seconds, 3600.0,
+            "how long a job a buildhost took may go unacknowledged before the broker gives "
+            "it to another (a host that stopped without its connection closing); longer "
+            "than the longest build; 0: never", ("buildhost",), "TIME"),
     Setting("buildhost_name", str, "",
             "this buildhost's Name in the buildhosts file (default: the host name)",
             ("buildhost",), "NAME"),
@@ -299,6 +303,7 @@ class Config:
     broker_password_file: Path
     broker_ca: str
     broker_retry_time: float
+    broker_visibility_timeout: float
     buildhost_name: str
     buildhost_key: Path
     buildroot: str

@@ -38,6 +38,8 @@ QUEUE_PREFIX = "guestpkg.recipes."
 #: Every key guestpkg writes itself (blobs, leases, host heartbeats) starts with this.
 PREFIX = "guestpkg:"
 MAX_PASSWORD = 4096
+#: broker-visibility-timeout 0: the broker never gives a taken job to another worker
+NEVER_S = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Broker:
     shown: str          # the configured URL, without secrets
     ssl: dict[str, Any] | None
     retry_s: float
+    visibility_s: float = 3600.0
 
 
 def queue(arch: str) -> str:
@@ -82,7 +85,7 @@ def broker(config: Config) -> Broker:
         if config.broker_ca:
             tls["ssl_ca_certs"] = config.broker_ca
     return Broker(url, f"{parts.scheme}://{host}:{port}/{db}", tls,
-                  config.broker_retry_time)
+                  config.broker_retry_time, config.broker_visibility_timeout)
 
 
 def read_password(config: Config) -> str:
@@ -121,9 +124,10 @@ def make_app(b: Broker, name: str = "guestpkg") -> Celery:
         result_accept_content=["json"], event_serializer="json",
         task_ignore_result=True, task_acks_late=True, task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # a dead worker's unacknowledged job is given to another after this long;
-        # the lease (worker.py) keeps a copy of a running job from building twice
-        broker_transport_options={"visibility_timeout": 3600},
+        # a job a worker took but has not acknowledged (it died, or stopped without its
+        # connection closing) goes back to the queue after this long; the lease
+        # (worker.py) keeps such a copy of a running job from building it twice
+        broker_transport_options={"visibility_timeout": b.visibility_s or NEVER_S},
         result_expires=86400, worker_hijack_root_logger=False,
         broker_connection_retry=True, broker_connection_max_retries=None,
         worker_send_task_events=False, task_send_sent_event=False,

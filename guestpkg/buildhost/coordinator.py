@@ -49,7 +49,7 @@ from guestpkg.buildhost.broker import (
     retrying,
 )
 from guestpkg.buildhost.hosts import Buildhost, read_buildhosts
-from guestpkg.buildhost.jobs import Job, JobFile, JobInput, result_from_json
+from guestpkg.buildhost.jobs import Job, JobFile, JobInput, JobResult, result_from_json
 from guestpkg.buildhost.worker import cancel_key, done_key, host_key, lease_key
 from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import PublicKey, b64decode, key_id, read_public_key
@@ -76,6 +76,20 @@ POLL_S = 0.2
 ALIVE_S = 30.0
 #: How often a job nobody took checks that some host of its arch is serving.
 CHECK_S = 5.0
+
+
+def timing_line(res: JobResult, times: tuple[float, float, float], accepted: float) -> str:
+    """Where a remote job's time went (seconds, for bench/buildhosts.py and users):
+    uploading its files and queueing it; waiting for a host to take it, then for its
+    result to be seen (the queue, the worker's pick-up, the polls); the host fetching
+    its files and inputs, building, and signing and sending; receiving, verifying and
+    accepting the result here."""
+    started, sent, seen = times
+    fetch, build, back = res.phases
+    waited = max(0.0, seen - sent - res.seconds)
+    return (f"guestpkg: remote job timing (s): send {sent - started:.3f} wait {waited:.3f} "
+            f"fetch {fetch:.3f} build {build:.3f} return {back:.3f} "
+            f"accept {accepted - seen:.3f}\n")
 
 
 def built_key(cache_key: str) -> str:
@@ -141,14 +155,16 @@ class Coordinator:
             raise
 
     def _remote(self, ctx: RecipeBuild) -> cache.Result:
+        started = time.monotonic()
         job = self.send(ctx)
         try:
+            sent = time.monotonic()
             data = self.wait(job, ctx)
             if "failed" in data:
                 self.receive_log(data.get("log_sha256"), ctx, f"{data.get('host')}")
                 raise BuildFailed(f"{ctx.recipe.id} ({ctx.arch}): {data['failed']}"[:2000],
                                   ctx.log)
-            return self.accept(job, ctx, data)
+            return self.accept(job, ctx, data, (started, sent, time.monotonic()))
         finally:
             with self.lock:
                 self.pending.pop(job.job_id, None)
@@ -238,7 +254,11 @@ class Coordinator:
 
     # accepting a result --------------------------------------------------------------
 
-    def accept(self, job: Job, ctx: RecipeBuild, data: dict[str, Any]) -> cache.Result:
+    def accept(self, job: Job, ctx: RecipeBuild, data: dict[str, Any],
+               times: tuple[float, float, float] | None = None) -> cache.Result:
+        """Verify the result *data* of *job* and rename it into the cache.  *times*
+        (monotonic: job started, queued, result seen) gives the log a line saying
+        where a remote build's time went besides building."""
         res = result_from_json(data)
         what = f"the result of {job.recipe_id} ({job.arch}) from {res.host}"
         if res.job_id != job.job_id:
@@ -282,6 +302,8 @@ class Coordinator:
                 f.write(f"guestpkg: built on buildhost {res.host} in {res.seconds:.1f} s, "
                         f"signed by its key {listed.key_id}; received and verified, "
                         f"sha256 {res.sha256}\n")
+                if times is not None:
+                    f.write(timing_line(res, times, time.monotonic()))
             os.replace(received, ctx.result)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -84,12 +84,16 @@ class JobResult:
     expires: int
     log_sha256: str
     seconds: float
+    #: seconds the host spent fetching the job's files and inputs, building, and
+    #: signing and sending the result (reported in the coordinator's log)
+    phases: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "job": self.job_id, "host": self.host,
                 "sha256": self.sha256, "size": self.size, "public_key": self.public_key,
                 "signature": self.signature, "expires": self.expires,
-                "log_sha256": self.log_sha256, "seconds": self.seconds}
+                "log_sha256": self.log_sha256, "seconds": self.seconds,
+                "phases": list(self.phases)}
 
 
 def _bad(what: str) -> InputError:
@@ -174,9 +178,19 @@ def result_from_json(data: Any) -> JobResult:
     if not _B64.match(public_key) or not _B64.match(signature):
         raise _bad("public key or signature is not base64")
     size, expires = _get(data, "size", int), _get(data, "expires", int)
-    seconds = data.get("seconds")
-    if size < 0 or expires < 0 or not isinstance(seconds, (int, float)) \
-            or isinstance(seconds, bool):
+    seconds: Any = data.get("seconds")
+    if size < 0 or expires < 0 or not _time(seconds):
         raise _bad("size, expiry or time")
+    phases = data.get("phases", [0.0, 0.0, 0.0])
+    if not isinstance(phases, list) or len(phases) != 3 or not all(map(_time, phases)):
+        raise _bad("phases")
+    fetch, build, send = (float(p) for p in phases)
     return JobResult(job_id, host, _sha(data.get("sha256"), "result"), size, public_key,
-                     signature, expires, _sha(data.get("log_sha256"), "log"), float(seconds))
+                     signature, expires, _sha(data.get("log_sha256"), "log"), float(seconds),
+                     (fetch, build, send))
+
+
+def _time(value: Any) -> bool:
+    """A number of seconds a job can take (a week at most): no bool, NaN or infinity."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0 <= value <= 7 * 86400)

@@ -95,14 +95,39 @@ class HostState:
         return self.config.vardir / "buildhost"
 
     def beat(self) -> None:
-        """Say we are alive, with our jobs, and keep their leases."""
+        """Say we are alive, with our jobs, and keep their leases (only while they are
+        ours: a host that was stopped longer than a lease has lost its jobs to others)."""
         with self.lock:
             jobs = dict(self.jobs)
         self.redis.hset(host_key(self.host.name), mapping={
             "architectures": " ".join(self.host.architectures), "slots": self.host.slots,
             "jobs": json.dumps(sorted(jobs.values())), "last_seen": f"{time.time():.3f}"})
         for job_id in jobs:
-            self.redis.set(lease_key(job_id), self.host.name, ex=LEASE_S)
+            if not renew_lease(self.redis, job_id, self.host.name):
+                log.warning("job %s: lost its lease (this host was away longer than %d s); "
+                            "another host builds it, and this build's result will not be "
+                            "used", job_id, LEASE_S)
+
+
+# A lease is renewed or released only by its holder (compare and set, in one step on
+# the server): a host resumed after a stop must not take back a lease another host
+# holds now, nor end it.
+_RENEW = """if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) and 1
+end
+return 0"""
+_RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0"""
+
+
+def renew_lease(r: redis.Redis[bytes], job_id: str, host: str) -> bool:
+    return bool(r.eval(_RENEW, 1, lease_key(job_id), host, LEASE_S))  # type: ignore[no-untyped-call]
+
+
+def release_lease(r: redis.Redis[bytes], job_id: str, host: str) -> bool:
+    return bool(r.eval(_RELEASE, 1, lease_key(job_id), host))  # type: ignore[no-untyped-call]
 
 
 def open_host(config: Config) -> HostState:
@@ -162,8 +187,10 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
     r = state.redis
     while True:
         done = r.get(done_key(job.job_id))
-        if done is not None:
+        if done is not None:   # a redelivered copy of a finished job
             stored: dict[str, Any] = json.loads(done)
+            log.info("job %s: already done on %s; its result stands", job.job_id,
+                     stored.get("host"))
             return stored
         if r.exists(cancel_key(job.job_id)):
             return {"format": 1, "job": job.job_id, "host": state.host.name,
@@ -184,13 +211,19 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
         except Exception as e:  # a bug here must not leave the coordinator waiting either
             log.exception("job %s", job.job_id)
             result = _failed(state, job, None, f"guestpkg bug on the buildhost: {e!r}")
-        r.set(done_key(job.job_id), json.dumps(result), ex=DONE_TTL_S)
+        # the first result stored is the job's: a host that lost its lease while it
+        # was stopped and finished later does not replace the one already given
+        if not r.set(done_key(job.job_id), json.dumps(result), ex=DONE_TTL_S, nx=True):
+            log.warning("job %s: done meanwhile by another host; this result is not used",
+                        job.job_id)
+            late: dict[str, Any] = json.loads(r.get(done_key(job.job_id)) or b"{}")
+            return late
         log.info("job %s: %s", job.job_id, result.get("failed") or f"sent {result['sha256']}")
         return result
     finally:
         with state.lock:
             state.jobs.pop(job.job_id, None)
-        r.delete(lease_key(job.job_id))
+        release_lease(r, job.job_id, state.host.name)
         fsutil.remove_tree(work)
 
 
@@ -234,18 +267,22 @@ def _build(state: HostState, job: Job, work: Path) -> dict[str, Any]:
                       job.key_text, jobs=job.jobs)
     ctx.result = work / "out" / ctx.result.name
     ctx.result.parent.mkdir()
+    fetched = time.monotonic()
     try:
         built = build_recipe(ctx)
     except GuestpkgError as e:
         return _failed(state, job, ctx.log, e.message)
+    finished = time.monotonic()
     now = int(time.time())
     signature = sign(state.secret, built.metadata, built.path.stat().st_size, built.sha256,
                      job.repository, 0, now + SIGNATURE_S)
     sha256, size = blobs.put(r, built.path)
     log_sha256, _ = blobs.put(r, ctx.log)
+    end = time.monotonic()
     return JobResult(job.job_id, state.host.name, sha256, size,
                      b64encode(signature.public_key), b64encode(signature.signature),
-                     signature.expires, log_sha256, time.monotonic() - started).to_json()
+                     signature.expires, log_sha256, end - started,
+                     (fetched - started, finished - fetched, end - finished)).to_json()
 
 
 def _failed(state: HostState, job: Job, log_path: Path | None, message: str) -> dict[str, Any]:

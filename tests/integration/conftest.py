@@ -14,6 +14,8 @@ server, guestpkg's own .debs.
 - ``local_upstream``: a :class:`LocalUpstream` on 127.0.0.1 serving an empty directory.
 - ``hello_upstream``: the same, serving hello-2.10.tar.gz (hello's orig tarball).
 - ``guestpkg_debs`` / ``guestpkg_deb``: guestpkg's own .debs / the ``guestpkg_*.deb``.
+- ``example_set``: the example recipe set (``recipes/``) built locally once per
+  session, for every architecture it has (:mod:`tests.support.examples`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from guestpkg.config import Config
+from guestpkg.recipe.bootstrap import BootstrapSet
 from tests.integration.fetch_fixtures import scenario, upstream  # noqa: F401 (the fetch tests' fixtures)
 from tests.support import debsrc, selfdeb
+from tests.support.examples import ExampleBuild, build_examples
 from tests.support.sysroot import (
     BUILDER_PACKAGES,
     Bind,
@@ -107,3 +112,9 @@ def guestpkg_debs() -> list[Path]:
 @pytest.fixture(scope="session")
 def guestpkg_deb(guestpkg_debs: list[Path]) -> Path:
     return selfdeb.main_deb(guestpkg_debs)
+
+
+@pytest.fixture(scope="session")
+def example_set(tmp_path_factory: pytest.TempPathFactory, test_config: Config,
+                bootstrap_x86_64: BootstrapSet, bootstrap_i586: BootstrapSet) -> ExampleBuild:
+    return build_examples(tmp_path_factory.mktemp("example-set"), test_config)

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ import pytest
 
 from guestpkg.config import Config
 from guestpkg.recipe.bootstrap import BootstrapSet
+from tests.support.examples import ExampleBuild
 from tests.support.netlab import Lab, lab
+from tests.support.recipemirror import example_mirror
 from tests.support.recipetree import write_recipe
 
 PASSWORD = "bh-test-password-7c1e"
@@ -94,15 +97,17 @@ class Cluster:
     def guestpkg(self, *args: str, **env: str) -> list[str]:
         return [sys.executable, "-m", "guestpkg", *args]
 
-    def start_host(self, name: str, bootstrap_cache: Path, key: str | None = None) -> None:
+    def start_host(self, name: str, bootstrap_cache: Path, key: str | None = None,
+                   verbose: bool = False, **extra: str) -> None:
         state = self.root / name
         state.mkdir(exist_ok=True)
-        env = self.env(GUESTPKG_CACHEDIR=str(bootstrap_cache),
+        env = self.env(**extra, GUESTPKG_CACHEDIR=str(bootstrap_cache),
                        GUESTPKG_VARDIR=str(state / "var"), GUESTPKG_LOGDIR=str(state / "log"),
                        GUESTPKG_BUILDHOST_NAME=name,
                        GUESTPKG_BUILDHOST_KEY=str(self.etc / f"{key or name}.key"))
         with open(state / "serve.out", "ab") as out:
-            self.hosts[name] = self.lab.popen(name, self.guestpkg("buildhost", "serve"),
+            serve = ["-v"] * verbose + ["buildhost", "serve"]
+            self.hosts[name] = self.lab.popen(name, self.guestpkg(*serve),
                                               env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_serving(self, names: list[str], timeout: float = 60) -> None:
@@ -233,39 +238,44 @@ def sets(test_config: Config, bootstrap_x86_64: BootstrapSet,
 
 
 def test_the_example_set_builds_across_three_buildhosts_as_a_local_build(
-        tmp_path: Path, sets: Path, test_config: Config) -> None:
-    tree = example_tree(tmp_path / "tree")
+        tmp_path: Path, sets: Path, test_config: Config, example_set: ExampleBuild) -> None:
+    """The project's recipes/ (whatever it holds, source recipes too) from nothing on
+    two x86_64 hosts and an i586 one: every job on a host of its architecture, the
+    results byte for byte those of the session's local build (tests/support/examples).
+
+    The orig tarballs are served on the lab's hub, where a buildhost's source recipes
+    reach them through slirp4netns as they would reach a mirror on their network; the
+    rule that a source recipe never reaches its host's 127.0.0.1 is unchanged."""
     hosts = {"bx1": "x86_64", "bx2": "x86_64", "bi1": "i586"}
-    with cluster(tmp_path / "cluster", hosts) as c:
+    with contextlib.ExitStack() as stack:
+        c = stack.enter_context(cluster(tmp_path / "cluster", hosts))
+        with c.lab.inside("hub"):   # the server's socket and thread live in the hub
+            mirror = stack.enter_context(example_mirror(tmp_path / "mirror",
+                                                        host=c.lab.hub_address))
         for name in hosts:
-            c.start_host(name, test_config.cachedir)
+            c.start_host(name, test_config.cachedir, GUESTPKG_RECIPE_MIRROR=mirror.url)
         c.wait_serving(list(hosts))
         coord_cache = cache_with(tmp_path / "coord-cache", sets)
-        for arch in ("x86_64", "i586"):
+        for arch, count in example_set.counts.items():
             done = c.run_coordinator(
                 ["recipe", "build", "--buildhosts", "-j", "0", "--arch", arch], check=True,
-                GUESTPKG_RECIPES=str(tree), GUESTPKG_CACHEDIR=str(coord_cache),
+                GUESTPKG_RECIPES=str(example_set.tree), GUESTPKG_CACHEDIR=str(coord_cache),
                 GUESTPKG_VARDIR=str(test_config.vardir),
                 GUESTPKG_LOGDIR=str(tmp_path / "coord-log"))
-            assert "built 5, cached 0, failed 0, skipped 0" in done.stdout, done.stdout
+            assert done.stdout.splitlines()[-1] == example_set.summaries[arch] == \
+                f"built {count}, cached 0, failed 0, skipped 0", done.stdout
         status = c.run_coordinator(["buildhost", "status"], check=True).stdout
-    for log in sorted((tmp_path / "coord-log" / "recipes").glob("*.log")):
-        arch = "x86_64" if log.name.endswith("_amd64.log") else "i586"
+    logs = sorted((tmp_path / "coord-log" / "recipes").glob("*.log"))
+    assert len(logs) == sum(example_set.counts.values())
+    for log in logs:
+        arch = "i586" if log.name.endswith("_i386.log") else "x86_64"
         assert hosts[built_on(log)] == arch, log.name
-    assert {built_on(log) for log in (tmp_path / "coord-log" / "recipes").glob("*_amd64.log")} \
+    assert {built_on(log) for log in logs if log.name.endswith("_amd64.log")} \
         == {"bx1", "bx2"}, "both x86_64 hosts took jobs"
     assert re.search(r"^bi1 +i586 +slots 0/1 +last seen \d+ s ago", status, re.M), status
-    remote = digests(coord_cache / "dcfpkg")
-    assert len(remote) == 10 and not list((coord_cache / "dcfpkg").glob(".tmp-*"))
-
-    local_cache = cache_with(tmp_path / "local-cache", sets)
-    env = {**os.environ, "GUESTPKG_RECIPES": str(tree), "GUESTPKG_CACHEDIR": str(local_cache),
-           "GUESTPKG_VARDIR": str(test_config.vardir),
-           "GUESTPKG_LOGDIR": str(tmp_path / "local-log")}
-    for arch in ("x86_64", "i586"):
-        subprocess.run([sys.executable, "-m", "guestpkg", "recipe", "build", "-j", "2",
-                        "--arch", arch], env=env, check=True, capture_output=True)
-    assert digests(local_cache / "dcfpkg") == remote
+    assert not list((coord_cache / "dcfpkg").glob(".tmp-*"))
+    assert digests(coord_cache / "dcfpkg") == example_set.digests()
+    assert len(example_set.digests()) == len(logs)
 
 
 @pytest.fixture
@@ -330,6 +340,75 @@ def test_a_buildhost_killed_mid_build_loses_its_job_to_another(
     assert len(digests(cache / "dcfpkg")) == 5
     for name in hosts:  # nothing of a job is left in a host's cache
         assert not list((tmp_path / "cluster" / name).rglob("*.dcfpkg.*"))
+
+
+def test_a_stopped_buildhost_loses_its_job_once_and_its_late_result_is_not_used(
+        tmp_path: Path, x86_sets: Path, test_config: Config) -> None:
+    """SIGSTOP: a host that hangs with its broker connection open, so nothing tells the
+    broker.  Its lease lapses and the coordinator sends the job again; the broker's
+    visibility timeout (8 s here) also puts the stopped host's unacknowledged message
+    back, found by bx2 when it starts.  Of the three deliveries, one more builds (on
+    bx2) and the third finds the job done.  bx1, resumed while bx2 builds, has lost its
+    lease: whichever of the two finishes second has its result refused by the job's
+    first result, which is the one the coordinator accepted, once."""
+    tree = tmp_path / "tree"
+    write_recipe(tree, "slowa/1/1", arch="x86_64\n", build=sh("""
+sleep 25
+mkdir -p "$DESTDIR/usr/share/slowa" && echo x > "$DESTDIR/usr/share/slowa/x"
+"""))
+    hosts = {"bx1": "x86_64", "bx2": "x86_64"}
+    short = {"GUESTPKG_BROKER_VISIBILITY_TIMEOUT": "8"}
+    with cluster(tmp_path / "cluster", hosts) as c:
+        c.start_host("bx1", test_config.cachedir, verbose=True, **short)
+        c.wait_serving(["bx1"])
+        cache = cache_with(tmp_path / "coord-cache", x86_sets)
+        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
+        coordinator = subprocess.Popen(
+            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
+                                              "--arch", "x86_64")),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        assert coordinator.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(coordinator.stdout or ()),
+                                  daemon=True)
+        reader.start()
+
+        def running_on(name: str) -> bool:
+            out = c.run_coordinator(["buildhost", "status"], check=True).stdout
+            return re.search(rf"^{name} .*\n    slowa/1/1 \(x86_64\)", out, re.M) is not None
+
+        wait_for(lambda: running_on("bx1"), 120, "bx1 to build slowa")
+        time.sleep(2)
+        os.killpg(c.hosts["bx1"].pid, signal.SIGSTOP)
+        wait_for(lambda: "lost     slowa/1/1 (x86_64) on bx1: sent again\n" in lines, 90,
+                 "the coordinator to send the job again")
+        c.start_host("bx2", test_config.cachedir, verbose=True, **short)
+        wait_for(lambda: running_on("bx2"), 120, "bx2 to build slowa")
+        os.killpg(c.hosts["bx1"].pid, signal.SIGCONT)
+        assert coordinator.wait(timeout=300) == 0, "".join(lines)
+        reader.join()
+
+        def serve_out() -> str:
+            return "".join((tmp_path / "cluster" / n / "serve.out").read_text() for n in hosts)
+
+        wait_for(lambda: "this result is not used" in serve_out()
+                 and "its result stands" in serve_out(), 120,
+                 "the late build to end and the last copy to be taken")
+    out = "".join(lines)
+    assert out.count("sent again") == 1 and "built 1, cached 0, failed 0, skipped 0" in out, out
+    logs = serve_out()
+    job_id = re.findall(r"job ([0-9a-f]{32}): building slowa/1/1", logs)
+    assert len(job_id) == 2 and job_id[0] == job_id[1], logs      # built twice, not thrice
+    assert logs.count(f"guestpkg.build_recipe[{job_id[0]}] received") == 3, logs
+    assert logs.count(f"job {job_id[0]}: already done on") == 1, logs
+    assert logs.count("this result is not used") == 1, logs
+    winner = built_on(tmp_path / "coord-log" / "recipes" / "slowa_1-1_amd64.log")
+    loser = next(n for n in hosts if n != winner)
+    assert "this result is not used" in \
+        (tmp_path / "cluster" / loser / "serve.out").read_text(), logs
+    assert "lost its lease" in (tmp_path / "cluster" / "bx1" / "serve.out").read_text()
+    assert len(digests(cache / "dcfpkg")) == 1 and not list((cache / "dcfpkg").glob(".tmp-*"))
 
 
 def test_a_result_signed_by_an_unlisted_key_is_refused(

@@ -57,6 +57,24 @@ class Lab:
         """*argv* run inside machine *name*'s namespace (ip-netns(8))."""
         return ["ip", "netns", "exec", self.netns_of(name), *argv]
 
+    @contextlib.contextmanager
+    def inside(self, name: str) -> Iterator[None]:
+        """The calling thread in machine *name*'s network namespace for the block: a
+        socket made there stays there (a server thread started there serves there)."""
+        from guestpkg.sandbox.syscalls import CLONE_NEWNET, setns
+
+        fd = os.open(f"/run/netns/{self.netns_of(name)}", os.O_RDONLY)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            setns(fd, CLONE_NEWNET)
+            try:
+                yield
+            finally:
+                setns(own, CLONE_NEWNET)
+        finally:
+            os.close(fd)
+            os.close(own)
+
     def popen(self, name: str, argv: Sequence[str], **kwargs: object
               ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self.command(name, argv), start_new_session=True,

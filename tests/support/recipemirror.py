@@ -33,12 +33,13 @@ def host_address() -> str:
 
 
 @contextmanager
-def example_mirror(directory: Path) -> Iterator[Upstream]:
+def example_mirror(directory: Path, host: str | None = None) -> Iterator[Upstream]:
+    """The pool under *directory*, served on *host* (default: :func:`host_address`)."""
     for source, pool in EXAMPLE_SOURCES.items():
         target = directory / "pool" / "main" / pool
         target.mkdir(parents=True, exist_ok=True)
         for tarball in source_files(source).glob("*.orig.tar.*"):
             if not tarball.name.endswith(".asc"):
                 os.link(tarball, target / tarball.name)
-    with serve(directory, host=host_address()) as upstream:
+    with serve(directory, host=host or host_address()) as upstream:
         yield upstream

@@ -24,7 +24,7 @@ JOB: dict[str, Any] = {
 RESULT: dict[str, Any] = {
     "format": 1, "job": "0" * 32, "host": "builder1", "sha256": SHA, "size": 100,
     "public_key": "A" * 43 + "=", "signature": "A" * 86 + "==", "expires": 1, "log_sha256": SHA,
-    "seconds": 1.5}
+    "seconds": 1.5, "phases": [0.25, 1.0, 0.25]}
 
 
 def test_a_well_formed_job_and_result_round_trip() -> None:
@@ -55,7 +55,9 @@ def test_a_malformed_job_is_refused(field: str, value: Any) -> None:
 @pytest.mark.parametrize(("field", "value"), [
     ("host", "Evil Host"), ("sha256", "0" * 63), ("size", -1), ("size", 1.0),
     ("public_key", "not base64!"), ("signature", ""), ("seconds", "1"), ("seconds", True),
-    ("log_sha256", None), ("job", 7),
+    ("log_sha256", None), ("job", 7), ("seconds", float("nan")), ("seconds", 1e300),
+    ("phases", [1, 2]), ("phases", [1, 2, -3]), ("phases", [1, 2, float("inf")]),
+    ("phases", "1 2 3"), ("phases", [1, 2, True]),
 ])
 def test_a_malformed_result_is_refused(field: str, value: Any) -> None:
     bad = copy.deepcopy(RESULT)
