@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 
 MAX_REDELIVERIES = 3
 MAX_LOG = 64 << 20
-POLL_S = 0.2
+POLL_S = 0.1
 #: A host whose heartbeat is older than this is not counted as serving.
 ALIVE_S = 30.0
 #: How often a job nobody took checks that some host of its arch is serving.

@@ -155,6 +155,8 @@ def serve(config: Config) -> int:
     def build_task(payload: Any) -> dict[str, Any]:
         return run_job(state, payload)
 
+    wake_often(app)
+
     jobs_dir = state.root / state.host.name / "jobs"
     if jobs_dir.is_dir():   # what a killed worker left
         for leftover in jobs_dir.iterdir():
@@ -177,6 +179,36 @@ def serve(config: Config) -> int:
                         without_mingle=True, without_gossip=True, optimization="fair")
     worker.start()
     return int(worker.exitcode or 0)
+
+
+#: How often the worker's event loop wakes up at least (see :func:`wake_often`).
+WAKE_S = 0.1
+
+
+def wake_often(app: Any) -> None:
+    """Wake the worker's event loop every :data:`WAKE_S`, so that it takes its next job
+    as soon as it has finished one.
+
+    A job runs in a pool thread, but Celery acknowledges it (``acks_late``) by putting
+    the ack on the event loop's ready queue, and the loop sleeps in poll() until its
+    next timer is due (kombu: up to 10 s; the Redis transport's own timers are seconds
+    apart).  Until the ack is sent the worker's one prefetch slot stays taken and it
+    does not ask the broker for another job: bench/buildhosts.py measured 1.4 to 3.7 s
+    of waiting in each remote job of a chain, against ~0.1 s with this."""
+    from celery import bootsteps
+
+    class Wake(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = {"celery.worker.components:Hub"}
+
+        def start(self, worker: Any) -> None:
+            if worker.hub is not None:
+                worker.hub.call_repeatedly(WAKE_S, _nothing)
+
+    app.steps["worker"].add(Wake)
+
+
+def _nothing() -> None:
+    """A timer that only ends the event loop's poll()."""
 
 
 def run_job(state: HostState, payload: Any) -> dict[str, Any]:
