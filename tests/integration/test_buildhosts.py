@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from guestpkg.config import Config
 from guestpkg.recipe.bootstrap import BootstrapSet
@@ -131,6 +133,11 @@ class Cluster:
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
+
+    def redis_client(self) -> Redis[bytes]:
+        """This test's own client of the broker (from a namespace of the lab)."""
+        return Redis(host=self.lab.hub_address, port=self.port, username="guestpkg",
+                           password=PASSWORD, socket_timeout=10)
 
     def stop(self) -> None:
         for proc in [*self.hosts.values(), self.redis]:
@@ -395,10 +402,12 @@ mkdir -p "$DESTDIR/usr/share/slowa" && echo x > "$DESTDIR/usr/share/slowa/x"
         wait_for(lambda: "this result is not used" in serve_out()
                  and "its result stands" in serve_out(), 120,
                  "the late build to end and the last copy to be taken")
+        job_id = re.findall(r"job ([0-9a-f]{32}): building slowa/1/1", serve_out())
+        with c.lab.inside("coord"):
+            stored = c.redis_client().get(f"guestpkg:done:{job_id[0]}")
     out = "".join(lines)
     assert out.count("sent again") == 1 and "built 1, cached 0, failed 0, skipped 0" in out, out
     logs = serve_out()
-    job_id = re.findall(r"job ([0-9a-f]{32}): building slowa/1/1", logs)
     assert len(job_id) == 2 and job_id[0] == job_id[1], logs      # built twice, not thrice
     assert logs.count(f"guestpkg.build_recipe[{job_id[0]}] received") == 3, logs
     assert logs.count(f"job {job_id[0]}: already done on") == 1, logs
@@ -408,6 +417,8 @@ mkdir -p "$DESTDIR/usr/share/slowa" && echo x > "$DESTDIR/usr/share/slowa/x"
     assert "this result is not used" in \
         (tmp_path / "cluster" / loser / "serve.out").read_text(), logs
     assert "lost its lease" in (tmp_path / "cluster" / "bx1" / "serve.out").read_text()
+    assert stored is not None and json.loads(stored)["host"] == winner, \
+        "the job's stored result is not the one the coordinator accepted"
     assert len(digests(cache / "dcfpkg")) == 1 and not list((cache / "dcfpkg").glob(".tmp-*"))
 
 
