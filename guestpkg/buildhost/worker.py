@@ -88,6 +88,7 @@ class HostState:
     sets: dict[str, BootstrapSet]
     redis: redis.Redis[bytes]
     jobs: dict[str, str] = field(default_factory=dict)   # job id -> "recipe (arch)"
+    lost: set[str] = field(default_factory=set)          # jobs whose lease went to another
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -103,7 +104,8 @@ class HostState:
             "architectures": " ".join(self.host.architectures), "slots": self.host.slots,
             "jobs": json.dumps(sorted(jobs.values())), "last_seen": f"{time.time():.3f}"})
         for job_id in jobs:
-            if not renew_lease(self.redis, job_id, self.host.name):
+            if not renew_lease(self.redis, job_id, self.host.name) and job_id not in self.lost:
+                self.lost.add(job_id)
                 log.warning("job %s: lost its lease (this host was away longer than %d s); "
                             "another host builds it, and this build's result will not be "
                             "used", job_id, LEASE_S)
@@ -255,6 +257,7 @@ def run_job(state: HostState, payload: Any) -> dict[str, Any]:
     finally:
         with state.lock:
             state.jobs.pop(job.job_id, None)
+        state.lost.discard(job.job_id)
         release_lease(r, job.job_id, state.host.name)
         fsutil.remove_tree(work)
 
