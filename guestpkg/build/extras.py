@@ -66,7 +66,8 @@ MAX_KEY_BYTES = 1 << 20
 ARCH = re.compile(r"\A[a-z0-9][a-z0-9-]{0,31}\Z")
 
 #: The parts of an ``--extra-repository`` line (sources.list(5), one-line style).
-_URI = re.compile(r"\Ahttps?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+\Z")
+#: No '#' (sources.list(5) reads the rest of the line as a comment), no '[' or space.
+_URI = re.compile(r"\Ahttps?://[A-Za-z0-9._~:/?@!$&'()*+,;=%-]+\Z")
 _SUITE = re.compile(r"\A[A-Za-z0-9._+~/-]+\Z")
 _COMPONENT = re.compile(r"\A[A-Za-z0-9._+-]+\Z")
 

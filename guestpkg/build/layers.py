@@ -426,9 +426,7 @@ def prune_resolutions(config: Config, live_generations: set[str] | None) -> int:
     None); returns how many."""
     directory = layers_dir(config) / "resolved"
     removed = 0
-    if not directory.is_dir():
-        return 0
-    for path in directory.glob("*.json"):
+    for path in directory.glob("*.json") if directory.is_dir() else []:
         try:
             generation = json.loads(path.read_text()).get("generation")
         except (OSError, ValueError):

@@ -124,6 +124,7 @@ def test_two_different_debs_of_one_name_and_version(tmp_path: Path) -> None:
     ("deb http://h/debian", "a URI and a suite"),
     ("deb [trusted=yes] http://h/debian bookworm main", "options in"),
     ("deb file:/srv/repo bookworm main", "not an http"),
+    ("deb http://h/debian#x bookworm main", "not an http"),
     ("deb http://h/debian ../../x main", "bad suite"),
     ("deb http://h/debian bookworm", "needs them"),
     ("deb http://h/debian ./ main", "takes no components"),

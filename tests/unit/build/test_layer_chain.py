@@ -70,3 +70,35 @@ def test_deb_file_names_are_apts() -> None:
         "automake_1%3a1.16.5-1.3_all.deb"
     assert debcache.deb_file_name("libc6:amd64=2.36-9") == "libc6_2.36-9_amd64.deb"
     assert debcache.deb_file_name("-foo") is None
+
+
+def test_subset_layers_only_of_the_same_variant(tmp_path: Path) -> None:
+    """A layer made with extra sources or for another host architecture is never the
+    base of a layer without them (its dpkg database and its packages' origin differ),
+    nor the other way round."""
+    config = Config.defaults(vardir=tmp_path)
+    key = layers.layer_key("g", ["a:all=1"], "extras")
+    path = layers.layers_dir(config) / key
+    (path / "tree").mkdir(parents=True)
+    layers.write_layer_metadata(path, layers.LayerMetadata(
+        key=key, base="default", generation="g", packages=("a:all=1",), request="",
+        created=0.0, variant="extras"))
+    plain = make(config, ["b:all=1"])
+    want = ["a:all=1", "b:all=1", "c:all=1"]
+    found = layers.closest_subset(config, "g", want, "extras")
+    assert found is not None and found.key == key
+    found = layers.closest_subset(config, "g", want)
+    assert found is not None and found.key == plain
+    assert layers.closest_subset(config, "g", want, "other") is None
+
+
+def test_cache_clean_prunes_foreign_lists_of_dead_generations(tmp_path: Path) -> None:
+    config = Config.defaults(vardir=tmp_path)
+    top = layers.layers_dir(config) / "lists"
+    for name in ("20260101T000000Z-aaaaaaaa-arm64", "20260102T000000Z-bbbbbbbb-arm64",
+                 "20260102T000000Z-bbbbbbbb-musl-linux-arm64"):
+        (top / name / "lists").mkdir(parents=True)
+    assert layers.prune_resolutions(config, {"20260102T000000Z-bbbbbbbb"}) == 1
+    assert sorted(p.name for p in top.iterdir() if p.is_dir()) == [
+        "20260102T000000Z-bbbbbbbb-arm64", "20260102T000000Z-bbbbbbbb-musl-linux-arm64"]
+    assert layers.prune_resolutions(config, None) == 2
