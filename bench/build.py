@@ -14,10 +14,12 @@ One run (``--runs N``: N of (b) and (c), alternating, medians compared) of:
       download cache (guestpkg.build.debcache): a first build as it is once the
       download cache has the packages;
   (d) ``sbuild --chroot-mode=unshare`` and ``pbuilder build`` on the same .dsc, only
-      when they are installed and set up (a chroot tarball / base.tgz); with
-      ``--peers`` instead: cowbuilder, pbuilder and sbuild installed when missing and
-      their chroots made under ``--peers-dir`` (bench/peers.py), each timed ``--runs``
-      times after an untimed warm-up that fills its apt cache.
+      when they are installed and set up (the bench user's chroot tarball / base.tgz);
+      with ``--peers`` instead: cowbuilder, pbuilder and sbuild installed when missing
+      and their chroots made under ``--peers-dir`` (bench/peers.py), each timed
+      ``--runs`` times after an untimed warm-up that fills its apt cache.  sbuild's
+      unshare mode runs as a normal user with subordinate ids, which the bench makes
+      (``guestpkg-bench``, bench/peers.py).
 
 and prints (b)/(c) (goal: at most 1.05), (a')/(cowbuilder) (goal: at most 1.0) and
 (b)/(d).  (a), (b) and (c) build the same
@@ -113,16 +115,14 @@ def floor_build(tree: Path, jobs: int, epoch: str) -> None:
 def peer_builds(dsc: Path, work: Path) -> dict[str, float]:
     found: dict[str, float] = {}
     suite = debsrc.host_codename()
-    tarball = Path.home() / ".cache" / "sbuild" / f"{suite}-amd64.tar"
-    if shutil.which("sbuild") and (tarball.exists() or tarball.with_suffix(".tar.zst").exists()):
-        out = work / "sbuild"
-        out.mkdir()
-        found["sbuild unshare"] = timed("(d) sbuild --chroot-mode=unshare", lambda: subprocess.run(
-            ["sbuild", "--chroot-mode=unshare", "-d", suite, "--no-run-lintian",
-             "--no-run-piuparts", "--no-run-autopkgtest", str(dsc)], cwd=out, check=True,
-            stdout=subprocess.DEVNULL))
+    user = peers.bench_user()
+    if shutil.which("sbuild") and user and peers.sbuild_tarball(user, suite).is_file():
+        samples = peers.time_sbuild(dsc, work, suite, debsrc.host_mirror(), 1)
+        if samples:
+            found["sbuild unshare"] = samples[0]
     else:
-        print("bench: (d) sbuild: not installed or no unshare chroot tarball: skipped")
+        print("bench: (d) sbuild: not installed or no unshare chroot tarball of the bench "
+              "user: skipped (--peers makes both)")
     if shutil.which("pbuilder") and Path("/var/cache/pbuilder/base.tgz").exists():
         out = work / "pbuilder"
         out.mkdir()

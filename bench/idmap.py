@@ -7,9 +7,13 @@
    user namespace, its slice and the idmapped lower layer cost per sandboxed command.
 2. **build**: ``guestpkg build`` of hello's .dsc with its layer cached (no apt), both
    ways: the whole build, five sandboxed commands.
-3. **sbuild --chroot-mode=unshare** on the same .dsc, when sbuild is installed and has
-   an unshare chroot tarball (``~/.cache/sbuild/<suite>-amd64.tar``); otherwise it says
-   so.
+3. **sbuild --chroot-mode=unshare** on the same .dsc, ``--runs`` times after a warm-up,
+   as sbuild's unshare mode runs: as a normal user with subordinate ids.  The bench
+   installs sbuild and mmdebstrap when missing, makes that user (``guestpkg-bench``,
+   with a range in /etc/subuid and /etc/subgid) and, as that user, its chroot tarball
+   ``~/.cache/sbuild/<suite>-<arch>.tar.zst`` from the host's Debian mirror, once
+   (bench/peers.py; not timed).  sbuild downloads the build dependencies in every run
+   (it keeps no apt cache); the guestpkg builds have their layer cached.
 
 Goal: the user namespace no slower than real root (ratio <= 1.05, the noise of a busy
 machine).  The settings come from the environment like guestpkg's (GUESTPKG_VARDIR,
@@ -39,7 +43,7 @@ from guestpkg.sandbox import run_sandboxed  # noqa: E402
 from tests.support import debsrc  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from build import peer_builds  # noqa: E402
+import peers  # noqa: E402
 
 GOAL = 1.05
 MODES = ("userns", "root")
@@ -104,10 +108,15 @@ def main() -> int:
                 print(f"bench: hello, {mode}: {builds[mode][-1]:.1f} s", flush=True)
         report(f"guestpkg build hello_2.10-3.dsc, layer cached ({args.runs} runs)", builds,
                "s", 1)
-        peers = peer_builds(dsc, Path(work))
-        for name, seconds in peers.items():
-            print(f"{name}: {seconds:.1f} s; userns guestpkg / {name}: "
-                  f"{statistics.median(builds['userns']) / seconds:.2f}")
+        sbuild = peers.time_sbuild(dsc, Path(work), debsrc.host_codename(),
+                                   debsrc.host_mirror(), args.runs)
+        if sbuild:
+            seconds = statistics.median(sbuild)
+            print(f"\nsbuild --chroot-mode=unshare ({args.runs} runs): median {seconds:.1f} s"
+                  f", min {min(sbuild):.1f}, max {max(sbuild):.1f}")
+            for mode in MODES:
+                print(f"guestpkg {mode} / sbuild unshare: "
+                      f"{statistics.median(builds[mode]) / seconds:.2f}")
     return 0
 
 
