@@ -24,9 +24,9 @@ DISK_FILLER = "head -c 100000000 /dev/zero > /tmp/filler"
 
 
 def guestpkg_cgroups() -> list[Path]:
-    version = cgroups.cgroup_version()
-    assert version is not None
-    return sorted(child for parent in cgroups._parents(version).values() if parent.is_dir()
+    parents = cgroups.all_parents()
+    assert parents
+    return sorted(child for parent in parents if parent.is_dir()
                   for child in parent.iterdir() if child.is_dir())
 
 

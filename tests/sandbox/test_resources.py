@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,9 +33,9 @@ MiB = 1 << 20
 
 def guestpkg_cgroups() -> list[Path]:
     """Every cgroup guestpkg made, in every hierarchy."""
-    version = cgroups.cgroup_version()
-    assert version is not None, "no writable cgroup hierarchy with memory and pids"
-    return sorted(child for parent in cgroups._parents(version).values() if parent.is_dir()
+    parents = cgroups.all_parents()
+    assert parents, "no writable cgroup hierarchy"
+    return sorted(child for parent in parents if parent.is_dir()
                   for child in parent.iterdir() if child.is_dir())
 
 
@@ -178,18 +179,68 @@ def test_limits_are_set_in_the_cgroup(sandbox: Callable[..., ProbeRun],
     limits = cgroups.Limits(memory_max_bytes=96 * MiB, pids_max=77, cpu_weight=50)
     with cgroups.limited(limits) as cgroup:
         assert cgroup is not None
-        if cgroup.version == 2:
-            directory = cgroup.directories[""]
-            assert (directory / "memory.max").read_text().strip() == str(96 * MiB)
-            assert (directory / "pids.max").read_text().strip() == "77"
-        else:
-            memory = cgroup.directories["memory"]
-            assert (memory / "memory.limit_in_bytes").read_text().strip() == str(96 * MiB)
-            assert (cgroup.directories["pids"] / "pids.max").read_text().strip() == "77"
-            assert (cgroup.directories["cpu"] / "cpu.shares").read_text().strip() == "512"
+        layout = cgroup.layout
+
+        def read(controller: str, v2_name: str, v1_name: str) -> str:
+            on_v2 = layout.place(controller) == "v2"
+            directory = cgroup.directories[cgroups.V2 if on_v2 else controller]
+            return (directory / (v2_name if on_v2 else v1_name)).read_text().strip()
+
+        assert read("memory", "memory.max", "memory.limit_in_bytes") == str(96 * MiB)
+        assert read("pids", "pids.max", "pids.max") == "77"
+        assert read("cpu", "cpu.weight", "cpu.shares") == ("50" if layout.place("cpu") ==
+                                                           "v2" else "512")
         made = list(cgroup.directories.values())
         assert all(d.is_dir() for d in made)
     assert not any(d.exists() for d in made)
+
+
+def test_a_v2_cgroup_holds_the_sandbox_and_kills_what_outlives_it(
+        no_cgroups_left: None) -> None:
+    """On the real unified hierarchy (on this project's hybrid test machines it has
+    none of memory, pids and cpu: they are v1's), every sandbox gets a v2 cgroup too,
+    and a process left in it when the sandbox is over is killed (cgroup.kill) before
+    the cgroup is removed."""
+    layout = cgroups.find_layout()
+    assert layout is not None and layout.unified is not None, "no cgroup v2 hierarchy"
+    limits = cgroups.Limits(memory_max_bytes=96 * MiB, pids_max=77)
+    leftover = subprocess.Popen(["sleep", "60"])
+    try:
+        with cgroups.limited(limits) as cgroup:
+            assert cgroup is not None
+            v2 = cgroup.directories[cgroups.V2]
+            assert v2.parent == layout.unified / "guestpkg"
+            cgroups.join_pid(leftover.pid, [str(f) for f in cgroup.procs_files()])
+            lines = Path(f"/proc/{leftover.pid}/cgroup").read_text().splitlines()
+            assert f"0::/{v2.relative_to(layout.unified)}" in lines
+            assert (v2 / "cgroup.procs").read_text().split() == [str(leftover.pid)]
+            if layout.place("memory") == "v1":
+                memory = cgroup.directories["memory"]
+                assert any(line.endswith(":memory:/" + str(memory.relative_to(
+                    layout.v1["memory"]))) for line in lines), lines
+        assert leftover.wait(timeout=10) == -9
+        assert not v2.exists()
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_unavailable_controllers_are_named(sandbox: Callable[..., ProbeRun], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A cgroup v2 hierarchy that offers none of memory, pids and cpu (this machine's
+    offers only hugetlb) and no v1 hierarchy for them: the sandbox runs, and the log
+    says which controllers are missing and which settings are not enforced."""
+    fake = tmp_path / "cgroupfs"
+    (fake / "unified").mkdir(parents=True)
+    (fake / "unified" / "cgroup.controllers").write_text("hugetlb\n")
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", fake)
+    run = sandbox("echo:ran", memory_max_bytes=64 * MiB, pids_max=64, cpu_weight=50)
+    assert run.status == 0 and run.results["echo"] == "ran"
+    assert (f"no cgroup controller memory, pids, cpu (the cgroup v2 hierarchy "
+            f"{fake / 'unified'} offers only hugetlb, and no cgroup v1 hierarchy has them): "
+            "the sandbox runs without memory_max, pids_max, cpu_weight") in caplog.text
+    assert not (fake / "unified" / "guestpkg").exists()
 
 
 def test_without_a_usable_cgroupfs_the_sandbox_runs_and_says_so(
