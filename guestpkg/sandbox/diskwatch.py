@@ -162,9 +162,11 @@ class DiskWatch:
         return total
 
     def start(self) -> None:
-        """Measure what is there before the command runs: only growth counts."""
-        self._walk(time.monotonic())
-        self.baseline = self.last_usage
+        """Measure what is there before the command runs: only growth counts (nothing
+        to measure for the reserve alone)."""
+        if self.max_bytes is not None:
+            self._walk(time.monotonic())
+            self.baseline = self.last_usage
 
     def _walk(self, now: float) -> None:
         self.walked_at = now

@@ -120,3 +120,18 @@ def test_settings_give_every_sandbox_its_disk_limits() -> None:
     assert limits["disk_reserve_bytes"] == 1 << 30
     assert Config.defaults(disk_reserve=0).sandbox_limits["disk_reserve_bytes"] is None
     assert Config.defaults().sandbox_limits["disk_max_bytes"] is None
+
+
+def test_the_reserve_alone_walks_nothing(tmp_path: Path) -> None:
+    """The default (disk_reserve only) costs a statvfs per poll, no walk of the tree."""
+    watch = DiskWatch.open([tmp_path], None, 1)
+    assert watch is not None
+    try:
+        def walked() -> int:
+            raise AssertionError("the tree was walked")
+
+        watch.usage = walked  # type: ignore[method-assign]
+        watch.start()
+        assert watch.poll() is None
+    finally:
+        watch.close()
