@@ -99,6 +99,20 @@ class Setting:
         return "GUESTPKG_" + self.name.upper()
 
 
+def _user_dir(variable: str, fallback: str, *tail: str) -> Path:
+    """``$variable/guestpkg`` (the XDG base directories: an absolute path, or else
+    ~/*fallback*), for a normal user's state and cache."""
+    value = os.environ.get(variable, "")
+    top = Path(value) if os.path.isabs(value) else Path.home() / fallback
+    return top.joinpath("guestpkg", *tail)
+
+
+def _default_dir(system: str, variable: str, fallback: str, *tail: str) -> Path:
+    """Root's directory, or a normal user's own (sbuild's unshare mode keeps its
+    state in ~/.cache/sbuild the same way)."""
+    return Path(system) if os.geteuid() == 0 else _user_dir(variable, fallback, *tail)
+
+
 def _nproc() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -112,12 +126,18 @@ BUILDERS = ("build", "shell", "buildroot", "cache", "rebuild")
 
 SETTINGS: tuple[Setting, ...] = (
     # where things live
-    Setting("vardir", Path, Path("/var/lib/guestpkg"),
+    Setting("vardir", Path, _default_dir("/var/lib/guestpkg", "XDG_STATE_HOME", ".local/state"),
             "state: buildroots, layers, forks, host state", (*BUILDERS, "status", "forget", "hook"),
-            "DIR"),
-    Setting("cachedir", Path, Path("/var/cache/guestpkg"),
-            "verified downloads (content-addressed)", ("fetch", "build", "rebuild"), "DIR"),
-    Setting("logdir", Path, Path("/var/log/guestpkg"), "logs of builds and hook runs", (), "DIR"),
+            "DIR", shown_default="/var/lib/guestpkg; a normal user's: "
+            "$XDG_STATE_HOME/guestpkg, ~/.local/state/guestpkg"),
+    Setting("cachedir", Path, _default_dir("/var/cache/guestpkg", "XDG_CACHE_HOME", ".cache"),
+            "verified downloads (content-addressed)", ("fetch", "build", "rebuild"), "DIR",
+            shown_default="/var/cache/guestpkg; a normal user's: $XDG_CACHE_HOME/guestpkg, "
+            "~/.cache/guestpkg"),
+    Setting("logdir", Path,
+            _default_dir("/var/log/guestpkg", "XDG_STATE_HOME", ".local/state", "log"),
+            "logs of builds and hook runs", (), "DIR",
+            shown_default="/var/log/guestpkg; a normal user's: $XDG_STATE_HOME/guestpkg/log"),
     Setting("srcdir", Path, Path("/usr/src"), "where generated guest packages are kept", (),
             "DIR"),
     Setting("hostsdir", Path, Path("/usr/share/guestpkg/hosts"),
@@ -174,13 +194,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mirror", str, "", "mirror URL for a new buildroot (default: this system's "
             "Debian sources)", ("buildroot",), "URL"),
     Setting("fork_upper", parse_choice("tmpfs", "disk"), "tmpfs",
-            "where a fork keeps its writes: tmpfs (fast, memory) or disk (under vardir)",
+            "where a fork keeps its writes: tmpfs (fast, memory) or disk (under vardir; "
+            "always for a normal user, who can't mount a tmpfs that outlives a command)",
             BUILDERS, "WHERE"),
     # the sandbox and builds
     Setting("id_mapping", parse_choice("userns", "root"), "userns",
             "ids in the sandbox: userns (a user namespace on a slice of guestpkg's "
-            "subordinate ids, see subuid(5)) or root (the host's own ids, for kernels "
-            "without user namespaces or idmapped mounts)", BUILDERS, "MAPPING"),
+            "subordinate ids, see subuid(5); for a normal user, on the user's own "
+            "subordinate ids) or root (the host's own ids, for kernels without user "
+            "namespaces or idmapped mounts; root only)", BUILDERS, "MAPPING"),
     Setting("memory_max", parse_size, _ram_bytes() * 3 // 4,
             "memory limit of each sandboxed command, in its cgroup (0: none)", BUILDERS,
             "SIZE", shown_default="3/4 of the RAM"),

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from guestpkg.run import as_namespace_root, run
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -106,6 +108,10 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
     elif path.exists():
         shutil.rmtree(path, onerror=onerror)
+        if path.exists() and os.geteuid() != 0:
+            # A normal user's trees (roots, layers, forks, builds) are owned by the
+            # user's subordinate ids: only root of the user's namespace removes them.
+            run(as_namespace_root(["rm", "-rf", "--one-file-system", "--", str(path)]))
 
 
 def disk_usage_bytes(path: Path) -> int:

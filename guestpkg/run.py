@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import guestpkg
 from guestpkg.errors import CommandFailed
 from guestpkg.text import printable_bytes
 
@@ -71,6 +72,23 @@ def apt_env(extra: Mapping[str, str] | None = None, *,
     if throwaway_root:
         env["DEBCONF_NONINTERACTIVE_SEEN"] = "true"
     return base_env({**env, **(extra or {})}, inherit=True)
+
+
+#: Debian's Python (python3-seccomp, python3-prctl), whatever python3 PATH finds.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def as_namespace_root(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """*argv* run as root of a normal user's namespace on the user's subordinate ids
+    (:mod:`guestpkg.sandbox.userrange`): how guestpkg run by a normal user copies,
+    chowns and removes the trees on disk, which carry those ids, and runs
+    mmdebstrap.  The package is found where this one was imported from, without
+    changing the command's environment."""
+    parent = str(Path(guestpkg.__file__).resolve().parent.parent)
+    return [SYSTEM_PYTHON, "-P", "-s", "-B", "-c",
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from guestpkg.sandbox.userrange import main; sys.exit(main())",
+            parent, "--", *(os.fspath(a) for a in argv)]
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:

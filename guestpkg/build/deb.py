@@ -76,6 +76,7 @@ from guestpkg.build.source import (
     stage_tree,
 )
 from guestpkg.buildroot import Fork, fork, open_base_root
+from guestpkg.buildroot.roots import require_mapping
 from guestpkg.config import Config
 from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.control import (
@@ -87,12 +88,12 @@ from guestpkg.errors import (
     CommandFailed,
     InputError,
     SandboxSetupFailed,
-    SystemStateError,
     UsageError,
 )
 from guestpkg.run import DEFAULT_PATH, apt_env, base_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
 from guestpkg.sandbox.idmap import get_mapping
+from guestpkg.sandbox.userrange import OWN_ID
 
 __all__ = ["BuildContext", "BuildLog", "BuildOptions", "BuildResult", "build_directory",
            "build_env", "build_package", "check_build_dependencies",
@@ -148,7 +149,8 @@ def lookup_user(trees: Sequence[Path], name: str) -> tuple[int, int] | None:
 def stage_source(ctx: BuildContext) -> None:
     """Put the source at ``build_dir/source``, owned by the build user."""
     uid, gid = ctx.ids
-    os.chown(ctx.build_dir, uid, gid)
+    if os.geteuid() == 0:
+        os.chown(ctx.build_dir, uid, gid)
     if not is_dsc(ctx.source):
         ctx.log.note(f"copying the source tree {ctx.source}")
         ctx.staged = stage_tree(ctx.source, ctx.build_dir)
@@ -163,6 +165,11 @@ def stage_source(ctx: BuildContext) -> None:
                      binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),)),
             "dpkg-source -x failed")
     ctx.staged = ctx.build_dir / STAGING_NAME
+    if os.geteuid() != 0:
+        # A normal user edits the tree next (settle, a changelog entry, orig
+        # tarballs) as itself: the user's own id inside; the build user's again at the
+        # end of read_source_info.
+        chown_tree(ctx.build_dir, OWN_ID, OWN_ID)
 
 
 def prepare_source(ctx: BuildContext) -> None:
@@ -317,7 +324,7 @@ def ccache_directory(ctx: BuildContext) -> Path:
     directory = ctx.config.vardir / "ccache" / ctx.base.name / ctx.info.source
     if not directory.is_dir():
         directory.mkdir(mode=0o755, parents=True)
-        os.chown(directory, *ctx.ids)
+        chown_tree(directory, *ctx.ids)
     ctx.log.note(f"ccache: {directory} at {CCACHE_MOUNT}")
     return directory
 
@@ -396,7 +403,9 @@ def collect_artifacts(ctx: BuildContext) -> BuildResult:
     blog.note(f"inspecting what {len(debs)} .deb(s) would install")
     reports = check_build_output(debs, refuse=refuse, declared=ctx.options.declared,
                                  note=blog.warn, log_path=blog.path)
-    log_copy = build_dir / artifacts.build_log_name(info.source, info.version, arch)
+    # In the work directory, not the build directory: a normal user's build directory
+    # belongs to the build user's id in the user's namespace.
+    log_copy = ctx.work / artifacts.build_log_name(info.source, info.version, arch)
     blog.note(f"copying {len(files) + 2} files to {output_dir}")
     blog.step("build successful")
     write_summary(ctx, "successful")
@@ -449,9 +458,7 @@ def build_package(config: Config, source: Path, output_dir: Path,
                   options: BuildOptions | None = None) -> BuildResult:
     """Build *source* (a tree or a .dsc) and put the results in *output_dir*."""
     options = options or BuildOptions()
-    if os.geteuid() != 0:
-        raise SystemStateError("guestpkg build needs root (namespaces, mounts, chown)",
-                               hint="run it as root, e.g. with sudo")
+    require_mapping(config, "guestpkg build")
     source = source.resolve()
     check_input(source)
     preserve = Preserve.parse(options.preserve or config.preserve_build)

@@ -26,7 +26,7 @@ from guestpkg.buildroot import BaseRoot, fork
 from guestpkg.debian.control import DUMMY_PACKAGE, DUMMY_VERSION, BuildRelations
 from guestpkg.debian.debfile import write_deb
 from guestpkg.errors import BuildFailed, SystemStateError
-from guestpkg.run import apt_env
+from guestpkg.run import apt_env, as_namespace_root, run
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
 
 #: Where the dummy package is bound, read-only, during the dependency phase.
@@ -319,8 +319,13 @@ def _drop_mount_point(tree: Path, base: BaseRoot) -> None:
     not have one either."""
     for mount_point in (DEPS_MOUNT, debcache.CACHE_MOUNT, EXTRA_MOUNT, PRIVATE_CACHE_MOUNT):
         if not os.path.lexists(base.path / mount_point.lstrip("/")):
+            path = tree / mount_point.lstrip("/")
+            if os.geteuid() != 0:  # the tree is owned by the user's subordinate ids
+                run(as_namespace_root(["rmdir", "--ignore-fail-on-non-empty", "--",
+                                       str(path)]), check=False, capture=True)
+                continue
             with contextlib.suppress(OSError):
-                os.rmdir(tree / mount_point.lstrip("/"))
+                os.rmdir(path)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from guestpkg.build.artifacts import copy_regular_file
 from guestpkg.debian.changelog import ChangelogEntry, parse_changelog
 from guestpkg.debian.control import Dsc, SourceControl, parse_control, read_dsc
 from guestpkg.errors import InputError, ParseError, UsageError
+from guestpkg.run import as_namespace_root, run
 
 #: Where the build directory appears inside the sandbox.
 BUILD_MOUNT = "/build"
@@ -184,7 +185,11 @@ def settle(staged: Path, info: SourceInfo) -> Path:
 
 def chown_tree(path: Path, uid: int, gid: int) -> None:
     """Give *path* and everything below it to the build user; symlinks themselves,
-    never their targets (lchown)."""
+    never their targets (lchown).  A normal user's ids are those inside the user's
+    namespace, where chown runs (guestpkg.sandbox.userrange)."""
+    if os.geteuid() != 0:
+        run(as_namespace_root(["chown", "-R", "-h", "--", f"{uid}:{gid}", str(path)]))
+        return
     os.lchown(path, uid, gid)
     for root, dirs, files in os.walk(path):
         for name in (*dirs, *files):

@@ -45,7 +45,8 @@ from guestpkg import fsutil
 from guestpkg.buildroot.roots import BaseRoot, release_generation, require_root
 from guestpkg.config import Config, SandboxLimits
 from guestpkg.errors import SystemStateError, UsageError
-from guestpkg.run import run
+from guestpkg.run import as_namespace_root, run
+from guestpkg.sandbox.idmap import resolve
 from guestpkg.sandbox.subids import Slice, allocated_slice
 
 if TYPE_CHECKING:
@@ -119,7 +120,14 @@ class Fork:
         self.spent = True
         with fsutil.atomic_directory(dest) as tmp:
             moved = False
-            if not self.on_tmpfs and os.stat(tmp).st_dev == os.stat(self.upperdir).st_dev:
+            if self.id_mapping == "user":
+                # Owned by the user's subordinate ids: moving a directory to another
+                # parent needs write access to it (rename(2)), which only root of the
+                # user's namespace has.
+                run(as_namespace_root(["mv", "--no-target-directory", "--",
+                                       str(self.upperdir), str(tmp)]))
+                moved = True
+            elif not self.on_tmpfs and os.stat(tmp).st_dev == os.stat(self.upperdir).st_dev:
                 try:
                     os.rename(self.upperdir, tmp)  # onto the empty directory: rename(2)
                     moved = True
@@ -225,7 +233,6 @@ def _upper_tmpfs(directory: Path, size_bytes: int | None) -> Iterator[None]:
 def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterator[Fork]:
     """A fresh fork of *base* with *layers* (topmost first) stacked over it."""
 
-    require_root("a fork of a buildroot")
     for layer in layers:
         if not layer.is_dir():
             raise UsageError(f"layer {layer} is not a directory")
@@ -242,14 +249,17 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
         stack.enter_context(_generation_in_use(base))
         directory.mkdir(mode=0o700)
         stack.callback(fsutil.remove_tree, directory)
-        on_tmpfs = config.fork_upper == "tmpfs"
+        # A normal user can't mount: the upper is on disk (docs/buildroots.md).
+        on_tmpfs = config.fork_upper == "tmpfs" and os.geteuid() == 0
         if on_tmpfs:
             stack.enter_context(_upper_tmpfs(directory, config.upper_size or None))
         (directory / "upper").mkdir(mode=0o755)
         (directory / "work").mkdir(mode=0o700)
-        ids = (stack.enter_context(allocated_slice()) if config.id_mapping == "userns"
-               else None)
+        mapping = resolve(config.id_mapping)
+        if mapping == "root":
+            require_root("a fork with id_mapping = root")
+        ids = stack.enter_context(allocated_slice()) if mapping == "userns" else None
         log.debug("fork %s of %s (%s), upper on %s, ids %s", fork_id, base.name,
                   base.generation, config.fork_upper, ids or "real root")
-        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, config.id_mapping, ids,
+        yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, mapping, ids,
                    config.sandbox_limits)

@@ -46,7 +46,8 @@ from guestpkg import fsutil
 from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
-from guestpkg.run import apt_env, run
+from guestpkg.run import apt_env, as_namespace_root, run
+from guestpkg.sandbox.idmap import resolve
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,21 @@ def require_root(what: str) -> None:
     if os.geteuid() != 0:
         raise SystemStateError(f"{what} needs root (mounts, namespaces, file ownership)",
                                hint="run guestpkg as root, e.g. with sudo")
+
+
+def require_mapping(config: Config, what: str) -> str:
+    """The id mapping this run uses (:func:`guestpkg.sandbox.idmap.resolve`); a normal
+    user has one (``user``) unless the setting asks for real root."""
+    mapping = resolve(config.id_mapping)
+    if mapping != "user":
+        require_root(f"{what} with id_mapping = {mapping}")
+    return mapping
+
+
+def as_owner(argv: list[str], mapping: str) -> list[str]:
+    """*argv* as the owner of the trees on disk: as it is for root, as root of the
+    user's namespace for a normal user (guestpkg.sandbox.userrange)."""
+    return as_namespace_root(argv) if mapping == "user" else argv
 
 
 def validate_name(name: str) -> str:
@@ -294,7 +310,7 @@ def create_base_root(
 ) -> BaseRoot:
     """Make base root *name* with mmdebstrap; suite, arch and mirror default to the
     config's, which default to this system's."""
-    require_root("creating a buildroot")
+    mapping = require_mapping(config, "creating a buildroot")
     name = validate_name(name or config.buildroot)
     suite = suite or config.suite or host_suite()
     arch = arch or config.arch or host_arch()
@@ -319,7 +335,8 @@ def create_base_root(
                         name, suite, arch, log_path)
             # mmdebstrap inherits the lock: if we are killed, nobody reaps its tree
             # while it still writes there.
-            run(argv, env=apt_env(throwaway_root=True), log_path=log_path, pass_fds=(lock_fd,),
+            run(as_owner(argv, mapping), env=apt_env(throwaway_root=True), log_path=log_path,
+                pass_fds=(lock_fd,),
                 hint=f"mmdebstrap failed; its full log is {log_path}")
             now = time.time()
             write_metadata(tmp, RootMetadata(
@@ -432,7 +449,7 @@ def update_base_root(config: Config, name: str | None = None, *,
                      log_path: Path | None = None) -> BaseRoot:
     """Make a new generation of *name*: a copy of the current one, upgraded inside the
     sandbox with network and apt's capabilities, then switched to atomically."""
-    require_root("updating a buildroot")
+    mapping = require_mapping(config, "updating a buildroot")
     name = validate_name(name or config.buildroot)
     open_base_root(config, name)
     reap_buildroots(config)
@@ -444,8 +461,8 @@ def update_base_root(config: Config, name: str | None = None, *,
         try:
             # Reflinks make the copy nearly free on btrfs and XFS; elsewhere it is a
             # plain copy (cp(1) --reflink=auto).
-            run(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
-                log_path=log_path, pass_fds=(lock_fd,))
+            run(as_owner(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
+                         mapping), log_path=log_path, pass_fds=(lock_fd,))
             _upgrade(config, tmp, log_path)
             os.rename(tmp, current.directory / (GENERATION_PREFIX + generation))
         except BaseException:
@@ -470,7 +487,7 @@ def _upgrade(config: Config, tree: Path, log_path: Path) -> None:
 
 def remove_base_root(config: Config, name: str) -> None:
     """Remove base root *name*; refused while a fork uses any of its generations."""
-    require_root("removing a buildroot")
+    require_mapping(config, "removing a buildroot")
     directory = root_dir(config, name)
     if not (directory / METADATA).is_file():
         raise SystemStateError(f"there is no buildroot {name!r} (in {directory.parent})")

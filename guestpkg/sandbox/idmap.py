@@ -29,6 +29,14 @@ Two implementations of :class:`IdMapping`, chosen by ``SandboxSpec.id_mapping``:
     network, uts and ipc namespaces stay owned by the initial user namespace, so
     even the command's capabilities in its own namespace give it no power over them.
 
+``user`` (:class:`UserOwnRange`, what ``userns`` becomes for a normal user)
+    guestpkg run by a normal user: the whole sandbox, set-up included, runs in a user
+    namespace on the user's own subordinate ids (:mod:`guestpkg.sandbox.userrange`),
+    which also owns the mount, pid, network, uts and ipc namespaces.  No idmapped
+    mounts (a normal user can't make them on the host's file systems): the trees on
+    disk carry the shifted ids already.  The command's capability sets are emptied as
+    in the other modes; it never had any in the initial namespace.
+
 ``root`` (:class:`RealRoot`)
     No user namespace: ids inside are the host's, made harmless by the empty capability
     sets, no_new_privs and the seccomp filter.  For kernels without idmapped mounts or
@@ -39,13 +47,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from guestpkg.errors import SystemStateError, UsageError
-from guestpkg.sandbox import subids
+from guestpkg.sandbox import subids, userrange
 from guestpkg.sandbox.syscalls import (
     CLONE_NEWNS,
     CLONE_NEWUSER,
@@ -69,6 +76,7 @@ from guestpkg.sandbox.syscalls import (
     setns,
     unshare,
 )
+from guestpkg.sandbox.userrange import kernel_version, locked_flags
 
 if TYPE_CHECKING:
     from guestpkg.sandbox.spec import SandboxSpec
@@ -76,12 +84,6 @@ if TYPE_CHECKING:
 #: overlayfs takes idmapped lower layers from Linux 5.19 ("ovl: support idmapped
 #: layers"); idmapped mounts of ext4, xfs and btrfs exist since 5.12-5.15.
 MIN_KERNEL = (5, 19)
-
-
-def kernel_version(release: str | None = None) -> tuple[int, int]:
-    """(major, minor) of uname -r, e.g. (6, 1) for ``6.1.0-18-amd64``."""
-    m = re.match(r"(\d+)\.(\d+)", release or os.uname().release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 class IdMapping(Protocol):
@@ -111,6 +113,9 @@ class IdMapping(Protocol):
 
     def enter(self) -> None:
         """In the command's process, before it drops its privileges."""
+
+    def overlay_options(self) -> str:
+        """Extra overlayfs options ("" or ",userxattr")."""
 
     def describe(self) -> str:
         """One line for the log: which mapping ran and with which host ids."""
@@ -153,6 +158,9 @@ class RealRoot:
 
     def enter(self) -> None:
         return None
+
+    def overlay_options(self) -> str:
+        return ""
 
     def describe(self) -> str:
         return "ids: real root (no user namespace; id_mapping = root)"
@@ -286,6 +294,9 @@ class UserNamespace:
         setns(self.userns_fd, CLONE_NEWUSER)
         os.close(self.userns_fd)
 
+    def overlay_options(self) -> str:
+        return ""
+
     def describe(self) -> str:
         if self.host_ids is None:
             return "ids: user namespace on a slice of guestpkg's subordinate ids"
@@ -294,12 +305,78 @@ class UserNamespace:
                 f"{uid}-{uid + subids.SLICE_SIZE - 1}, gid {gid}-{gid + subids.SLICE_SIZE - 1}")
 
 
+class UserOwnRange:
+    """A normal user's sandbox: see the module docstring and
+    :mod:`guestpkg.sandbox.userrange`."""
+
+    name = "user"
+
+    def __init__(self) -> None:
+        self.range: userrange.UserRange | None = None
+
+    def check(self) -> None:
+        if os.geteuid() == 0 and not userrange.in_user_namespace():
+            raise SystemStateError("id mapping 'user' is for normal users",
+                                   hint="as root, use --id-mapping=userns")
+        self.range = userrange.check()
+
+    def prepare(self) -> None:
+        assert self.range is not None, "check() first"
+        userrange.enter(self.range)
+
+    def layer(self, source: Path, target: Path) -> Path:
+        return source
+
+    def mount_tree(self, source: Path, target: Path, *, readonly: bool) -> None:
+        mount(source, target, None, MS_BIND)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV |
+              (MS_RDONLY if readonly else 0) | locked_flags(target))
+
+    def own(self, path: Path) -> None:
+        """A directory the user made (the user's own id, OWN_ID inside) becomes
+        root's inside, as the root of the tree over which it lies."""
+        st = os.lstat(path)
+        if st.st_uid == userrange.OWN_ID:
+            os.chown(path, 0, 0)
+
+    @contextlib.contextmanager
+    def creating(self, root: Path) -> Iterator[None]:
+        os.chdir(root)
+        try:
+            yield
+        finally:
+            os.chdir("/")
+
+    def enter(self) -> None:
+        return None
+
+    def overlay_options(self) -> str:
+        # overlayfs(5): trusted.* xattrs need CAP_SYS_ADMIN in the initial namespace.
+        return ",userxattr"
+
+    def describe(self) -> str:
+        if self.range is None:
+            with contextlib.suppress(SystemStateError):
+                self.range = userrange.find_user_range()
+        if self.range is None:
+            return "ids: user namespace on the user's own subordinate ids"
+        return self.range.describe()
+
+
 MAPPINGS = ("userns", "root")
+
+
+def resolve(name: str) -> str:
+    """The mapping *name* (a setting's value) stands for here: ``userns`` is the
+    user's own range for a normal user."""
+    return "user" if name == "userns" and os.geteuid() != 0 else name
 
 
 def get_mapping(name: str, host_ids: tuple[int, int] | None = None) -> IdMapping:
     if name == "userns":
         return UserNamespace(host_ids)
+    if name == "user":
+        return UserOwnRange()
     if name == "root":
         return RealRoot()
     raise UsageError(f"unknown id mapping {name!r}", hint=f"known: {', '.join(MAPPINGS)}")

@@ -387,6 +387,11 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
         watch.start()
     report.at(f"create the id mapping ({mapping.name})")
     mapping.prepare()
+    # A normal user's mapping changed our credentials, which clears the parent-death
+    # signal (prctl(2)): set it again, and check the parent once more.
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        return SETUP_FAILED_STATUS
     if spec.join_netns:
         report.at("join the network namespace")
         join_network_namespace(spec.join_netns)

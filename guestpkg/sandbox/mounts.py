@@ -48,6 +48,7 @@ from guestpkg.sandbox.syscalls import (
     umount2,
     unshare,
 )
+from guestpkg.sandbox.userrange import locked_flags
 
 if TYPE_CHECKING:
     from guestpkg.sandbox.idmap import IdMapping
@@ -145,7 +146,7 @@ def mount_root(spec: SandboxSpec, staging: Path, mapping: IdMapping) -> Path:
     # grant nothing, whatever the layers hold (no_new_privs and the empty bounding set
     # already make them harmless: the escape suite checks that on its own).
     mount("overlay", root, "overlay", MS_NODEV | MS_NOSUID,
-          f"lowerdir={lower},upperdir={upper},workdir={work}")
+          f"lowerdir={lower},upperdir={upper},workdir={work}{mapping.overlay_options()}")
     return root
 
 
@@ -179,7 +180,8 @@ def bind(source: Path | str, target: Path, *, readonly: bool, flags: int = 0) ->
     flags other than MS_REC are ignored when a bind is created)."""
     mount(source, target, None, MS_BIND)
     mount(None, target, None,
-          MS_BIND | MS_REMOUNT | flags | (MS_RDONLY if readonly else 0))
+          MS_BIND | MS_REMOUNT | flags | (MS_RDONLY if readonly else 0) |
+          locked_flags(target))
 
 
 def mount_binds(root: Path, binds: Iterable[Bind], mapping: IdMapping) -> None:
@@ -254,7 +256,14 @@ def mount_dev(root: Path, shm_size_bytes: int | None = None) -> None:
 def mount_sys(root: Path) -> None:
     """A read-only sysfs of the sandbox's network namespace, kernel internals hidden."""
     sys_dir = _ensure_dir(root / "sys")
-    mount("sysfs", sys_dir, "sysfs", MS_RDONLY | NOSUID_NODEV_NOEXEC)
+    try:
+        mount("sysfs", sys_dir, "sysfs", MS_RDONLY | NOSUID_NODEV_NOEXEC)
+    except PermissionError:
+        # A normal user's sandbox with the host's network (apt downloading): sysfs
+        # belongs to the network namespace, which the user's namespace does not own.
+        # An empty /sys then: apt and dpkg need none.
+        _mask_empty(sys_dir)
+        return
     for name in SYS_MASKED_DIRS:
         if (sys_dir / name).is_dir():
             _mask_empty(sys_dir / name)

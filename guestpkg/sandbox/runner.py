@@ -11,6 +11,7 @@ sandbox by hand: the spec is then saved next to the log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from guestpkg.fsutil import atomic_write
 from guestpkg.run import DEFAULT_PATH, read_log_tail, run
 from guestpkg.sandbox import cgroups
 from guestpkg.sandbox.cgroups import Cgroup, Limits
-from guestpkg.sandbox.idmap import for_spec
+from guestpkg.sandbox.idmap import for_spec, resolve
 from guestpkg.sandbox.spec import SandboxSpec, to_json
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def helper_env() -> dict[str, str]:
 
 def replay_command(spec_path: Path) -> str:
     return (f"PYTHONPATH={PACKAGE_PARENT} {' '.join(helper_argv())} {spec_path}"
-            " (as root; add --shell for a shell in the same sandbox)")
+            " (as the same user; add --shell for a shell in the same sandbox)")
 
 
 def log_relaxations(spec: SandboxSpec) -> None:
@@ -143,6 +144,8 @@ def run_sandboxed(
     replay hint; a sandbox that could not be set up raises SandboxSetupFailed, which
     names the step that failed and the OS error (also logged), with or without
     ``check``."""
+    # A normal user's "userns" is the user's own range (guestpkg.sandbox.userrange).
+    spec = dataclasses.replace(spec, id_mapping=resolve(spec.id_mapping))
     mapping = for_spec(spec)
     mapping.check()  # a clear error here rather than status 125
     log_relaxations(spec)

@@ -95,7 +95,8 @@ class SandboxSpec:
     interactive: bool = False           # give the command our terminal (guestpkg shell)
     rlimits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RLIMITS))
     umask: int = 0o022
-    id_mapping: str = "userns"          # userns or root: see guestpkg.sandbox.idmap
+    id_mapping: str = "userns"          # userns, user (a normal user's) or root:
+                                        # see guestpkg.sandbox.idmap
     host_ids: tuple[int, int] | None = None  # userns: host uid, gid of id 0 (a held slice)
     upper_size_bytes: int | None = None  # size of the throwaway tmpfs upper
     shm_size_bytes: int | None = None   # size of /dev/shm (None: the kernel's, RAM/2)
@@ -188,8 +189,8 @@ def validate(spec: SandboxSpec) -> None:
     bad_limits = set(spec.rlimits) - set(RLIMIT_NAMES)
     if bad_limits:
         _fail(f"unknown rlimits: {', '.join(sorted(bad_limits))}")
-    if spec.id_mapping not in ("userns", "root"):
-        _fail(f"unknown id mapping {spec.id_mapping!r} (userns or root)")
+    if spec.id_mapping not in ("userns", "user", "root"):
+        _fail(f"unknown id mapping {spec.id_mapping!r} (userns, user or root)")
     if spec.host_ids is not None and (
             spec.id_mapping != "userns" or len(spec.host_ids) != 2
             or not all(isinstance(i, int) and i > 0 for i in spec.host_ids)):

@@ -16,6 +16,9 @@ server, guestpkg's own .debs.
 - ``guestpkg_debs`` / ``guestpkg_deb``: guestpkg's own .debs / the ``guestpkg_*.deb``.
 - ``example_set``: the example recipe set (``recipes/``) built locally once per
   session, for every architecture it has (:mod:`tests.support.examples`).
+- ``hello``: two builds of hello from its .dsc as root, in a user namespace and with
+  real root ids (test_build.py checks them, test_user_mode.py compares a normal
+  user's build with them), and whether hello's layer was removed first.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from guestpkg.build import layers
+from guestpkg.build.deb import BuildOptions, BuildResult, build_package
+from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
 from guestpkg.recipe.bootstrap import BootstrapSet
 from tests.integration.fetch_fixtures import scenario, upstream  # noqa: F401 (the fetch tests' fixtures)
@@ -102,6 +108,26 @@ def hello_upstream(local_upstream: LocalUpstream) -> LocalUpstream:
     version = orig.name.removeprefix("hello_").removesuffix(".orig.tar.gz")
     local_upstream.add_file(orig, f"hello-{version}.tar.gz")
     return local_upstream
+
+
+@pytest.fixture(scope="session")
+def hello(test_config: Config, base_root: BaseRoot,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, bool]:
+    """Two builds of hello from its .dsc.  hello's layer is removed first when no
+    other build uses it, so that the first build really makes it.  The first runs in
+    a user namespace (the default), the second with real host ids."""
+    dsc = debsrc.dsc_path("hello")
+    removed = True
+    for layer in layers.list_layers(test_config):
+        if layer.generation == base_root.generation and \
+                any(p.startswith("texinfo:") for p in layer.packages) and \
+                any(p.startswith("help2man:") for p in layer.packages):
+            removed = layers.remove_layer(test_config, layer) and removed
+    out = tmp_path_factory.mktemp("hello")
+    quiet = BuildOptions(tee=False)
+    first = build_package(test_config, dsc, out / "first", quiet)
+    second = build_package(test_config.replace(id_mapping="root"), dsc, out / "second", quiet)
+    return first, second, removed
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from guestpkg.build import layers
 from guestpkg.build.deb import BuildOptions, BuildResult, build_package
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
@@ -53,23 +52,8 @@ def build_twice(config: Config, source: Path, out: Path, options: BuildOptions =
 
 
 # --- hello: autotools, the layer cache ------------------------------------------
-
-@pytest.fixture(scope="module")
-def hello(test_config: Config, base_root: BaseRoot,
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, bool]:
-    """Two builds of hello from its .dsc.  hello's layer is removed first when no
-    other build uses it, so that the first build really makes it."""
-    dsc = debsrc.dsc_path("hello")
-    removed = True
-    for layer in layers.list_layers(test_config):
-        if layer.generation == base_root.generation and \
-                any(p.startswith("texinfo:") for p in layer.packages) and \
-                any(p.startswith("help2man:") for p in layer.packages):
-            removed = layers.remove_layer(test_config, layer) and removed
-    first, second = build_twice(test_config, dsc, tmp_path_factory.mktemp("hello"),
-                                second_config=test_config.replace(id_mapping="root"))
-    return first, second, removed
-
+# The builds are the session fixture ``hello`` (tests/integration/conftest.py): the
+# normal user's build (test_user_mode.py) is compared with them.
 
 def test_hello_builds_and_its_deb_is_right(hello: tuple[BuildResult, BuildResult, bool]) -> None:
     first, _, _ = hello

@@ -173,8 +173,7 @@ def test_kernel_version() -> None:
     assert kernel_version("garbage") == (0, 0)
 
 
-def test_run_sandboxed_needs_root() -> None:
-    """As a user the sandbox refuses up front with a clear error (and a hint)."""
+def _run_sandboxed_as_nobody(id_mapping: str) -> str:
     import subprocess
     import sys
 
@@ -182,16 +181,31 @@ def test_run_sandboxed_needs_root() -> None:
             "from guestpkg.errors import SystemStateError\n"
             "from guestpkg.sandbox import SandboxSpec, run_sandboxed\n"
             "try:\n"
-            "    run_sandboxed(SandboxSpec(argv=('true',), lowerdirs=(Path('/'),)))\n"
+            "    run_sandboxed(SandboxSpec(argv=('true',), lowerdirs=(Path('/'),),\n"
+            f"                              id_mapping={id_mapping!r}))\n"
             "except SystemStateError as e:\n"
-            "    print('refused:', e, e.hint)\n")
+            "    print('refused:', e, '| hint:', e.hint)\n")
     repo = Path(__file__).resolve().parents[2]
     argv = [sys.executable, "-c", code]
     if os.geteuid() == 0:
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
     result = subprocess.run(argv, capture_output=True, text=True, cwd="/",
                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
-    assert "refused: the sandbox needs root" in result.stdout, result.stderr
+    assert result.stdout.startswith("refused:"), result.stderr
+    return result.stdout
+
+
+def test_run_sandboxed_as_a_user_without_subordinate_ids_says_how_to_get_them() -> None:
+    """A normal user's sandbox maps the user's own subordinate ids: without a range
+    (nobody has none) it refuses up front in one line with the fix."""
+    out = _run_sandboxed_as_nobody("userns")
+    assert "/etc/subuid gives nobody no range of 65536 subordinate ids" in out
+    assert "hint: ask root for one: usermod --add-subuids N-M --add-subgids N-M nobody" in out
+
+
+def test_run_sandboxed_with_real_root_ids_needs_root() -> None:
+    out = _run_sandboxed_as_nobody("root")
+    assert "refused: the sandbox needs root" in out
 
 
 def test_forbid_imports_stops_new_imports() -> None:
