@@ -379,12 +379,6 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)); the id
     # mapping's own child comes and goes before.
-    report.at("measure what the command's places on disk hold")
-    # Before anything is unshared or pivoted: these are the host's paths.
-    watch = diskwatch.DiskWatch.open(spec.disk_paths, spec.disk_max_bytes,
-                                     spec.disk_reserve_bytes)
-    if watch is not None:
-        watch.start()
     report.at(f"create the id mapping ({mapping.name})")
     mapping.prepare()
     # A normal user's mapping changed our credentials, which clears the parent-death
@@ -392,6 +386,14 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     prctl.set_pdeathsig(signal.SIGKILL)
     if parent_pid is not None and os.getppid() != parent_pid:
         return SETUP_FAILED_STATUS
+    report.at("measure what the command's places on disk hold")
+    # Before anything else is unshared or pivoted: these are the host's paths.  After
+    # the id mapping: a normal user's helper is then root of the user's namespace and
+    # may read every directory of its trees (its subordinate ids own them).
+    watch = diskwatch.DiskWatch.open(spec.disk_paths, spec.disk_max_bytes,
+                                     spec.disk_reserve_bytes)
+    if watch is not None:
+        watch.start()
     if spec.join_netns:
         report.at("join the network namespace")
         join_network_namespace(spec.join_netns)
