@@ -11,7 +11,10 @@ in two sandboxed commands over the same fork:
 1. ``apt-get --download-only``, with network, the cache bound read-write: apt fetches
    what is missing into ``partial/``, verifies each file against the hashes of the
    root's signed package lists, and only then renames it into the cache (apt's
-   pkgAcqArchive); apt's ``lock`` in the directory serialises concurrent downloads;
+   pkgAcqArchive); apt's ``lock`` in the directory serialises concurrent downloads.
+   Not run when the cache has the .deb of every package to install: apt takes a
+   file already in its archives directory by its name and size (pkgAcqArchive),
+   so this run would fetch nothing and check nothing the installation does not;
 2. ``apt-get install``, without network, the cache bound read-only beside apt's own
    archives directory, which gets a symlink to each cached .deb: apt finds every .deb
    in place and dpkg installs them; nothing of the installation (maintainer scripts)

@@ -4,9 +4,9 @@ simulation of it, and a cached layer (:mod:`guestpkg.build.layers`) stacked or m
 
 A new layer is made in a fork of its own with a disk upper: on the closest cached
 subset layer when apt, simulating over it, installs exactly the rest; apt downloads
-into the shared download cache (:mod:`guestpkg.build.debcache`) with network, then
-installs from it without network, with dpkg's force-unsafe-io and without manual
-pages; the upper becomes the layer.
+what the shared download cache (:mod:`guestpkg.build.debcache`) lacks with network
+(nothing runs when it lacks nothing), then installs from it without network, with
+dpkg's force-unsafe-io and without manual pages; the upper becomes the layer.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from guestpkg.build import debcache, extras, layers
 from guestpkg.build.context import BuildContext
 from guestpkg.build.extras import EXTRA_MOUNT, LISTS_MOUNT, Extras
 from guestpkg.build.layers import APT_OPTIONS, Layer
-from guestpkg.buildroot import BaseRoot, fork
+from guestpkg.buildroot import BaseRoot, Fork, fork
 from guestpkg.debian.control import DUMMY_PACKAGE, DUMMY_VERSION, BuildRelations
 from guestpkg.debian.debfile import write_deb
 from guestpkg.errors import BuildFailed, SystemStateError
@@ -225,33 +225,8 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
                        if name is not None and not (cache / name).is_file()]
             ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
             private = private_cache(ctx)
-            download_argv = with_extras(ctx, ["apt-get", "-y", "-q", "--download-only",
-                                              *dummy_install_arguments(dummy)])
-            if private is None:
-                download_binds = (deps, *extra_binds(ctx),
-                                  Bind(cache, debcache.ARCHIVES_MOUNT, readonly=False))
-            else:
-                # The shared cache read-only, linked into the private directory first.
-                ctx.log.note(f"an extra repository: downloads go to {private}, not the "
-                             "shared cache")
-                download_argv = ["sh", "-c", f"find {debcache.CACHE_MOUNT} -maxdepth 1 "
-                                 f"-type f -name '*.deb' ! -name '{DUMMY_PACKAGE}_*' -exec "
-                                 f"ln -sf -t {debcache.ARCHIVES_MOUNT} {{}} +; "
-                                 'exec "$@"', "sh", *download_argv]
-                download_binds = (deps, *extra_binds(ctx), Bind(cache, debcache.CACHE_MOUNT),
-                                  Bind(private, debcache.ARCHIVES_MOUNT, readonly=False))
-            download = ctx.spec(download_argv, fork=f, env=apt_env(throwaway_root=True),
-                                uid=0, gid=0, capabilities=APT_CAPABILITIES, network=True,
-                                binds=download_binds)
-            try:
-                ctx.run(download, "installing the build dependencies failed while downloading them")
-            except BuildFailed as e:
-                # The root's package lists are frozen in its generation; once the
-                # mirror drops a version they name, downloads fail with 404.
-                e.hint = (f"{e.hint}; if apt could not download packages, the buildroot's "
-                          f"package lists are older than the mirror: run guestpkg "
-                          f"buildroot update {base.name}")
-                raise
+            if missing:
+                download_build_deps(ctx, f, dummy, cache, private)
             install = ctx.spec(layer_install_script(dummy, ctx.extras, private is not None),
                                fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
                                capabilities=APT_CAPABILITIES, allow_setuid=True,
@@ -266,6 +241,46 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
             key=key, base=base.name, generation=base.generation, packages=tuple(actions),
             request=request_text(ctx, relations), created=time.time(),
             parent=parent.key if parent else "", variant=variant(ctx)))
+
+
+def download_build_deps(ctx: BuildContext, f: Fork, dummy: Path, cache: Path,
+                        private: Path | None) -> None:
+    """``apt-get --download-only`` of the dummy in the layer's fork, with network,
+    into the download cache (bound read-write as apt's archives directory), or with
+    an extra repository into the build's *private* directory.
+
+    Not run when the shared cache has every .deb already: apt takes a file in its
+    archives directory by name and size without fetching it (pkgAcqArchive), in this
+    step as in the installation (which sees the same files), so the run would fetch
+    nothing and check nothing more, and it costs a sandbox and a full apt start."""
+    deps = Bind(dummy.parent, DEPS_MOUNT)
+    download_argv = with_extras(ctx, ["apt-get", "-y", "-q", "--download-only",
+                                      *dummy_install_arguments(dummy)])
+    if private is None:
+        download_binds = (deps, *extra_binds(ctx),
+                          Bind(cache, debcache.ARCHIVES_MOUNT, readonly=False))
+    else:
+        # The shared cache read-only, linked into the private directory first.
+        ctx.log.note(f"an extra repository: downloads go to {private}, not the "
+                     "shared cache")
+        download_argv = ["sh", "-c", f"find {debcache.CACHE_MOUNT} -maxdepth 1 "
+                         f"-type f -name '*.deb' ! -name '{DUMMY_PACKAGE}_*' -exec "
+                         f"ln -sf -t {debcache.ARCHIVES_MOUNT} {{}} +; "
+                         'exec "$@"', "sh", *download_argv]
+        download_binds = (deps, *extra_binds(ctx), Bind(cache, debcache.CACHE_MOUNT),
+                          Bind(private, debcache.ARCHIVES_MOUNT, readonly=False))
+    download = ctx.spec(download_argv, fork=f, env=apt_env(throwaway_root=True),
+                        uid=0, gid=0, capabilities=APT_CAPABILITIES, network=True,
+                        binds=download_binds)
+    try:
+        ctx.run(download, "installing the build dependencies failed while downloading them")
+    except BuildFailed as e:
+        # The root's package lists are frozen in its generation; once the mirror
+        # drops a version they name, downloads fail with 404.
+        e.hint = (f"{e.hint}; if apt could not download packages, the buildroot's "
+                  f"package lists are older than the mirror: run guestpkg "
+                  f"buildroot update {ctx.base.name}")
+        raise
 
 
 def private_cache(ctx: BuildContext) -> Path | None:

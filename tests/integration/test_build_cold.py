@@ -92,6 +92,7 @@ def test_second_cold_layer_downloads_nothing(
     log = second.log_path.read_text()
     assert "into new layer" in log
     assert "0 of the .debs to fetch" in log
+    assert "download only mode" not in log      # and no apt run with network for nothing
     # apt fetched nothing but the dummy package that carries the request
     assert [line for line in log.splitlines() if line.startswith("Get:")
             and "/build/guestpkg-build-deps_1_amd64.deb " not in line] == []
