@@ -13,7 +13,7 @@ from guestpkg.config import Config
 from guestpkg.dcfpkg.keys import (
     ANY,
     LEVELS,
-    RANK,
+    Level,
     LevelLog,
     find_key,
     generate,
@@ -56,13 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--comment", default="", help="who the key belongs to")
     p = sub.add_parser("add-key", help="add a public key at a level")
     p.add_argument("file", type=Path)
-    p.add_argument("level", choices=LEVELS)
+    # Plain names: argparse shows choices with repr() in its errors.
+    p.add_argument("level", choices=[level.value for level in LEVELS])
     p.add_argument("--repository", action="append", default=[], help="may sign here only")
     p.add_argument("--package", action="append", default=[], help="may sign these only")
     for name in ("promote", "demote"):
         p = sub.add_parser(name, help=f"{name} a key")
         p.add_argument("key_id")
-        p.add_argument("level", choices=LEVELS)
+        p.add_argument("level", choices=[level.value for level in LEVELS])
         p.add_argument("--repository", default=ANY, help="only in this repository")
         p.add_argument("--package", default=ANY, help="only for this package")
     p = sub.add_parser("sign", help="sign a dcfpkg")
@@ -108,9 +109,10 @@ def add_key(config: Config, args: argparse.Namespace, now: int) -> None:
     if key.public_key in load_keys(config.trustdir):
         raise UsageError(f"key {key.key_id} is already in the store",
                          hint="use guestpkg trust promote or demote to change its level")
-    path = store_key(config.trustdir, key, args.level)
-    LevelLog(config.trustdir).append(now, ("add", key.key_id, args.level, ANY, ANY, "-"))
-    say(f"added {key.key_id} as {args.level}: {path}")
+    level = Level(args.level)
+    path = store_key(config.trustdir, key, level)
+    LevelLog(config.trustdir).append(now, ("add", key.key_id, level, ANY, ANY, "-"))
+    say(f"added {key.key_id} as {level}: {path}")
 
 
 def change_level(config: Config, args: argparse.Namespace, now: int) -> None:
@@ -121,18 +123,19 @@ def change_level(config: Config, args: argparse.Namespace, now: int) -> None:
             raise UsageError(f"bad repository or package name {name!r}")
     current = effective_level(key, log.read(), args.repository, args.package, now,
                               config.trust_promotion_time)
-    raising = RANK[args.level] > RANK[current]
-    if raising != (args.action == "promote") or args.level == current:
+    level = Level(args.level)
+    raising = level.rank > current.rank
+    if raising != (args.action == "promote") or level == current:
         raise UsageError(f"{key.key_id} is {current} there: can't {args.action} it to "
-                         f"{args.level}")
-    if current == "untrusted":
+                         f"{level}")
+    if current == Level.UNTRUSTED:
         raise UsageError(f"{key.key_id} is untrusted: a demoted key stays untrusted",
                          hint="make a new key")
     if args.repository == ANY and args.package == ANY:
-        store_key(config.trustdir, key, args.level)
-    log.append(now, (args.action, key.key_id, args.level, args.repository, args.package,
+        store_key(config.trustdir, key, level)
+    log.append(now, (args.action, key.key_id, level, args.repository, args.package,
                      "manual"))
-    say(f"{args.action}d {key.key_id} to {args.level} "
+    say(f"{args.action}d {key.key_id} to {level} "
         f"(repository {args.repository}, package {args.package})")
 
 

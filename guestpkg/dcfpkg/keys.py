@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import os
 import re
@@ -36,9 +37,25 @@ from guestpkg.dcfpkg.stanza import format_stanza, parse_stanzas
 from guestpkg.errors import ParseError, TrustError, UsageError
 from guestpkg.fsutil import atomic_write, locked
 
-#: Lowest to highest.  Untrusted keys are kept (so they are known) but never count.
-LEVELS = ("untrusted", "junior", "senior", "trusted")
-RANK = {level: rank for rank, level in enumerate(LEVELS)}
+
+class Level(enum.StrEnum):
+    """A key's trust level, lowest first.  Untrusted keys are kept (so they are known)
+    but never count.  The value is the level's name in the store (``keys/<level>/``),
+    in levels.log and in the policy (``senior:1``)."""
+
+    UNTRUSTED = "untrusted"
+    JUNIOR = "junior"
+    SENIOR = "senior"
+    TRUSTED = "trusted"
+
+    @property
+    def rank(self) -> int:
+        """Its place, 0 (untrusted) to 3 (trusted): a higher level counts for a lower."""
+        return LEVELS.index(self)
+
+
+#: Lowest to highest.
+LEVELS: tuple[Level, ...] = tuple(Level)
 ANY = "*"
 
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -81,7 +98,7 @@ class PublicKey:
     comment: str = ""
     repositories: tuple[str, ...] = (ANY,)
     packages: tuple[str, ...] = (ANY,)
-    level: str = "untrusted"
+    level: Level = Level.UNTRUSTED
 
     def covers(self, repository: str, package: str) -> bool:
         """Does this key's scope include *package* in *repository*?"""
@@ -127,7 +144,7 @@ def read_secret_key(path: Path) -> SecretKey:
     return SecretKey(key_id(public), seed, public, fields.get("Comment", ""))
 
 
-def read_public_key(path: Path, level: str = "untrusted") -> PublicKey:
+def read_public_key(path: Path, level: Level = Level.UNTRUSTED) -> PublicKey:
     fields = _one_stanza(path)
     try:
         public = b64decode(fields.get("Public-Key", ""), 32, "Public-Key")
@@ -178,7 +195,7 @@ def find_key(trustdir: Path, wanted: str) -> PublicKey:
     raise UsageError(f"no key {wanted} in {trustdir}/keys", hint="see guestpkg trust list")
 
 
-def store_key(trustdir: Path, key: PublicKey, level: str) -> Path:
+def store_key(trustdir: Path, key: PublicKey, level: Level) -> Path:
     """Write *key* at *level*, then remove it from any other level (lower wins if we
     are interrupted in between, see :func:`load_keys`)."""
     target = trustdir / "keys" / level / f"{key.key_id}.pub"
@@ -202,7 +219,7 @@ class LevelEvent:
     time: int
     action: str
     key_id: str
-    level: str
+    level: Level
     repository: str = ANY
     package: str = ANY
     note: str = "-"
@@ -259,10 +276,10 @@ class LevelLog:
                 or not _KEY_ID.match(parts[3]) or not parts[0].isdigit()
                 or not parts[1].isdigit() or int(parts[0]) != lineno):
             raise TrustError(f"{self.path}:{lineno}: malformed line")
-        return LevelEvent(int(parts[0]), int(parts[1]), parts[2], parts[3], parts[4],
+        return LevelEvent(int(parts[0]), int(parts[1]), parts[2], parts[3], Level(parts[4]),
                           parts[5], parts[6], parts[7])
 
-    def append(self, now: int, *new: tuple[str, str, str, str, str, str]) -> None:
+    def append(self, now: int, *new: tuple[str, str, Level, str, str, str]) -> None:
         """Append events given as (action, key_id, level, repository, package, note),
         stamped *now* (seconds since the epoch)."""
         if not new:

@@ -35,7 +35,7 @@ from guestpkg.dcfpkg.format import Metadata
 from guestpkg.dcfpkg.keys import (
     ANY,
     LEVELS,
-    RANK,
+    Level,
     LevelEvent,
     LevelLog,
     PublicKey,
@@ -74,12 +74,12 @@ class Policy:
                     raise ConfigError(f"trust policy {text!r}: bad term {term.strip()!r}",
                                       hint="terms are junior:N, senior:N or trusted:N, "
                                       "joined by + and separated by |")
-                terms.append((RANK[match.group(1)], int(match.group(2))))
+                terms.append((Level(match.group(1)).rank, int(match.group(2))))
             alternatives.append(tuple(terms))
         return cls(tuple(alternatives), text)
 
-    def satisfied(self, levels: list[str]) -> bool:
-        ranks = [RANK[level] for level in levels if level != "untrusted"]
+    def satisfied(self, levels: list[Level]) -> bool:
+        ranks = [level.rank for level in levels if level != Level.UNTRUSTED]
         return any(self._alternative(sorted(ranks), terms) for terms in self.alternatives)
 
     @staticmethod
@@ -111,14 +111,14 @@ class Verdict:
     package: str
     version: str
     repository: str
-    signers: tuple[tuple[str, str], ...]
+    signers: tuple[tuple[str, Level], ...]
     #: the header that was accepted: its Payload-SHA256 binds the contents, so a
     #: reader that finds the same header later reads what was verified
     metadata: Metadata | None = None
 
 
 def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, package: str,
-                    now: int, promotion_s: float) -> str:
+                    now: int, promotion_s: float) -> Level:
     """The level of *key* for *package* in *repository* at time *now*.
 
     Start at the key file's level; replay the key's events for this scope in order (a
@@ -128,8 +128,8 @@ def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, p
     "add" is not in the log is untrusted: deleting the log and its head, then putting
     a demoted key's old file back, must not undo the demotion."""
     if not was_added(key, events):
-        return "untrusted"
-    file_rank = RANK[key.level]
+        return Level.UNTRUSTED
+    file_rank = key.level.rank
     rank, junior_since = file_rank, None
     for e in events:
         if e.key_id != key.key_id or not e.matches(repository, package):
@@ -137,16 +137,17 @@ def effective_level(key: PublicKey, events: list[LevelEvent], repository: str, p
         if e.action == "seen":
             junior_since = e.time if junior_since is None else junior_since
             continue
-        if e.is_global and e.level == "untrusted":
-            return "untrusted"
-        rank = min(RANK[e.level], file_rank) if e.is_global else RANK[e.level]
+        if e.is_global and e.level == Level.UNTRUSTED:
+            return Level.UNTRUSTED
+        rank = min(e.level.rank, file_rank) if e.is_global else e.level.rank
         if e.action in ("add", "demote"):
             # Junior again: trust is earned again, from now.
             junior_since = e.time if e.action == "demote" else None
-    if file_rank == RANK["untrusted"] or rank == RANK["untrusted"]:
-        return "untrusted"
-    if rank == RANK["junior"] and junior_since is not None and now - junior_since >= promotion_s:
-        return "senior"
+    if Level.UNTRUSTED.rank in (file_rank, rank):
+        return Level.UNTRUSTED
+    if rank == Level.JUNIOR.rank and junior_since is not None \
+            and now - junior_since >= promotion_s:
+        return Level.SENIOR
     return LEVELS[rank]
 
 
@@ -209,10 +210,10 @@ class TrustStore:
 
     def _counted(self, sigs: list[Signature], repository: str, package: str, now: int,
                  keys: dict[bytes, PublicKey], events: list[LevelEvent],
-                 not_counted: list[str] | None = None) -> list[tuple[PublicKey, str]]:
+                 not_counted: list[str] | None = None) -> list[tuple[PublicKey, Level]]:
         """The distinct known keys among *sigs* that cover *package*, with their level;
         why each other signature doesn't count goes to *not_counted*."""
-        counted: dict[str, tuple[PublicKey, str]] = {}
+        counted: dict[str, tuple[PublicKey, Level]] = {}
         reasons: list[str] = []
         for sig in sigs:
             key = keys.get(sig.public_key)
@@ -226,7 +227,7 @@ class TrustStore:
                 reasons.append(f'{key.key_id} (no "add" in levels.log: a key file put in '
                                "the store by hand, or a log that was deleted)")
             elif (level := effective_level(key, events, repository, package, now,
-                                           self.settings.promotion_s)) == "untrusted":
+                                           self.settings.promotion_s)) == Level.UNTRUSTED:
                 reasons.append(f"{key.key_id} (untrusted)")
             else:
                 counted[key.key_id] = (key, level)
@@ -298,7 +299,7 @@ class TrustStore:
     def _record_levels(self, archive: Archive, now: int, keys: dict[bytes, PublicKey],
                        events: list[LevelEvent]) -> None:
         """Log the first sighting of junior keys per package, and due promotions."""
-        new: list[tuple[str, str, str, str, str, str]] = []
+        new: list[tuple[str, str, Level, str, str, str]] = []
         seen = {(e.key_id, e.repository, e.package) for e in events if e.action == "seen"}
         promoted = {(e.key_id, e.repository, e.package) for e in events
                     if e.action == "promote" and not e.is_global}
@@ -309,19 +310,20 @@ class TrustStore:
             scope = (key.key_id, archive.repository, sig.package)
             level = effective_level(key, events, archive.repository, sig.package, now,
                                     self.settings.promotion_s)
-            if level == "junior" and scope not in seen:
-                new.append(("seen", key.key_id, "junior", archive.repository, sig.package, "-"))
+            if level == Level.JUNIOR and scope not in seen:
+                new.append(("seen", key.key_id, Level.JUNIOR, archive.repository, sig.package,
+                            "-"))
                 seen.add(scope)
-            elif level == "senior" and key.level == "junior" and scope not in promoted:
-                new.append(("promote", key.key_id, "senior", archive.repository, sig.package,
-                            "time"))
+            elif level == Level.SENIOR and key.level == Level.JUNIOR and scope not in promoted:
+                new.append(("promote", key.key_id, Level.SENIOR, archive.repository,
+                            sig.package, "time"))
                 promoted.add(scope)
         self.log.append(now, *new)
 
     # verify ------------------------------------------------------------------------
 
     def accept_signatures(self, sigs: list[Signature], repository: str, package: str,
-                          now: int, what: str) -> list[tuple[PublicKey, str]]:
+                          now: int, what: str) -> list[tuple[PublicKey, Level]]:
         """The keys counted among *sigs*, made outside an archive (a buildhost's over the
         result it sends), if they meet the policy; else :class:`TrustError`.  The caller
         has checked each signature (:meth:`Signature.is_valid`) over the file it has."""
@@ -386,7 +388,7 @@ class TrustStore:
                        tuple((key.key_id, level) for key, level in counted), meta)
 
 
-def _describe(counted: list[tuple[PublicKey, str]]) -> str:
+def _describe(counted: list[tuple[PublicKey, Level]]) -> str:
     return ", ".join(f"{key.key_id} {level}" for key, level in counted) or "none"
 
 

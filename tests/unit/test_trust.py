@@ -15,6 +15,7 @@ import pytest
 from guestpkg.dcfpkg import Metadata, write_dcfpkg
 from guestpkg.dcfpkg.keys import (
     ANY,
+    Level,
     LevelLog,
     SecretKey,
     generate,
@@ -329,7 +330,7 @@ def test_compromised_junior_key_alone(world: World) -> None:
     ("trusted:2", ["trusted", "senior"], False),
 ])
 def test_policy(policy: str, levels: list[str], ok: bool) -> None:
-    assert Policy.parse(policy).satisfied(levels) is ok
+    assert Policy.parse(policy).satisfied([Level(level) for level in levels]) is ok
 
 
 @pytest.mark.parametrize("text", ["junior", "untrusted:1", "senior:0", "trusted:1 |", "boss:1"])
