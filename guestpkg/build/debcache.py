@@ -11,7 +11,8 @@ in two sandboxed commands over the same fork:
 1. ``apt-get --download-only``, with network, the cache bound read-write: apt fetches
    what is missing into ``partial/``, verifies each file against the hashes of the
    root's signed package lists, and only then renames it into the cache (apt's
-   pkgAcqArchive); apt's ``lock`` in the directory serialises concurrent downloads.
+   pkgAcqArchive); concurrent downloads take turns on ``<cachedir>/debs.download.lock``
+   (:func:`downloading`: apt's own ``lock`` in the directory fails rather than waits).
    Not run when the cache has the .deb of every package to install: apt takes a
    file already in its archives directory by its name and size (pkgAcqArchive),
    so this run would fetch nothing and check nothing the installation does not;
@@ -62,6 +63,16 @@ def using_cache(config: Config) -> Iterator[Path]:
     (directory / "partial").mkdir(mode=0o700, exist_ok=True)
     with fsutil.locked(_lock_path(config), shared=True):
         yield directory
+
+
+@contextlib.contextmanager
+def downloading(config: Config) -> Iterator[None]:
+    """Held (exclusively) while apt downloads into the cache.  apt takes the cache's
+    own ``lock`` without waiting and fails when another apt holds it ("Could not get
+    lock /var/cache/apt/archives/lock. It is held by process 0": the holder runs in
+    another build's pid namespace), so concurrent layer creations take turns here."""
+    with fsutil.locked(config.cachedir / "debs.download.lock"):
+        yield
 
 
 def deb_file_name(action: str) -> str | None:

@@ -273,7 +273,8 @@ def download_build_deps(ctx: BuildContext, f: Fork, dummy: Path, cache: Path,
                         uid=0, gid=0, capabilities=APT_CAPABILITIES, network=True,
                         binds=download_binds)
     try:
-        ctx.run(download, "installing the build dependencies failed while downloading them")
+        with debcache.downloading(ctx.config) if private is None else contextlib.nullcontext():
+            ctx.run(download, "installing the build dependencies failed while downloading them")
     except BuildFailed as e:
         # The root's package lists are frozen in its generation; once the mirror
         # drops a version they name, downloads fail with 404.
