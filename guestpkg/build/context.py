@@ -153,6 +153,7 @@ class BuildContext:
     layer: Layer | None = None          # install_build_deps: the layer stacked
     layer_cached: bool = False          # ... and whether it came from the cache
     extras: Extras | None = None        # stack_build_deps: what apt sees besides the root
+    extras_pending: bool = False        # ... and whether its lists are still to fetch
     found_fork: Fork | None = None      # the fork the build runs in
     seconds: dict[str, float] = field(default_factory=dict)  # per step, for the summary
 

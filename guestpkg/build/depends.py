@@ -53,9 +53,13 @@ def extra_binds(ctx: BuildContext) -> tuple[Bind, ...]:
 
 
 def prepare_extras(ctx: BuildContext) -> None:
-    """The extra tree (:mod:`guestpkg.build.extras`) with its lists: ``apt-get
-    update`` of the extra sources (with network only for a repository), and for
-    ``--host-arch`` the foreign architecture's lists of the root's sources."""
+    """The extra tree (:mod:`guestpkg.build.extras`) and its identity; for
+    ``--host-arch`` the foreign architecture's lists of the root's sources.
+
+    A repository's lists are fetched now (``apt-get update``, with network): its
+    identity is the state of those lists.  A local index is identified by its own
+    content, so its ``apt-get update`` waits until apt is needed at all
+    (:func:`update_extra_lists`): a rebuild from a cached layer runs none."""
     options = ctx.options
     if not options.extras and not ctx.cross:
         return
@@ -63,26 +67,39 @@ def prepare_extras(ctx: BuildContext) -> None:
     if made.foreign_arch:
         extras.copy_lists(cross_lists(ctx, made.foreign_arch), made.lists,
                           only=f"_binary-{made.foreign_arch}_")
-    if made.needs_update:
-        ctx.log.note("apt-get update of the extra sources: " + ", ".join(
-            [f"{len(made.debs)} local .deb(s)"] * bool(made.debs) +
-            [f"{r.uri} {r.suite}" for r in made.repositories]))
-        argv = ["apt-get", "update", "-q", "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
-                "-o", f"Dir::Etc::SourceParts={EXTRA_MOUNT}/parts",
-                "-o", f"Dir::State::Lists={LISTS_MOUNT}/", "-o", "APT::Get::List-Cleanup=false",
-                "-o", "Acquire::Languages=none"]
-        if made.foreign_arch:
-            argv = ["sh", "-c", f'dpkg --add-architecture {made.foreign_arch}; exec "$@"',
-                    "sh", *argv]
-        ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                         capabilities=APT_CAPABILITIES, network=bool(made.repositories),
-                         binds=(Bind(made.directory, EXTRA_MOUNT),
-                                Bind(made.lists, LISTS_MOUNT, readonly=False))),
-                "apt-get update of the extra sources failed")
-        extras.drop_lists_of_root(made, ctx.base.path / "var/lib/apt/lists")
+    ctx.extras_pending = made.needs_update
+    if made.repositories:
+        ctx.extras = made
+        update_extra_lists(ctx)
     ctx.extras = extras.with_identity(made, ctx.host_arch)
     ctx.log.note(f"extra sources and host architecture {ctx.host_arch}: "
                  f"identity {ctx.extras.identity[:16]}")
+
+
+def update_extra_lists(ctx: BuildContext) -> None:
+    """``apt-get update`` of the extra sources into the extra tree's lists, once per
+    build, before the first apt command that reads them (with network only for a
+    repository)."""
+    made = ctx.extras
+    if made is None or not ctx.extras_pending:
+        return
+    ctx.extras_pending = False
+    ctx.log.note("apt-get update of the extra sources: " + ", ".join(
+        [f"{len(made.debs)} local .deb(s)"] * bool(made.debs) +
+        [f"{r.uri} {r.suite}" for r in made.repositories]))
+    argv = ["apt-get", "update", "-q", "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
+            "-o", f"Dir::Etc::SourceParts={EXTRA_MOUNT}/parts",
+            "-o", f"Dir::State::Lists={LISTS_MOUNT}/", "-o", "APT::Get::List-Cleanup=false",
+            "-o", "Acquire::Languages=none"]
+    if made.foreign_arch:
+        argv = ["sh", "-c", f'dpkg --add-architecture {made.foreign_arch}; exec "$@"',
+                "sh", *argv]
+    ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0, gid=0,
+                     capabilities=APT_CAPABILITIES, network=bool(made.repositories),
+                     binds=(Bind(made.directory, EXTRA_MOUNT),
+                            Bind(made.lists, LISTS_MOUNT, readonly=False))),
+            "apt-get update of the extra sources failed")
+    extras.drop_lists_of_root(made, ctx.base.path / "var/lib/apt/lists")
 
 
 def cross_lists(ctx: BuildContext, arch: str) -> Path:
@@ -134,6 +151,7 @@ def dummy_install_arguments(dummy: Path) -> list[str]:
 def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
     """``apt-get -s install`` of the dummy: the exact packages apt would install,
     without installing them (no network, no capabilities: the lists are in the root)."""
+    update_extra_lists(ctx)
     out = ctx.work / "resolve.log"
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     spec = ctx.spec(with_extras(ctx, argv), in_fork=False, env=apt_env(throwaway_root=True),
@@ -214,6 +232,7 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
         if tmp is None:
             ctx.log.note(f"build-dependency layer {key} was made by a concurrent build")
             return
+        update_extra_lists(ctx)
         parent = over_subset_layer(ctx, stack, dummy, actions)
         ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}" +
                      (f" on layer {parent.key} ({len(parent.packages)} of them)"

@@ -329,8 +329,9 @@ def prepare(request: ExtraSources, host_arch: str, build_arch: str, work: Path) 
 
 
 def with_identity(extras: Extras, host_arch: str) -> Extras:
-    """*extras* with its :attr:`~Extras.identity`, once its lists are in place: the
-    SHA256 of the host architecture and of every file apt will read."""
+    """*extras* with its :attr:`~Extras.identity`: the SHA256 of the host
+    architecture and of every file apt will read (a repository's lists once fetched;
+    apt's index of the local .debs is a symlink to ours, which is hashed itself)."""
     files = [extras.directory / "sources.list", extras.directory / "debs" / "Packages",
              *sorted((extras.directory / "keys").iterdir()), *list_files(extras.lists)]
     if not extras.debs and not extras.repositories and not extras.foreign_arch:

@@ -119,6 +119,7 @@ def test_extra_package_satisfies_a_build_dependency(test_config: Config, base_ro
     again = build_package(test_config, tree, tmp_path / "out3", BuildOptions(
         tee=False, extras=ExtraSources(packages=(one,))))
     assert again.layer_cached and again.layer_key is not None
+    assert "apt-get update" not in again.log_path.read_text()     # no apt at all
     assert again.layer_key in (tmp_path / "out1" / "needs-extra_1.0_amd64.build").read_text()
     assert second.layer_key not in (None, again.layer_key)
     # Without the extra package, apt cannot satisfy the build dependency.
