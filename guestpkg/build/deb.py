@@ -154,7 +154,8 @@ def stage_source(ctx: BuildContext) -> None:
     if not is_dsc(ctx.source):
         ctx.log.note(f"copying the source tree {ctx.source}")
         ctx.staged = stage_tree(ctx.source, ctx.build_dir)
-        chown_tree(ctx.build_dir, uid, gid)
+        if os.geteuid() == 0:  # a normal user's copy stays its own until read_source_info
+            chown_tree(ctx.build_dir, uid, gid)
         return
     ctx.log.note(f"unpacking {ctx.source} with dpkg-source -x (sandboxed, as the build user)")
     stage_dsc_files(ctx.source, ctx.build_dir)
