@@ -47,6 +47,7 @@ from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
 from guestpkg.run import apt_env, as_namespace_root, run
+from guestpkg.sandbox import userrange
 from guestpkg.sandbox.idmap import resolve
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def require_mapping(config: Config, what: str) -> str:
     mapping = resolve(config.id_mapping)
     if mapping != "user":
         require_root(f"{what} with id_mapping = {mapping}")
+    else:
+        userrange.check()  # subordinate ids, uidmap, the kernel: one line with the fix
     return mapping
 
 

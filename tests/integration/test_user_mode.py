@@ -64,10 +64,7 @@ def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
 @pytest.fixture(scope="module")
 def user_run() -> Iterator[UserRun]:
     user = ensure_test_user()
-    top = TEST_AREA / "user-mode"
-    top.mkdir(mode=0o755, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=top))
-    os.chown(home, user.uid, user.gid)
+    home = scratch_home(user)
     src, out = home / "src", home / "out"
     dsc = debsrc.dsc_path("hello")
     try:
@@ -102,6 +99,37 @@ def user_run() -> Iterator[UserRun]:
         yield UserRun(user, home, create, build, shell, shell_root, out)
     finally:
         shutil.rmtree(home)  # as root: the user's subordinate ids are no obstacle
+
+
+def scratch_home(owner: NormalUser) -> Path:
+    """An empty HOME the user can reach (pytest's tmp_path is root's, 0700)."""
+    top = TEST_AREA / "user-mode"
+    top.mkdir(mode=0o755, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=top))
+    os.chown(home, owner.uid, owner.gid)
+    return home
+
+
+def test_a_user_without_subordinate_ids_is_told_how_to_get_them() -> None:
+    """nobody has no range in /etc/subuid: one line naming the fix, exit status 5 (the
+    system is not in a usable state), and no buildroot started."""
+    nobody = NormalUser("nobody", 65534, 65534, 0, 0)
+    home = scratch_home(nobody)
+    try:
+        _refused(nobody, home)
+    finally:
+        shutil.rmtree(home)
+
+
+def _refused(nobody: NormalUser, home: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(REPO),
+           "GUESTPKG_CONFDIR": str(home / "no-system-config")}
+    result = as_user(nobody, ["/usr/bin/python3", "-m", "guestpkg", "buildroot", "create"],
+                     env, home)
+    assert result.returncode == 5, result.stderr
+    assert "/etc/subuid gives nobody no range of 65536 subordinate ids" in result.stderr
+    assert "usermod --add-subuids N-M --add-subgids N-M nobody" in result.stderr
+    assert not (home / ".local" / "state" / "guestpkg" / "buildroots").exists()
 
 
 def debs(directory: Path) -> dict[str, bytes]:
