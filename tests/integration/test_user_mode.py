@@ -74,6 +74,7 @@ def user_run() -> Iterator[UserRun]:
         probe = home / "probe"
         subprocess.run(["gcc", "-static", "-O1", "-o", str(probe),
                         str(REPO / "tests" / "sandbox" / "probe.c")], check=True)
+        lib = installed_copy(home)
         for path in (src, *src.iterdir(), probe):
             os.chown(path, user.uid, user.gid)
         mirror = urllib.parse.urlsplit(debsrc.host_mirror()).hostname or "deb.debian.org"
@@ -83,7 +84,7 @@ def user_run() -> Iterator[UserRun]:
             # Exactly what a user's login would have, and nothing of the tests'
             # GUESTPKG_* settings: the defaults are under test.
             env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LC_ALL": "C.UTF-8",
-                   "PYTHONPATH": str(REPO), "APT_CONFIG": str(apt_conf),
+                   "PYTHONPATH": str(lib), "APT_CONFIG": str(apt_conf),
                    "GUESTPKG_CONFDIR": str(home / "no-system-config")}
             guestpkg = ["/usr/bin/python3", "-m", "guestpkg"]
             create = as_user(user, [*guestpkg, "buildroot", "create"], env, home)
@@ -99,6 +100,15 @@ def user_run() -> Iterator[UserRun]:
         yield UserRun(user, home, create, build, shell, shell_root, out)
     finally:
         shutil.rmtree(home)  # as root: the user's subordinate ids are no obstacle
+
+
+def installed_copy(home: Path) -> Path:
+    """guestpkg as the user would have it installed: a copy it can read wherever the
+    checkout is (a CI's may be in root's 0700 home); the directory for PYTHONPATH."""
+    lib = home / "lib"
+    shutil.copytree(REPO / "guestpkg", lib / "guestpkg",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return lib
 
 
 def scratch_home(owner: NormalUser) -> Path:
@@ -122,7 +132,7 @@ def test_a_user_without_subordinate_ids_is_told_how_to_get_them() -> None:
 
 
 def _refused(nobody: NormalUser, home: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(REPO),
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(installed_copy(home)),
            "GUESTPKG_CONFDIR": str(home / "no-system-config")}
     result = as_user(nobody, ["/usr/bin/python3", "-m", "guestpkg", "buildroot", "create"],
                      env, home)
