@@ -78,7 +78,6 @@ from guestpkg.build.source import (
 from guestpkg.buildroot import Fork, fork, open_base_root
 from guestpkg.buildroot.roots import require_mapping
 from guestpkg.config import Config
-from guestpkg.debian.changelog import read_changelog
 from guestpkg.debian.control import (
     BuildMode,
     build_relations,
@@ -186,18 +185,12 @@ def prepare_source(ctx: BuildContext) -> None:
 
 
 def add_changelog_entry(ctx: BuildContext) -> None:
-    """sbuild's --append-to-version and --binNMU: a new entry on top of the staged
-    debian/changelog (checked by refuse_symlinked_metadata: a regular file of bounded
-    size), written with O_NOFOLLOW all the same."""
+    """sbuild's --append-to-version and --binNMU, and a host's ``~local``: a new entry
+    on top of the staged debian/changelog (guestpkg.build.versioning)."""
     assert ctx.staged is not None
-    path = ctx.staged / "debian" / "changelog"
-    top = read_changelog(path)
-    entry = versioning.changelog_entry(ctx.options.version_change, top, ctx.host_arch)
-    ctx.log.note("new changelog entry: " + entry.splitlines()[0])
-    old = path.read_bytes()
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "wb") as f:
-        f.write(entry.encode() + old)
+    first = versioning.add_changelog_entry(ctx.options.version_change, ctx.staged,
+                                           ctx.host_arch)
+    ctx.log.note("new changelog entry: " + first)
 
 
 def read_source_info(ctx: BuildContext) -> None:

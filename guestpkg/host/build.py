@@ -16,9 +16,10 @@ The steps, each a function:
 2. :func:`guestpkg.host.source.make_dsc`: the host's ``debian/`` plus those tarballs as
    a ``3.0 (quilt)`` source package, so the untrusted tarball is unpacked only inside
    the build sandbox;
-3. :func:`guestpkg.build.deb.build_package` in its sandbox, with ``prepare_source``
-   appending ``~local`` to the version and adding the host to every binary package's
-   Depends (:func:`prepare_guest_source`); when installing the build dependencies
+3. :func:`guestpkg.build.deb.build_package` in its sandbox, with a new changelog
+   entry at ``<version>~local`` (:func:`guestpkg.build.versioning.local_build`, the
+   mechanism of ``--append-to-version``) and ``prepare_source`` adding the host to
+   every binary package's Depends (:func:`prepare_guest_source`); when installing the build dependencies
    fails for a package the buildroot's lists and the mirror disagree on
    (:func:`lists_too_old`), the buildroot is updated and the build tried once more;
 4. :func:`write_result_dcfpkg`: a dcfpkg of the build result (the .debs and the
@@ -41,6 +42,7 @@ from guestpkg.build.deb import (
 )
 from guestpkg.build.inspect import check_identity
 from guestpkg.build.layers import UnsatisfiableBuildDepends
+from guestpkg.build.versioning import local_build
 from guestpkg.config import Config
 from guestpkg.dcfpkg import Metadata, write_dcfpkg
 from guestpkg.debian.version import without_epoch
@@ -53,7 +55,6 @@ from guestpkg.host.source import binary_packages, make_dsc
 from guestpkg.host.versions import (
     add_depends,
     local_version,
-    set_changelog_version,
     upstream_part,
 )
 
@@ -123,8 +124,8 @@ def build_guest(config: Config, paths: HostPaths, manifest: Manifest,
     output_dir.mkdir(parents=True, exist_ok=True)
     # A guest's .debs are installed as root: whatever they would install beyond what
     # the manifest declares is refused (guestpkg.build.inspect), whatever the config.
-    options = BuildOptions(prepare_source=prepare_guest_source(paths.host,
-                                                               manifest.guest_version),
+    options = BuildOptions(prepare_source=prepare_guest_source(paths.host),
+                           version_change=local_build(manifest.guest_version, paths.host),
                            tee=False, refuse_findings=True,
                            declared=frozenset(manifest.setuid))
     try:
@@ -188,15 +189,12 @@ def write_result_dcfpkg(paths: HostPaths, manifest: Manifest, files: list[Path],
     return out
 
 
-def prepare_guest_source(host: str, guest_version: str) -> Callable[[Path], None]:
-    """The edit made to the unpacked guest tree before it is built: ``~local`` appended
-    to its version and the host added to every binary package's Depends."""
+def prepare_guest_source(host: str) -> Callable[[Path], None]:
+    """The edit made to the unpacked guest tree before it is built: the host added to
+    every binary package's Depends (the ``~local`` version is the builder's new
+    changelog entry, :func:`guestpkg.build.versioning.local_build`)."""
     def prepare(tree: Path) -> None:
-        changelog = tree / "debian" / "changelog"
         control = tree / "debian" / "control"
-        changelog.write_text(set_changelog_version(
-            changelog.read_text(encoding="utf-8"), local_version(guest_version)),
-            encoding="utf-8")
         control.write_text(add_depends(control.read_text(encoding="utf-8"), host),
                            encoding="utf-8")
     return prepare

@@ -6,7 +6,9 @@ The rules (docs/design.md, "The lifecycle rules"):
 - The host's version without its Debian revision is the guest's full version:
   ``foo-installer 1.2-3-1`` carries ``foo 1.2-3``.  A host-only change bumps the last
   part (``1.2-3-2``) and carries the same guest, so nothing is rebuilt.
-- The guest is built as ``<guest version>~local``.  ``~`` sorts before everything, even
+- The guest is built as ``<guest version>~local``, from a new changelog entry that the
+  builder adds as it does for ``--append-to-version``
+  (:func:`guestpkg.build.versioning.local_build`).  ``~`` sorts before everything, even
   the end of the string (deb-version(7)), so ``1.2-3~local < 1.2-3 < 1.2-3+b1`` and an
   archive build of the same revision supersedes the local one, while
   ``1.2-4~local > 1.2-3`` still upgrades the guest when the host brings a new revision.
@@ -21,10 +23,9 @@ from __future__ import annotations
 
 import re
 
+from guestpkg.build.versioning import LOCAL_SUFFIX, VersionChange
 from guestpkg.debian.version import without_epoch
 from guestpkg.errors import InputError
-
-LOCAL_SUFFIX = "~local"
 
 # The first line of debian/changelog: "source (version) distributions; urgency=..."
 # (deb-changelog(5)).
@@ -40,7 +41,7 @@ def upstream_part(version: str) -> str:
 
 def local_version(guest_version: str) -> str:
     """The version a local build of *guest_version* gets."""
-    return guest_version + LOCAL_SUFFIX
+    return VersionChange(append=LOCAL_SUFFIX).version(guest_version)
 
 
 def carried_guest_version(host_version: str) -> str:
@@ -66,19 +67,6 @@ def changelog_head(text: str, path: str = "debian/changelog") -> tuple[str, str]
     if m is None:
         raise InputError(f"{path}:1: not a changelog entry header: {first!r}")
     return m.group("source"), m.group("version")
-
-
-def set_changelog_version(text: str, version: str, path: str = "debian/changelog") -> str:
-    """*text* with the top entry's version replaced by *version*.
-
-    The entry is edited in place rather than a new one added, so its date, and with it
-    SOURCE_DATE_EPOCH that dpkg-buildpackage derives from it, stays the same.
-    """
-    first, sep, rest = text.partition("\n")
-    m = CHANGELOG_HEAD.match(first)
-    if m is None:
-        raise InputError(f"{path}:1: not a changelog entry header: {first!r}")
-    return f"{m.group('source')} ({version}){m.group('rest')}{sep}{rest}"
 
 
 def add_depends(control: str, package: str, path: str = "debian/control") -> str:

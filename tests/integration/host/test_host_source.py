@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from guestpkg.build.versioning import add_changelog_entry, local_build
 from guestpkg.errors import InputError
 from guestpkg.host.build import prepare_guest_source
 from guestpkg.host.manifest import read_manifest
@@ -31,8 +32,10 @@ def test_dsc_unpacks_with_dpkg_source(tmp_path: Path) -> None:
     compare = filecmp.dircmp(unpacked / "debian", guest / "debian")
     assert not compare.diff_files and not compare.left_only and not compare.right_only
 
-    # The edit the builder's prepare_source hook makes.
-    prepare_guest_source("hello-installer", manifest.guest_version)(unpacked)
+    # The edits the builder makes: the new changelog entry, then the prepare_source hook.
+    add_changelog_entry(local_build(manifest.guest_version, "hello-installer"), unpacked,
+                        "amd64")
+    prepare_guest_source("hello-installer")(unpacked)
     version = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=unpacked,
                              check=True, capture_output=True, text=True).stdout.strip()
     assert version == "2.10-3~local"

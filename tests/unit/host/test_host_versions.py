@@ -4,6 +4,8 @@ from __future__ import annotations
 import apt_pkg
 import pytest
 
+from guestpkg.build.versioning import changelog_entry, local_build
+from guestpkg.debian.changelog import parse_changelog
 from guestpkg.errors import InputError
 from guestpkg.host import versions as v
 
@@ -45,16 +47,23 @@ hello (2.10-2) unstable; urgency=medium
 """
 
 
-def test_changelog_version_is_replaced_in_place() -> None:
-    out = v.set_changelog_version(CHANGELOG, "2.10-3~local")
-    assert out.splitlines()[0] == "hello (2.10-3~local) unstable; urgency=medium"
-    assert out.splitlines()[1:] == CHANGELOG.splitlines()[1:]
-    assert v.changelog_head(out) == ("hello", "2.10-3~local")
+def test_local_build_is_a_new_entry_at_the_carried_version() -> None:
+    """``~local`` is the builder's --append-to-version mechanism: a new entry whose
+    date is the guest's (SOURCE_DATE_EPOCH unchanged) at exactly local_version."""
+    top = parse_changelog(CHANGELOG)
+    text = changelog_entry(local_build("2.10-3", "hello-installer"), top, "amd64") \
+        + CHANGELOG
+    entry = parse_changelog(text)
+    assert entry.version == v.local_version("2.10-3") == "2.10-3~local"
+    assert entry.timestamp == top.timestamp and entry.distribution == top.distribution
+    assert "Built locally by guestpkg for hello-installer." in text.split(" -- ")[0]
+    assert text.endswith(CHANGELOG)
 
 
-def test_bad_changelog_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="debian/changelog:1:"):
-        v.set_changelog_version("garbage\n", "1")
+def test_local_build_refuses_a_changelog_at_another_version() -> None:
+    with pytest.raises(InputError, match="at version 2.10-3, not 2.10-4"):
+        changelog_entry(local_build("2.10-4", "hello-installer"), parse_changelog(CHANGELOG),
+                        "amd64")
 
 
 CONTROL = """\
