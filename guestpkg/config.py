@@ -50,6 +50,19 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+#: What ``--run-*`` checks the build may run after it (guestpkg.build.postbuild).
+POST_BUILD_CHECKS = ("lintian", "autopkgtest")
+
+
+def parse_post_build_checks(text: str) -> str:
+    """A comma-separated subset of :data:`POST_BUILD_CHECKS`, normalised."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    for item in items:
+        if item not in POST_BUILD_CHECKS:
+            raise ValueError(f"{item!r} is not one of {', '.join(POST_BUILD_CHECKS)}")
+    return ",".join(items)
+
+
 def parse_seconds(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``3h``; 0 means no limit."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -244,6 +257,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("faketime", parse_bool, False,
             "freeze the clock at the last changelog entry (may break parallel builds)",
             ("build",), None),
+    Setting("post_build_fail", parse_post_build_checks, "",
+            "post-build checks whose failure fails the build: a comma-separated subset "
+            "of lintian and autopkgtest (default: none, as sbuild)", ("build",), "CHECKS"),
     Setting("refuse_setuid", parse_bool, False,
             "refuse .debs with setuid/setgid files, devices, FIFOs, non-root owners, "
             "or paths or symlinks outside the FHS (default: warn)", ("build",), None),
@@ -349,6 +365,7 @@ class Config:
     preserve_build: str
     satisfydepends_cmd: str
     faketime: bool
+    post_build_fail: str
     refuse_setuid: bool
     download_timeout: float
     download_retries: int

@@ -89,6 +89,10 @@ class BuildOptions:
     extras: ExtraSources = field(default_factory=ExtraSources)
     #: --host-arch: cross-build for this architecture ("": the base root's)
     host_arch: str = ""
+    #: --shell-on-failure: an interactive shell in the failed build's fork
+    shell_on_failure: bool = False
+    #: --run-lintian, --run-autopkgtest: checks after the build (guestpkg.build.postbuild)
+    checks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class BuildContext:
     extras_pending: bool = False        # ... and whether its lists are still to fetch
     found_fork: Fork | None = None      # the fork the build runs in
     seconds: dict[str, float] = field(default_factory=dict)  # per step, for the summary
+    post_build: dict[str, str] = field(default_factory=dict)  # Lintian: pass, ...
+    failed_stage: str = ""              # the Summary's Fail-Stage, if not build/install-deps
+    started: float = 0.0                # time.time() at the start, for the log's header
 
     @property
     def build_dir(self) -> Path:

@@ -13,6 +13,9 @@
     run_external_resolver only with --satisfydepends-cmd
     ensure_build_user     the unprivileged user, if the root lacks it
     run_build             dpkg-buildpackage as that user, no network, no capabilities
+                          (if it fails, --shell-on-failure opens a shell in its fork)
+    run_post_build        --run-lintian, --run-autopkgtest, each in a fork of its own
+                          (guestpkg.build.postbuild)
     collect_artifacts     what the .debs would install checked (guestpkg.build.inspect),
                           the .changes' files and the log into OUTPUT_DIR, as one set
 
@@ -34,6 +37,7 @@ on success.  On failure OUTPUT_DIR receives nothing and the error names the log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -44,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
-from guestpkg.build import artifacts, layers, summary, versioning
+from guestpkg.build import artifacts, buildlog, layers, postbuild, summary, versioning
 from guestpkg.build.context import (
     BuildContext,
     BuildLog,
@@ -90,7 +94,7 @@ from guestpkg.errors import (
     UsageError,
 )
 from guestpkg.run import DEFAULT_PATH, apt_env, base_env
-from guestpkg.sandbox import APT_CAPABILITIES, Bind, run_sandboxed
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
 from guestpkg.sandbox.idmap import get_mapping
 from guestpkg.sandbox.userrange import OWN_ID
 
@@ -201,8 +205,7 @@ def read_source_info(ctx: BuildContext) -> None:
     info = ctx.found_info = read_source(ctx.staged, named)
     settle(ctx.staged, info)
     final_log = ctx.config.logdir / "build" / log_name(info, ctx.host_arch, ctx.work.name)
-    os.rename(ctx.log.path, final_log)
-    ctx.log.path = final_log
+    buildlog.start_final_log(ctx, final_log)
     ctx.log.step(f"{info.source} {info.version} in {BUILD_MOUNT}/{info.directory_name}; "
                  f"log {final_log}")
     if ctx.options.mode in (BuildMode.SOURCE, BuildMode.FULL) and not is_dsc(ctx.source):
@@ -326,6 +329,7 @@ def ccache_directory(ctx: BuildContext) -> Path:
 def run_build(ctx: BuildContext) -> None:
     config, info, options, blog = ctx.config, ctx.info, ctx.options, ctx.log
     uid, gid = ctx.ids
+    buildlog.append(ctx, summary.section("Build"))
     ctx.log.step("dpkg-buildpackage")
     argv = dpkg_buildpackage_argv(info, options.mode, faketime=config.faketime,
                                   profiles=ctx.profiles,
@@ -344,6 +348,8 @@ def run_build(ctx: BuildContext) -> None:
     blog.note("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
     spec = ctx.spec(argv, env=env, cwd=f"{BUILD_MOUNT}/{info.directory_name}", uid=uid,
                     gid=gid, network=config.network, binds=tuple(binds))
+    if options.ccache:
+        ccache_statistics(ctx, spec, "--zero-stats")
     start = time.monotonic()
     try:
         run_sandboxed(spec, log_path=blog.path, tee=blog.tee)
@@ -354,6 +360,18 @@ def run_build(ctx: BuildContext) -> None:
                 else f"failed ({e.status_text})")
         raise BuildFailed(f"dpkg-buildpackage of {info.source} {info.version} {what}",
                           blog.path, e.output_tail) from e
+    finally:
+        if options.ccache:
+            ccache_statistics(ctx, spec, "--show-stats")
+
+
+def ccache_statistics(ctx: BuildContext, build: SandboxSpec, option: str) -> None:
+    """``ccache --zero-stats`` before the build and ``--show-stats`` after it, in the
+    build's sandbox (its cache, its user): the log shows this build's hits and
+    misses (ccache(1)).  Never fails the build."""
+    spec = dataclasses.replace(build, argv=("ccache", option), cwd="/")
+    with contextlib.suppress(CommandFailed):
+        run_sandboxed(spec, log_path=ctx.log.path, tee=ctx.log.tee and option != "--zero-stats")
 
 
 def cross_env(ctx: BuildContext) -> dict[str, str]:
@@ -402,7 +420,7 @@ def collect_artifacts(ctx: BuildContext) -> BuildResult:
     log_copy = ctx.work / artifacts.build_log_name(info.source, info.version, arch)
     blog.note(f"copying {len(files) + 2} files to {output_dir}")
     blog.step("build successful")
-    write_summary(ctx, "successful")
+    buildlog.write_summary(ctx, "successful")
     artifacts.copy_regular_file(blog.path, log_copy)
     done = artifacts.collect([*files, log_copy, changes], output_dir)
     if ctx.options.tee:
@@ -410,33 +428,6 @@ def collect_artifacts(ctx: BuildContext) -> BuildResult:
     return BuildResult(done, done[-2], done[-1], info.source, info.version,
                        ctx.layer.key if ctx.layer else None, ctx.layer_cached,
                        tuple(reports), arch)
-
-
-def write_summary(ctx: BuildContext, status: str) -> None:
-    """sbuild's ``Build environment`` and ``Summary`` sections (guestpkg.build.summary)
-    at the end of the log."""
-    info, arch = ctx.info, ctx.base.arch
-    space_kib = fsutil.disk_usage_bytes(ctx.build_dir) // 1024
-    fields = {
-        "Build Architecture": arch, "Host Architecture": ctx.host_arch,
-        "Machine Architecture": arch,
-        "Build Type": ctx.options.mode.name.lower().replace("_", "-"),
-        "Build-Space": str(space_kib), "Space": str(space_kib),
-        "Build-Time": str(round(ctx.seconds.get("build", 0))),
-        "Install-Time": str(round(ctx.seconds.get("install", 0))),
-        "Package-Time": str(round(time.monotonic() - ctx.seconds.get("start", 0))),
-        "Distribution": info.changelog.distribution, "Job": ctx.source.name,
-        "Package": info.source, "Version": info.version,
-        "Source-Version": info.version.rsplit("+b", 1)[0]
-        if ctx.options.version_change.binnmu is not None else info.version,
-        "Status": status,
-    }
-    if status != "successful":
-        fields["Fail-Stage"] = "build" if "build" in ctx.seconds else "install-deps"
-    text = (summary.build_environment(ctx.layer.packages if ctx.layer else []) +
-            summary.summary(fields))
-    with open(ctx.log.path, "a", encoding="utf-8") as f:
-        f.write(text)
 
 
 # --- the whole build ----------------------------------------------------------------
@@ -471,7 +462,7 @@ def build_package(config: Config, source: Path, output_dir: Path,
             ctx.log.note(f"FAILED: {e.message}")
             if ctx.found_info is not None:
                 with contextlib.suppress(OSError):   # never hide the build's failure
-                    write_summary(ctx, "failed")
+                    buildlog.write_summary(ctx, "failed")
             raise
         except BaseException as e:
             ctx.log.note(f"FAILED: {type(e).__name__}: {e}")
@@ -509,6 +500,7 @@ def check_build_dependencies(config: Config, tree: Path,
 def run_steps(ctx: BuildContext) -> BuildResult:
     """The build, as named steps over *ctx*."""
     ctx.seconds["start"] = time.monotonic()
+    ctx.started = time.time()
     ctx.log.step(f"guestpkg {__version__} build of {ctx.source}")
     ctx.log.note(f"base root {ctx.base.name} ({ctx.base.suite}, {ctx.base.arch}), "
                  f"generation {ctx.base.generation}; "
@@ -518,16 +510,24 @@ def run_steps(ctx: BuildContext) -> BuildResult:
     with contextlib.ExitStack() as stack:
         stack_build_deps(ctx, stack)
         enter_fork(ctx, stack)
-        for step in (run_external_resolver, ensure_build_user, run_build):
+        for step in (run_external_resolver, ensure_build_user):
             step(ctx)
+        try:
+            run_build(ctx)
+        except BuildFailed:
+            if ctx.options.shell_on_failure:
+                shell_on_failure(ctx)
+            raise
         if ctx.preserve is Preserve.ALWAYS:
             keep_fork(ctx)
+    postbuild.run_post_build(ctx)
     return collect_artifacts(ctx)
 
 
 def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
     """The build-dependency layer, held in use until *stack* closes (none with
     ``--satisfydepends-cmd``: the external resolver installs into the fork)."""
+    buildlog.append(ctx, summary.section("Install package build dependencies"))
     ctx.log.step("build dependencies")
     if ctx.config.satisfydepends_cmd:
         if ctx.options.extras or ctx.cross:
@@ -551,6 +551,7 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
     start = time.monotonic()
     ctx.layer, ctx.layer_cached = stack.enter_context(install_build_deps(ctx, relations))
     ctx.seconds["install"] = time.monotonic() - start
+    buildlog.write_build_dependencies(ctx, relations)
 
 
 def enter_fork(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
@@ -571,6 +572,30 @@ def describe_ids(f: Fork) -> str:
     """Which id mapping the build's commands run with, for the log."""
     ids = (f.slice.uid_base, f.slice.gid_base) if f.slice is not None else None
     return get_mapping(f.id_mapping, ids).describe()
+
+
+def shell_on_failure(ctx: BuildContext) -> None:
+    """``--shell-on-failure``: an interactive shell in the failed build's fork, as the
+    build user, in the build's own sandbox (no network unless --network, no
+    capabilities, no_new_privs, seccomp), in the source tree; the fork goes when the
+    shell exits, as after any build.  Only on a terminal: a shell reading a pipe
+    would take the caller's input as commands."""
+    if not os.isatty(sys.stdin.fileno()):
+        ctx.log.warn("--shell-on-failure: standard input is not a terminal; no shell")
+        return
+    uid, gid = ctx.ids
+    env = build_env(ctx.config, cross_env(ctx), user=ctx.config.user,
+                    epoch=ctx.info.changelog.timestamp, profiles=ctx.profiles)
+    if "TERM" in os.environ and os.environ["TERM"].isprintable():
+        env["TERM"] = os.environ["TERM"]
+    cwd = f"{BUILD_MOUNT}/{ctx.info.directory_name}"
+    ctx.log.warn(f"--shell-on-failure: a shell as {ctx.config.user} in fork {ctx.fork.id} "
+                 f"at {cwd}; exit it to end the build (the fork is then removed)")
+    spec = ctx.spec(["/bin/bash", "-i"], env=env, cwd=cwd, uid=uid, gid=gid,
+                    network=ctx.config.network, interactive=True, timeout_s=None,
+                    binds=(Bind(ctx.build_dir, BUILD_MOUNT, readonly=False),))
+    status = run_sandboxed(spec, check=False)
+    ctx.log.warn(f"--shell-on-failure: the shell exited with status {status}")
 
 
 def keep_fork(ctx: BuildContext) -> None:

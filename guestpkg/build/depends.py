@@ -153,6 +153,9 @@ def simulate_build_deps(ctx: BuildContext, dummy: Path) -> list[str]:
     without installing them (no network, no capabilities: the lists are in the root)."""
     update_extra_lists(ctx)
     out = ctx.work / "resolve.log"
+    # run_sandboxed appends: a second resolution in the same work directory (a
+    # post-build check's tool layer) must not read the first one's output.
+    out.unlink(missing_ok=True)
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     spec = ctx.spec(with_extras(ctx, argv), in_fork=False, env=apt_env(throwaway_root=True),
                     binds=(Bind(dummy.parent, DEPS_MOUNT), *extra_binds(ctx)))
@@ -335,6 +338,7 @@ def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Pat
     if parent is None:
         return None
     out = ctx.work / "resolve-over-layer.log"
+    out.unlink(missing_ok=True)
     argv = ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", *dummy_install_arguments(dummy)]
     with fork(ctx.config, ctx.base, parent.trees) as f:
         spec = ctx.spec(with_extras(ctx, argv), fork=f, env=apt_env(throwaway_root=True),

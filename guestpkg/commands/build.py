@@ -31,10 +31,17 @@ Build a Debian source package (an unpacked tree, default the current directory, 
      (with --append-to-version or --binNMU: a new changelog entry, as sbuild makes);
   4. run dpkg-buildpackage as that user, without network or capabilities, with
      SOURCE_DATE_EPOCH from debian/changelog, TZ=UTC, C.UTF-8 and a fixed path;
-  5. log everything to <source>_<version>_<arch>.build while showing it, ending with
-     sbuild's Build environment and Summary sections (Status:, Build-Time:, ...);
+  5. log everything to <source>_<version>_<arch>.build while showing it, shaped like
+     sbuild's: its header, its sections, ending with the Build environment and the
+     Summary (Status:, Build-Time:, ...);
+     with --run-lintian and --run-autopkgtest, lintian and the autopkgtests run after
+     the build, each in a fork of its own (Lintian: pass, Autopkgtest: fail, ... in
+     the Summary; setting post_build_fail decides whether a failure fails the build);
   6. copy the .debs, .udebs, .buildinfo, .changes and the .build log to OUTPUT_DIR
      (default: the directory above SOURCE_DIR, or the .dsc's directory), all or none.
+
+With --shell-on-failure, a failed dpkg-buildpackage leaves you in a shell in its fork,
+as the build user, under the same sandbox; the fork goes when you exit it.
 
 Exit status 0 on success, 1 if the build or its dependencies failed (the log's last
 lines and its path are shown), 2 on usage errors.
@@ -92,6 +99,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cross-build for ARCH with Debian's cross toolchain "
                         "(crossbuild-essential-ARCH) and ARCH's libraries from multiarch; "
                         "profiles cross,nocheck unless -P is given")
+    parser.add_argument("--run-lintian", action="store_true",
+                        help="after the build, run lintian on the .changes in a fork of its "
+                        "own (lintian comes in a cached layer); Lintian: pass|info|warn|fail "
+                        "in the log's Summary")
+    parser.add_argument("--run-autopkgtest", action="store_true",
+                        help="after the build, run the source's autopkgtests on the built "
+                        ".debs in a fork of its own, autopkgtest's null testbed, no network")
+    parser.add_argument("--shell-on-failure", action="store_true",
+                        help="if dpkg-buildpackage fails, an interactive shell in the failed "
+                        "build's fork, as the build user, in the same sandbox (no network, no "
+                        "capabilities); the fork is removed when the shell exits")
     parser.add_argument("--quiet-build", action="store_true",
                         help="do not show the build log on the console (it is still written)")
 
@@ -126,6 +144,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
         extras=ExtraSources(tuple(args.extra_package), tuple(args.extra_repository),
                             tuple(args.extra_repository_key)),
         host_arch=check_arch(args.host_arch) if args.host_arch else "",
+        shell_on_failure=args.shell_on_failure,
+        checks=frozenset(name for name, wanted in (("lintian", args.run_lintian),
+                                                   ("autopkgtest", args.run_autopkgtest))
+                         if wanted),
     )
     for line in args.extra_repository:
         parse_repository(line)      # a malformed line is refused before anything starts

@@ -19,8 +19,9 @@ The steps, each a function:
 3. :func:`guestpkg.build.deb.build_package` in its sandbox, with a new changelog
    entry at ``<version>~local`` (:func:`guestpkg.build.versioning.local_build`, the
    mechanism of ``--append-to-version``) and ``prepare_source`` adding the host to
-   every binary package's Depends (:func:`prepare_guest_source`); when installing the build dependencies
-   fails for a package the buildroot's lists and the mirror disagree on
+   every binary package's Depends (:func:`prepare_guest_source`); when installing
+   the build dependencies fails for a package the buildroot's lists and the mirror
+   disagree on
    (:func:`lists_too_old`), the buildroot is updated and the build tried once more;
 4. :func:`write_result_dcfpkg`: a dcfpkg of the build result (the .debs and the
    .buildinfo), kept beside them for inspection and signing out of band.

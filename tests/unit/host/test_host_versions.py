@@ -61,7 +61,7 @@ def test_local_build_is_a_new_entry_at_the_carried_version() -> None:
 
 
 def test_local_build_refuses_a_changelog_at_another_version() -> None:
-    with pytest.raises(InputError, match="at version 2.10-3, not 2.10-4"):
+    with pytest.raises(InputError, match=r"at version 2\.10-3, not 2\.10-4"):
         changelog_entry(local_build("2.10-4", "hello-installer"), parse_changelog(CHANGELOG),
                         "amd64")
 

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""guestpkg build --run-lintian --run-autopkgtest: hello 2.10-3 from its bookworm
+.dsc, one build with both checks (each in a fork of its own over a cached layer of
+the tool), their sections and results in the .build log as sbuild writes them; and
+the tiny package with a failing, hostile autopkgtest: "Autopkgtest: fail", its
+output escaped on the console, and the post_build_fail setting deciding whether the
+build fails."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.buildroot import BaseRoot
+from guestpkg.config import Config
+from tests.integration.test_build_failures import REPO, make_tiny
+from tests.support import debsrc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_lintian_and_autopkgtest_on_hello(test_config: Config, base_root: BaseRoot,
+                                          tmp_path: Path) -> None:
+    options = BuildOptions(tee=False, checks=frozenset({"lintian", "autopkgtest"}))
+    result = build_package(test_config, debsrc.dsc_path("hello"), tmp_path / "out", options)
+    log = result.log_path.read_text()
+    post = log.split("| Post Build ")[1].split("| Summary ")[0]
+    assert "\nlintian\n-------\n" in post and "\nautopkgtest\n-----------\n" in post
+    lintian = post.split("\nautopkgtest\n")[0]
+    assert "running lintian /build/hello_2.10-3_amd64.changes /build/hello_2.10-3.dsc\n" \
+        in lintian
+    # autopkgtest ran hello's two tests on the built .debs in its null testbed
+    assert re.search(r"^command1\s+PASS", post, re.M), post[-3000:]
+    assert re.search(r"^upstream-tests\s+PASS", post, re.M), post[-3000:]
+    summary = log.split("| Summary ")[1]
+    assert re.search(r"^Lintian: (pass|info|warn)$", summary, re.M), summary
+    assert "\nAutopkgtest: pass\n" in summary and "\nStatus: successful\n" in summary
+
+
+TESTS_CONTROL = """\
+Test-Command: printf 'hostile \\033]0;retitled\\007 output\\n'; false
+Depends: @
+"""
+
+
+def test_a_failing_autopkgtest_and_the_post_build_fail_setting(
+        test_config: Config, base_root: BaseRoot, tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    (tree / "debian" / "tests").mkdir()
+    (tree / "debian" / "tests" / "control").write_text(TESTS_CONTROL)
+    env = {"GUESTPKG_VARDIR": str(test_config.vardir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "GUESTPKG_LOGDIR": str(test_config.logdir), "PYTHONPATH": str(REPO)}
+
+    def build(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guestpkg", "build", *options,
+                               "--run-lintian", "--run-autopkgtest", str(tree),
+                               str(tmp_path / "out")],
+                              env=env, capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL)
+
+    reported = build()
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    assert "Autopkgtest: fail" in reported.stderr
+    # tiny has no copyright file, among other errors lintian reports
+    assert "E: tiny: no-copyright-file" in reported.stderr and "Lintian: fail" in reported.stderr
+    # the test's output reached the console escaped, never as a terminal sequence
+    assert "\033]0;" not in reported.stderr and "\\x1b]0;retitled\\x07" in reported.stderr
+    log = next((tmp_path / "out").glob("tiny_1.0_*.build")).read_text()
+    assert "\nAutopkgtest: fail\n" in log and "\nLintian: fail\n" in log
+    assert "\nStatus: successful\n" in log
+
+    refused = build("--post-build-fail", "autopkgtest")
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    # lintian failed too, but only autopkgtest is named by the setting
+    assert "autopkgtest failed after the build of tiny 1.0" in refused.stderr
+    failed_log = re.search(r"the full log is (\S+)", refused.stderr)
+    assert failed_log is not None, refused.stderr[-2000:]
+    summary = Path(failed_log.group(1)).read_text().split("| Summary ")[1]
+    assert "\nStatus: failed\n" in summary and "\nFail-Stage: post-build\n" in summary
