@@ -12,14 +12,15 @@ apt with network from the root's sources, the .debs in the download cache), with
 the build directory bound read-only at ``/build`` and no network:
 
 - lintian as ``nobody``, without capabilities, on the ``.changes`` (and the ``.dsc``
-  when the build made no source package, as sbuild adds it); its exit status 1 is a
-  policy violation ("fail"), 2 a runtime error ("error"); else "pass", or "info" /
+  when the build made no source package, as sbuild adds it); its exit status 2 is a
+  policy violation ("fail"), 1 a runtime error ("error"), lintian(1); else "pass", or "info" /
   "warn" if it printed such tags (sbuild's "Lintian Reason");
 - autopkgtest as root with apt's capabilities (it installs the built .debs, whose
   maintainer scripts run in the fork: a logged relaxation, in a user namespace, no
-  network), the built source tree (``--no-built-binaries``), the .debs, ``-- null``: the
-  fork is the testbed.  The test dependencies other than the built packages
-  (``debian/tests/control``'s Depends, strictly parsed) come into the tool layer, and
+  network), the source's .dsc (or the built tree when there is none) with
+  ``--no-built-binaries``, the .debs, ``-- null``: the fork is the testbed.  The
+  test dependencies other than the built packages (``debian/tests/control``'s
+  Depends, strictly parsed) come into the tool layer, and
   the fork's apt sources are emptied first, so that autopkgtest's ``apt-get update``
   reads only its own local repository of the built .debs.  Exit status 0 or 2 is
   "pass", 8 "no tests", anything else "fail".
@@ -35,6 +36,7 @@ tee of :func:`guestpkg.run.run`, and is read back here only to look for tag line
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import re
 import shlex
@@ -47,6 +49,7 @@ from guestpkg import fsutil
 from guestpkg.build import artifacts, buildlog, summary
 from guestpkg.build.context import BuildContext
 from guestpkg.build.depends import install_build_deps
+from guestpkg.build.extras import ExtraSources
 from guestpkg.build.source import BUILD_MOUNT
 from guestpkg.buildroot import Fork, fork
 from guestpkg.debian.control import BuildMode, BuildRelations, reduce_relations
@@ -89,7 +92,11 @@ def run_post_build(ctx: BuildContext) -> None:
     buildlog.append(ctx, summary.section("Post Build"))
     for check in checks:
         buildlog.append(ctx, summary.subsubsection(check.value))
-        result = RUNNERS[check](ctx)
+        try:
+            result = RUNNERS[check](ctx)
+        except BuildFailed as e:    # the tool could not be installed: no result
+            ctx.log.warn(f"{check.value}: {e.message}")
+            result = "error"
         ctx.post_build[check.summary_key] = result
         buildlog.append(ctx, "\n")
         ctx.log.warn(f"{check.summary_key}: {result}")
@@ -112,14 +119,19 @@ def _run_in_tool_fork(ctx: BuildContext, packages: Sequence[str],
                       make_spec: Callable[[Fork], SandboxSpec]) -> tuple[int, str]:
     """Run the spec *make_spec* gives in a fresh fork over the layer of *packages*;
     its exit status and what it wrote to the log (bounded)."""
+    # The tool's layer comes from the buildroot's own sources, for the build
+    # architecture: neither the build's extra sources nor its host architecture.
+    tool_ctx = dataclasses.replace(ctx, extras=None, options=dataclasses.replace(
+        ctx.options, extras=ExtraSources(), host_arch=""))
     with contextlib.ExitStack() as stack:
         layer, _cached = stack.enter_context(
-            install_build_deps(ctx, _tool_relations(ctx, packages)))
+            install_build_deps(tool_ctx, _tool_relations(ctx, packages)))
         f = stack.enter_context(fork(ctx.config, ctx.base, layer.trees if layer else []))
         start = ctx.log.path.stat().st_size
         spec = make_spec(f)
         ctx.log.note("running " + shlex.join(spec.argv))
         status = run_sandboxed(spec, log_path=ctx.log.path, tee=ctx.log.tee, check=False)
+        ctx.log.note(f"{packages[0]} exited with status {status}")
     with open(ctx.log.path, "rb") as log_file:
         log_file.seek(max(start, ctx.log.path.stat().st_size - MAX_OUTPUT_BYTES))
         output = log_file.read(MAX_OUTPUT_BYTES).decode("utf-8", "replace")
@@ -137,13 +149,25 @@ def built_files(ctx: BuildContext) -> tuple[Path, list[str]]:
     return changes, artifacts.changes_files(changes)
 
 
+def source_dsc(ctx: BuildContext, files: Sequence[str]) -> str | None:
+    """The .dsc of the source built: the one the .changes lists, else the one the
+    build was given (sbuild passes it too when it built no source package); None
+    for a tree built without one."""
+    listed = [name for name in files if name.endswith(".dsc")]
+    if listed:
+        return listed[0]
+    if ctx.options.mode in (BuildMode.SOURCE, BuildMode.FULL):
+        return None
+    given = sorted(p.name for p in ctx.build_dir.glob("*.dsc") if p.is_file())
+    return given[0] if given else None
+
+
 def run_lintian(ctx: BuildContext) -> str:
     changes, files = built_files(ctx)
     argv = ["lintian", f"{BUILD_MOUNT}/{changes.name}"]
-    dscs = sorted(p.name for p in ctx.build_dir.glob("*.dsc") if p.is_file())
-    if ctx.options.mode not in (BuildMode.SOURCE, BuildMode.FULL) and dscs \
-            and not any(name.endswith(".dsc") for name in files):
-        argv.append(f"{BUILD_MOUNT}/{dscs[0]}")
+    dsc = source_dsc(ctx, files)
+    if dsc is not None and dsc not in files:
+        argv.append(f"{BUILD_MOUNT}/{dsc}")
     status, output = _run_in_tool_fork(ctx, ["lintian"], lambda f: ctx.spec(
         argv, fork=f, env=tool_env("nobody"), uid=NOBODY, gid=NOBODY, cwd="/",
         binds=(Bind(ctx.build_dir, BUILD_MOUNT),)))
@@ -151,8 +175,10 @@ def run_lintian(ctx: BuildContext) -> str:
 
 
 def lintian_result(status: int, output: str) -> str:
-    """sbuild's "Lintian Reason" from lintian's exit status and output."""
-    if status == 1:
+    """sbuild's "Lintian Reason" from lintian's exit status and output.  lintian(1)
+    of bookworm (2.116): 2 is a tag at its --fail-on level (error by default), 1 a
+    run-time error (sbuild 0.85 still reads them the other way round)."""
+    if status == 2:
         return "fail"
     if status != 0:
         return "error"
@@ -199,8 +225,11 @@ def run_autopkgtest(ctx: BuildContext) -> str:
     except ParseError as e:
         ctx.log.warn(f"autopkgtest: debian/tests/control: {e.message}")
         return "fail"
-    tree = f"{BUILD_MOUNT}/{ctx.info.directory_name}"
-    argv = ["sh", "-c", AUTOPKGTEST_SCRIPT, "sh", "--no-built-binaries", tree,
+    # The tests' source as sbuild gives it: the .dsc (unpacked clean in the testbed);
+    # a tree built without one is given as it is after the build.
+    dsc = source_dsc(ctx, files)
+    tests_source = f"{BUILD_MOUNT}/" + (dsc if dsc is not None else ctx.info.directory_name)
+    argv = ["sh", "-c", AUTOPKGTEST_SCRIPT, "sh", "--no-built-binaries", tests_source,
             *(f"{BUILD_MOUNT}/{name}" for name in debs), "--", "null"]
     status, _ = _run_in_tool_fork(ctx, ["autopkgtest", "apt-utils", *extra],
                                   lambda f: ctx.spec(

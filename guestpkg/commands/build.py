@@ -149,6 +149,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
                                                    ("autopkgtest", args.run_autopkgtest))
                          if wanted),
     )
+    if args.run_autopkgtest and args.host_arch:
+        raise UsageError("--run-autopkgtest cannot test a cross build (--host-arch): its "
+                         "packages do not run on this machine")
     for line in args.extra_repository:
         parse_repository(line)      # a malformed line is refused before anything starts
     result = build_package(config, source, output_dir, options)

@@ -14,8 +14,8 @@ from guestpkg.errors import ParseError
 
 @pytest.mark.parametrize(("status", "output", "reason"), [
     (0, "", "pass"), (0, "I: hello: some-info\n", "info"),
-    (0, "I: x: a\nW: hello: some-warning\n", "warn"), (1, "E: hello: an-error\n", "fail"),
-    (2, "internal error\n", "error"), (137, "", "error"),
+    (0, "I: x: a\nW: hello: some-warning\n", "warn"), (2, "E: hello: an-error\n", "fail"),
+    (1, "internal error\n", "error"), (137, "", "error"),
     (0, "text W: not at a line start\n", "pass"),
 ])
 def test_lintian_reasons_are_sbuilds(status: int, output: str, reason: str) -> None:
