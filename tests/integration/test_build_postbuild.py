@@ -8,12 +8,14 @@ build fails."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from buildlog_consultant.sbuild import SbuildLog, worker_failure_from_sbuild_log
 
 from guestpkg.build.deb import BuildOptions, build_package
 from guestpkg.buildroot import BaseRoot
@@ -40,6 +42,17 @@ def test_lintian_and_autopkgtest_on_hello(test_config: Config, base_root: BaseRo
     summary = log.split("| Summary ")[1]
     assert re.search(r"^Lintian: (pass|info|warn)$", summary, re.M), summary
     assert "\nAutopkgtest: pass\n" in summary and "\nStatus: successful\n" in summary
+    # the log as Debian's sbuild log parser reads it
+    parsed = SbuildLog.parse(io.BytesIO(result.log_path.read_bytes()))
+    assert parsed.section_titles() == [None, "Install package build dependencies", "Build",
+                                       "Post Build", "Build environment", "Summary"]
+    header = parsed.get_section_lines(None)
+    assert "Package: hello\n" in header and "Build Type: binary\n" in header
+    assert any(line.startswith("Toolchain versions: guestpkg_") and " dpkg_" in line
+               for line in header)
+    assert any(re.fullmatch(r"  texinfo_\S+_amd64\n", line)
+               for line in parsed.get_section_lines("Install package build dependencies"))
+    assert parsed.get_failed_stage() is None
 
 
 TESTS_CONTROL = """\
@@ -82,3 +95,6 @@ def test_a_failing_autopkgtest_and_the_post_build_fail_setting(
     assert failed_log is not None, refused.stderr[-2000:]
     summary = Path(failed_log.group(1)).read_text().split("| Summary ")[1]
     assert "\nStatus: failed\n" in summary and "\nFail-Stage: post-build\n" in summary
+    failure = worker_failure_from_sbuild_log(io.BytesIO(Path(failed_log.group(1)).read_bytes()))
+    assert failure.stage == "post-build" and failure.section is not None
+    assert failure.section.title == "Post Build"
