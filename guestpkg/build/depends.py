@@ -192,9 +192,11 @@ def layer_install_script(dummy: Path, extra: Extras | None = None,
     directory (of the size its lists name) instead of downloading it (apt-get(8),
     ``clean``), and dpkg opens it through the link.  Never a link to a dummy package:
     one of another build has the same name.  apt installs the dummy, dpkg purges it,
-    and the links and apt's binary caches (tens of MiB, remade from the lists on
-    demand) are dropped from the layer.  The request travels in the dummy's control
-    file, never through a parser of options or of the shell.
+    and the links and the binary caches apt wrote (tens of MiB, remade from the lists
+    on demand; newer than the dummy) are dropped from the layer, while the base
+    root's own (guestpkg.buildroot.roots.GENCACHES) stay visible under it.  The
+    request travels in the dummy's control file, never through a parser of options
+    or of the shell.
 
     With *extra* sources, their lists and sources.list are put in first and taken
     out again at the end; with *private_cache*, the build's own downloads (bound at
@@ -212,7 +214,8 @@ def layer_install_script(dummy: Path, extra: Extras | None = None,
             f'apt-get -y -q "$@"; dpkg --purge {DUMMY_PACKAGE}; '
             f"find {archives} -maxdepth 1 -name '*.deb' -delete; " +
             (extras.apt_cleanup() if extra else "") +
-            'rm -f /var/cache/apt/pkgcache.bin /var/cache/apt/srcpkgcache.bin',
+            f"find /var/cache/apt -maxdepth 1 -name '*.bin' -newer {DEPS_MOUNT}/{dummy.name} "
+            "-delete",
             "sh", *dpkg_options, *dummy_install_arguments(dummy)]
 
 

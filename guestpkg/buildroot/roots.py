@@ -45,7 +45,13 @@ from typing import Any
 from guestpkg import fsutil
 from guestpkg.buildroot.sources import read_host_sources, select_sources
 from guestpkg.config import Config
-from guestpkg.errors import GuestpkgError, SystemStateError, UsageError
+from guestpkg.errors import (
+    CommandFailed,
+    GuestpkgError,
+    NetworkError,
+    SystemStateError,
+    UsageError,
+)
 from guestpkg.run import apt_env, as_namespace_root, run
 from guestpkg.sandbox import userrange
 from guestpkg.sandbox.idmap import resolve
@@ -341,6 +347,7 @@ def create_base_root(
             run(as_owner(argv, mapping), env=apt_env(throwaway_root=True), log_path=log_path,
                 pass_fds=(lock_fd,),
                 hint=f"mmdebstrap failed; its full log is {log_path}")
+            _make_apt_caches(config, tree, log_path)
             now = time.time()
             write_metadata(tmp, RootMetadata(
                 suite=suite, arch=arch, generation=generation, mirror=sources[0].uri,
@@ -442,10 +449,23 @@ def reap_buildroots(config: Config) -> None:
                 collect_generations(entry)
 
 
-#: What ``update`` runs inside the new generation: refresh the lists (kept for builds)
-#: and upgrade; conffiles keep the root's version (dpkg(1) --force-confold).
-UPGRADE_SCRIPT = ("apt-get update && apt-get -y -o Dpkg::Options::=--force-confold "
-                  "dist-upgrade && apt-get clean")
+#: What makes apt's binary caches of a root's lists (apt-cache(8) gencaches).  A root
+#: keeps them: every apt run of a build's dependency phase (a simulation, a download,
+#: an installation) would otherwise parse the lists again, tens of MiB, and as root
+#: write the caches into its throwaway upper.  mmdebstrap's cleanup and
+#: ``apt-get clean`` remove them, so they are made after those.
+GENCACHES = "apt-cache gencaches"
+
+#: What ``update`` runs first inside the new generation: refresh the lists (kept for
+#: builds).  ``--error-on=any`` (apt-get(8)): without it a mirror that can't be
+#: reached is a warning, apt keeps the old lists and exits 0, and the update would
+#: quietly make a new generation that is the old one.
+UPDATE_LISTS = ("apt-get", "--error-on=any", "update")
+
+#: What ``update`` runs then: upgrade; conffiles keep the root's version (dpkg(1)
+#: --force-confold).
+UPGRADE_SCRIPT = ("apt-get -y -o Dpkg::Options::=--force-confold dist-upgrade && "
+                  f"apt-get clean && {GENCACHES}")
 
 
 def update_base_root(config: Config, name: str | None = None, *,
@@ -466,7 +486,7 @@ def update_base_root(config: Config, name: str | None = None, *,
             # plain copy (cp(1) --reflink=auto).
             run(as_owner(["cp", "-a", "--reflink=auto", str(current.path), str(tmp)],
                          mapping), log_path=log_path, pass_fds=(lock_fd,))
-            _upgrade(config, tmp, log_path)
+            _upgrade(config, current, tmp, log_path)
             os.rename(tmp, current.directory / (GENERATION_PREFIX + generation))
         except BaseException:
             fsutil.remove_tree(tmp)
@@ -477,14 +497,49 @@ def update_base_root(config: Config, name: str | None = None, *,
     return open_base_root(config, name)
 
 
-def _upgrade(config: Config, tree: Path, log_path: Path) -> None:
+def _upgrade(config: Config, current: BaseRoot, tree: Path, log_path: Path) -> None:
+    """Refresh *tree*'s lists and upgrade it (*tree* is the new generation's copy of
+    *current*).  Lists that could not be fetched are an error that says which."""
     from guestpkg.sandbox import APT_CAPABILITIES, SandboxSpec, run_sandboxed
 
-    spec = SandboxSpec(
-        argv=("/bin/sh", "-c", UPGRADE_SCRIPT), root=tree, network=True,
-        capabilities=APT_CAPABILITIES, allow_setuid=True, env=apt_env(throwaway_root=True),
-        id_mapping=config.id_mapping, **config.sandbox_limits)
     log.warning("upgrading %s (network, apt capabilities); log: %s", tree, log_path)
+    for argv in (UPDATE_LISTS, ("/bin/sh", "-c", UPGRADE_SCRIPT)):
+        spec = SandboxSpec(
+            argv=argv, root=tree, network=True, capabilities=APT_CAPABILITIES,
+            allow_setuid=True, env=apt_env(throwaway_root=True),
+            id_mapping=config.id_mapping, **config.sandbox_limits)
+        try:
+            run_sandboxed(spec, log_path=log_path)
+        except CommandFailed as e:
+            if argv is not UPDATE_LISTS:
+                raise
+            # A NetworkError whose first URL is the mirror: a host's failure then
+            # waits for it to be reachable again (guestpkg.host.recovery).
+            raise NetworkError(
+                f"buildroot {current.name!r} was not updated: apt-get update could not "
+                f"fetch its package lists from {current.mirror}"
+                f"{_apt_failure(e.output_tail)}; log: {log_path}",
+                hint="check this machine's network and the buildroot's sources ("
+                     + "; ".join(current.sources) + f"), then run guestpkg buildroot "
+                     f"update {current.name}") from None
+
+
+def _apt_failure(output: str) -> str:
+    """apt's first error or warning line in *output*, as ``" (E: ...)"``, or ""."""
+    for line in output.splitlines():
+        if line.startswith(("E: ", "W: ")):
+            return f" ({line.strip()})"
+    return ""
+
+
+def _make_apt_caches(config: Config, tree: Path, log_path: Path) -> None:
+    """apt's binary caches in a new root (:data:`GENCACHES`): no network, no
+    capabilities."""
+    from guestpkg.sandbox import SandboxSpec, run_sandboxed
+
+    spec = SandboxSpec(argv=("/bin/sh", "-c", GENCACHES), root=tree,
+                       env=apt_env(throwaway_root=True), id_mapping=config.id_mapping,
+                       **config.sandbox_limits)
     run_sandboxed(spec, log_path=log_path)
 
 

@@ -26,7 +26,8 @@ Manage the base buildroots that builds fork from.
                   system's suite, architecture and Debian apt sources (--suite, --arch,
                   --mirror choose others)
   update [NAME]   make a new generation: a copy of the current one, apt-get update and
-                  dist-upgrade inside the sandbox; builds running meanwhile keep theirs
+                  dist-upgrade inside the sandbox; builds running meanwhile keep theirs;
+                  lists that can't be fetched are an error and change nothing
   list            name, suite, architecture, generation, size and age of each
   remove NAME     delete a buildroot; refused while a build uses it
 

@@ -35,7 +35,7 @@ from guestpkg.buildroot.roots import (
     write_metadata,
 )
 from guestpkg.config import Config
-from guestpkg.errors import SystemStateError
+from guestpkg.errors import NetworkError, SystemStateError
 from guestpkg.fsutil import remove_tree
 from guestpkg.sandbox import run_sandboxed
 
@@ -88,6 +88,9 @@ def test_update_makes_a_new_generation_and_keeps_the_one_in_use(
     # The package lists were refreshed in the new generation, and are still there.
     assert list((new.path / "var/lib/apt/lists").glob("*_Packages"))
     assert not list((new.path / "var/cache/apt/archives").glob("*.deb"))
+    # apt's binary caches of the new lists: builds' apt runs don't parse the lists
+    assert {p.name for p in (new.path / "var/cache/apt").glob("*.bin")} == {
+        "pkgcache.bin", "srcpkgcache.bin"}
     # The last fork of the old generation removed it when it ended.
     assert generations(new.directory) == [new.path]
     assert not old.path.exists()
@@ -122,13 +125,52 @@ def test_update_goes_through_the_proxy_of_the_environment(
         monkeypatch.setenv(name, proxy)
     RefusingProxy.seen = []
     try:
-        # apt-get update warns about what it could not fetch and keeps the old lists.
-        update_base_root(config, "copy")
+        # The proxy refuses: the lists can't be fetched, and the update says so.
+        with pytest.raises(NetworkError, match="apt-get update could not fetch"):
+            update_base_root(config, "copy")
     finally:
         server.shutdown()
         server.server_close()
     mirror = urllib.parse.urlsplit(copy.mirror).hostname
     assert mirror and any(mirror in line for line in RefusingProxy.seen), RefusingProxy.seen
+
+
+def test_update_from_an_unreachable_mirror_fails_in_one_line(
+        config: Config, copy: BaseRoot) -> None:
+    # The copy's sources name a port on 127.0.0.1 that a socket holds without
+    # listening: apt's connection is refused.  The copy is hard links to the shared
+    # root: its sources.list is replaced (a new inode), never written in place.
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{held.getsockname()[1]}/debian"
+        lines = [f"deb {mirror} {copy.suite} main"]
+        apt = copy.path / "etc/apt"
+        for old in [apt / "sources.list", *(apt / "sources.list.d").iterdir()]:
+            old.unlink()
+        new = apt / "sources.list.new"
+        new.write_text("\n".join(lines) + "\n")
+        new.rename(apt / "sources.list")
+        write_metadata(copy.directory, RootMetadata(
+            suite=copy.suite, arch=copy.arch, generation=copy.generation, mirror=mirror,
+            sources=tuple(lines), created=copy.created, updated=copy.updated,
+            build_user=copy.build_user, build_uid=copy.build_uid))
+        before = open_base_root(config, "copy")
+        result = guestpkg(config, "update", "copy")
+    assert result.returncode == NetworkError.exit_code
+    error, hint = result.stderr.splitlines()[-2:]
+    assert error.startswith("guestpkg: error: buildroot 'copy' was not updated: apt-get "
+                            f"update could not fetch its package lists from {mirror} (E: Failed "
+                            f"to fetch "
+                            f"{mirror}/dists/{copy.suite}/InRelease"), result.stderr
+    assert hint == ("guestpkg: hint: check this machine's network and the buildroot's "
+                    f"sources ({lines[0]}), then run guestpkg buildroot update copy")
+    assert "Traceback" not in result.stderr and "updated buildroot" not in result.stdout
+    # The current generation stays, and nothing of the failed one is left.
+    assert open_base_root(config, "copy") == before
+    assert generations(copy.directory) == [copy.path]
+    assert not [p for p in copy.directory.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_remove_is_refused_while_a_fork_uses_the_root(config: Config, copy: BaseRoot) -> None:
