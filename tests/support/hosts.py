@@ -7,12 +7,17 @@ machine's dpkg database besides debhelper itself).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.support import debsrc
+from tests.support.sysroot import SystemRoot, buildroot_binds, link_buildroots, new_workdir
+from tests.support.upstream import LocalUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 DH = REPO / "dh"
@@ -91,7 +96,6 @@ def deb_field(deb: Path, field: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-
 def tiny_deb(directory: Path, name: str, version: str = "1.0") -> Path:
     """An empty architecture-independent package: installing it makes apt run dpkg, and
     with it the DPkg::Post-Invoke hooks."""
@@ -128,3 +132,38 @@ def ensure_hook_installed(root: Any) -> None:
     hooks = root.run(["apt-config", "dump", "DPkg::Post-Invoke"]).stdout
     assert "/usr/lib/guestpkg/apt-post-invoke" in hooks, hooks
     assert root.exists("/usr/lib/guestpkg/apt-post-invoke")
+
+
+@contextlib.contextmanager
+def hello_upstream(directory: Path) -> Iterator[LocalUpstream]:
+    """A local upstream in *directory* serving ``hello-2.10.tar.gz`` (the bytes of
+    hello_2.10.orig.tar.gz) at its root, as https://ftp.gnu.org/gnu/hello/ does."""
+    with LocalUpstream(directory) as server:
+        orig = next(debsrc.source_files("hello").glob("hello_*.orig.tar.gz"))
+        server.add_file(orig, "hello-2.10.tar.gz")
+        yield server
+
+
+@contextlib.contextmanager
+def system_with_guestpkg(system_base: Path, base_root: Any,
+                         debs: Sequence[Path]) -> Iterator[SystemRoot]:
+    """A throwaway system (:class:`SystemRoot` over *system_base*) that shares the
+    test buildroots of *base_root*, with *debs* (guestpkg's own among them) in its
+    local archive and guestpkg installed, its APT hook checked; closed afterwards."""
+    system = SystemRoot(system_base, new_workdir(),
+                        buildroot_binds(Path(base_root.path).parent.parent))
+    system.start()
+    try:
+        link_buildroots(system)
+        system.add_debs(list(debs))
+        system.apt_install("guestpkg")
+        ensure_hook_installed(system)
+        yield system
+    finally:
+        system.close()
+
+
+def status_row(root: SystemRoot, host: str) -> dict[str, Any]:
+    """*host*'s row of ``guestpkg status --json`` inside *root*."""
+    row: dict[str, Any] = json.loads(root.run(["guestpkg", "status", "--json", host]).stdout)[0]
+    return row

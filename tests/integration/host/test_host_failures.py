@@ -17,13 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import debsrc, hosts
-from tests.support.sysroot import (
-    SystemRoot,
-    buildroot_binds,
-    link_buildroots,
-    new_workdir,
-)
+from tests.support import hosts
+from tests.support.sysroot import SystemRoot
 from tests.support.upstream import Behaviour, LocalUpstream
 
 pytestmark = pytest.mark.integration
@@ -44,9 +39,7 @@ json.dump(state, open(path, "w"))
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with LocalUpstream(tmp_path_factory.mktemp("upstream")) as server:
-        orig = next(debsrc.source_files("hello").glob("hello_*.orig.tar.gz"))
-        server.add_file(orig, "hello-2.10.tar.gz")
+    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
         yield server
 
 
@@ -56,22 +49,13 @@ def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
     work = tmp_path_factory.mktemp("hosts")
     host_debs = hosts.example_host_debs(work, upstream.url)
     triggers = [hosts.tiny_deb(work, f"trigger-{n}") for n in "abc"]
-    system = SystemRoot(system_base, new_workdir(),
-                        buildroot_binds(Path(base_root.path).parent.parent))
-    system.start()
-    try:
-        link_buildroots(system)
-        system.add_debs([*guestpkg_debs, host_debs["2.10-3-1"], *triggers])
-        system.apt_install("guestpkg")
-        hosts.ensure_hook_installed(system)
+    with hosts.system_with_guestpkg(system_base, base_root,
+                                    [*guestpkg_debs, host_debs["2.10-3-1"], *triggers]) as system:
         yield system
-    finally:
-        system.close()
 
 
 def status(root: SystemRoot) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(root.run(["guestpkg", "status", "--json", HOST]).stdout)[0]
-    return row
+    return hosts.status_row(root, HOST)
 
 
 def state(root: SystemRoot) -> dict[str, Any]:

@@ -60,9 +60,7 @@ NOTHING_OF_GUESTPKG = ("/var/lib/guestpkg", "/var/cache/guestpkg", "/var/log/gue
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with LocalUpstream(tmp_path_factory.mktemp("upstream")) as server:
-        orig = next(debsrc.source_files("hello").glob("hello_*.orig.tar.gz"))
-        server.add_file(orig, "hello-2.10.tar.gz")
+    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
         yield server
 
 
@@ -97,8 +95,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
 
 
 def status(root: SystemRoot) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(root.run(["guestpkg", "status", "--json", HOST]).stdout)[0]
-    return row
+    return hosts.status_row(root, HOST)
 
 
 def failure(root: SystemRoot) -> dict[str, Any]:

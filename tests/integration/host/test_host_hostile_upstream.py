@@ -13,13 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import debsrc, hosts
-from tests.support.sysroot import (
-    SystemRoot,
-    buildroot_binds,
-    link_buildroots,
-    new_workdir,
-)
+from tests.support import hosts
+from tests.support.sysroot import SystemRoot
 from tests.support.upstream import Behaviour, LocalUpstream
 
 pytestmark = pytest.mark.integration
@@ -31,28 +26,17 @@ ESCAPED = "Not Found\\x1b]0;owned\\x07\\x1b[2J"
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with LocalUpstream(tmp_path_factory.mktemp("upstream")) as server:
-        orig = next(debsrc.source_files("hello").glob("hello_*.orig.tar.gz"))
-        server.add_file(orig, "hello-2.10.tar.gz")
+    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
          system_base: Path, base_root: Any, guestpkg_debs: list[Path]) -> Iterator[SystemRoot]:
-    work = tmp_path_factory.mktemp("hosts")
-    host_debs = hosts.example_host_debs(work, upstream.url)
-    system = SystemRoot(system_base, new_workdir(),
-                        buildroot_binds(Path(base_root.path).parent.parent))
-    system.start()
-    try:
-        link_buildroots(system)
-        system.add_debs([*guestpkg_debs, host_debs["2.10-3-1"]])
-        system.apt_install("guestpkg")
-        hosts.ensure_hook_installed(system)
+    host_debs = hosts.example_host_debs(tmp_path_factory.mktemp("hosts"), upstream.url)
+    with hosts.system_with_guestpkg(system_base, base_root,
+                                    [*guestpkg_debs, host_debs["2.10-3-1"]]) as system:
         yield system
-    finally:
-        system.close()
 
 
 def test_escapes_from_the_upstream_never_reach_apt_output_status_or_state(

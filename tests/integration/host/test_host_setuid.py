@@ -8,7 +8,6 @@ exits 0, and nothing reaches /usr/src/<host>/."""
 
 from __future__ import annotations
 
-import json
 import os
 import traceback
 from collections.abc import Iterator
@@ -27,13 +26,8 @@ from guestpkg.build.source import read_source
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
 from guestpkg.debian.control import BuildMode, build_relations
-from tests.support import debsrc, hosts
-from tests.support.sysroot import (
-    SystemRoot,
-    buildroot_binds,
-    link_buildroots,
-    new_workdir,
-)
+from tests.support import hosts
+from tests.support.sysroot import SystemRoot
 from tests.support.upstream import LocalUpstream
 
 pytestmark = pytest.mark.integration
@@ -45,9 +39,7 @@ CONSENT = f"{HOST} {HOST}/build-guest boolean true"
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with LocalUpstream(tmp_path_factory.mktemp("upstream")) as server:
-        orig = next(debsrc.source_files("hello").glob("hello_*.orig.tar.gz"))
-        server.add_file(orig, "hello-2.10.tar.gz")
+    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
         yield server
 
 
@@ -108,22 +100,13 @@ def host_debs(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
 @pytest.fixture(scope="module")
 def root(system_base: Path, base_root: BaseRoot, guestpkg_debs: list[Path],
          host_debs: dict[str, Path]) -> Iterator[SystemRoot]:
-    system = SystemRoot(system_base, new_workdir(),
-                        buildroot_binds(Path(base_root.path).parent.parent))
-    system.start()
-    try:
-        link_buildroots(system)
-        system.add_debs([*guestpkg_debs, host_debs["undeclared"]])
-        system.apt_install("guestpkg")
-        hosts.ensure_hook_installed(system)
+    with hosts.system_with_guestpkg(system_base, base_root,
+                                    [*guestpkg_debs, host_debs["undeclared"]]) as system:
         yield system
-    finally:
-        system.close()
 
 
 def status(root: SystemRoot) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(root.run(["guestpkg", "status", "--json", HOST]).stdout)[0]
-    return row
+    return hosts.status_row(root, HOST)
 
 
 def test_an_undeclared_setuid_file_is_refused_and_apt_succeeds(root: SystemRoot) -> None:
