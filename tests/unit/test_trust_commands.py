@@ -49,14 +49,20 @@ def test_promote_and_demote(tmp_path: Path, guestpkg: Callable[..., int],
     assert "untrusted" in capsys.readouterr().err
 
 
+def setuid_dcfpkg(directory: Path) -> Path:
+    """*directory*/su.dcfpkg: a package with a setuid file, /usr/su."""
+    (directory / "tree/usr").mkdir(parents=True)
+    (directory / "tree/usr/su").write_text("x")
+    (directory / "tree/usr/su").chmod(0o4755)
+    path = directory / "su.dcfpkg"
+    write_dcfpkg(directory / "tree", Metadata(package="su", version="1", release="1",
+                                              architecture="all", build_date=0), path)
+    return path
+
+
 def test_sign_refuses_a_hostile_package_and_bad_dates(tmp_path: Path,
                                                       guestpkg: Callable[..., int]) -> None:
-    (tmp_path / "tree/usr").mkdir(parents=True)
-    (tmp_path / "tree/usr/su").write_text("x")
-    (tmp_path / "tree/usr/su").chmod(0o4755)
-    write_dcfpkg(tmp_path / "tree", Metadata(package="su", version="1", release="1",
-                                             architecture="all", build_date=0),
-                 tmp_path / "su.dcfpkg")
+    setuid_dcfpkg(tmp_path)
     assert guestpkg("trust", "keygen", "k") == 0
     sign = ("trust", "sign", "su.dcfpkg", "--key", "k.key", "--repository", "main",
             "--archive-version", "1")
@@ -87,12 +93,7 @@ def test_setuid_refusal_names_a_setting_that_works(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The hint names the setting; following it, as an option and as the variable,
     makes dcfpkg verify and trust sign accept the package."""
-    (tmp_path / "tree/usr").mkdir(parents=True)
-    (tmp_path / "tree/usr/su").write_text("x")
-    (tmp_path / "tree/usr/su").chmod(0o4755)
-    write_dcfpkg(tmp_path / "tree", Metadata(package="su", version="1", release="1",
-                                             architecture="all", build_date=0),
-                 tmp_path / "su.dcfpkg")
+    setuid_dcfpkg(tmp_path)
     assert guestpkg("dcfpkg", "verify", "su.dcfpkg") == 3
     err = capsys.readouterr().err
     assert "--dcfpkg-allow-setuid" in err and "GUESTPKG_DCFPKG_ALLOW_SETUID=yes" in err, err
