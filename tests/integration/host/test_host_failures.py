@@ -38,12 +38,6 @@ json.dump(state, open(path, "w"))
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
          system_base: Path, base_root: Any, guestpkg_debs: list[Path]) -> Iterator[SystemRoot]:
     work = tmp_path_factory.mktemp("hosts")

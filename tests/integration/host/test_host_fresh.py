@@ -59,12 +59,6 @@ NOTHING_OF_GUESTPKG = ("/var/lib/guestpkg", "/var/cache/guestpkg", "/var/log/gue
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
          system_base: Path, guestpkg_debs: list[Path]) -> Iterator[SystemRoot]:
     work = tmp_path_factory.mktemp("hosts")

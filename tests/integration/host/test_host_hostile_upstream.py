@@ -25,12 +25,6 @@ ESCAPED = "Not Found\\x1b]0;owned\\x07\\x1b[2J"
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, upstream: LocalUpstream,
          system_base: Path, base_root: Any, guestpkg_debs: list[Path]) -> Iterator[SystemRoot]:
     host_debs = hosts.example_host_debs(tmp_path_factory.mktemp("hosts"), upstream.url)

@@ -37,12 +37,6 @@ SRC = f"/usr/src/{HOST}"
 CONSENT = f"{HOST} {HOST}/build-guest boolean true"
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUpstream]:
-    with hosts.hello_upstream(tmp_path_factory.mktemp("upstream")) as server:
-        yield server
-
-
 def make_layer(config: Config, base_root: BaseRoot, guest: Path, work: Path) -> None:
     """The guest's build-dependency layer (hello's plus fakeroot, for its
     Rules-Requires-Root) in the test vardir, whose layers the system root shares:
