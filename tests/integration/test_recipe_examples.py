@@ -24,7 +24,8 @@ from tests.support.recipemirror import example_mirror
 from tests.support.upstream_server import Upstream
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = {"zlib", "bzip2", "xz", "m4", "sed", "hello", "bison", "libpng"}
+EXAMPLES = {"zlib", "bzip2", "xz", "m4", "sed", "hello", "bison", "libpng", "autoconf",
+            "automake", "make"}
 
 
 @pytest.fixture
@@ -64,8 +65,9 @@ def test_the_example_set(tmp_path: Path, test_config: Config, example_set: Examp
     lint = guestpkg(config, tree, mirror, "lint")
     assert lint.returncode == 0, lint.stdout
     graph = guestpkg(config, tree, mirror, "graph", "--arch", "x86_64").stdout
-    assert graph.count("level ") == 3  # three deep; every level at least three wide
-    assert all(len(level.splitlines()) > 3 for level in graph.split("level ")[1:])
+    widths = [len(level.splitlines()) - 1 for level in graph.split("level ")[1:]]
+    assert len(widths) == 5  # sources; zlib, m4, ...; autoconf, ...; automake; make
+    assert sum(width >= 3 for width in widths) >= 3  # three deep and three wide
 
     assert example_set.summaries["x86_64"] == \
         f"built {2 * len(EXAMPLES)}, cached 0, failed 0, skipped 0"
@@ -80,6 +82,12 @@ def test_the_example_set(tmp_path: Path, test_config: Config, example_set: Examp
     # bison got m4 from the m4 recipe; libpng found zlib's headers and library
     assert "checking for GNU M4 that supports accurate traces... /usr/bin/m4" in \
         (example_set.logdir / "recipes" / "bison_3.8.2-1_amd64.log").read_text()
+    # make was built with the autoconf and automake recipes (the set has no autotools)
+    make_log = (example_set.logdir / "recipes" / "make_4.3-1_amd64.log").read_text()
+    assert "\nautotools: autoconf (GNU Autoconf) 2.71, automake (GNU automake) 1.16.5\n" \
+        in make_log and "\nGNU Make 4.3\n" in make_log
+    assert b"usr/bin/make" in {e.path for e in
+                               read_manifest(results / "make_4.3-1_amd64.dcfpkg")[1]}
     libpng = {e.path for e in read_manifest(results / "libpng_1.6.39-1_amd64.dcfpkg")[1]}
     assert b"usr/lib/libpng16.so.16.39.0" in libpng and b"usr/share/man" not in libpng
 

@@ -22,7 +22,8 @@ from tests.support.upstream_server import Upstream, serve
 #: Debian source package -> its pool directory.
 EXAMPLE_SOURCES = {"zlib": "z/zlib", "bzip2": "b/bzip2", "xz-utils": "x/xz-utils",
                    "m4": "m/m4", "sed": "s/sed", "hello": "h/hello", "bison": "b/bison",
-                   "libpng1.6": "libp/libpng1.6"}
+                   "libpng1.6": "libp/libpng1.6", "autoconf": "a/autoconf",
+                   "automake-1.16": "a/automake-1.16", "make-dfsg": "m/make-dfsg"}
 
 
 def host_address() -> str:
