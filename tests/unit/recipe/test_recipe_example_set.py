@@ -17,13 +17,16 @@ def test_the_example_set_lints_clean_and_has_its_shape() -> None:
     tree = load_tree(RECIPES)
     assert rgraph.lint(tree) == []
     names = {r.name for r in tree.recipes}
-    for name in ("zlib", "bzip2", "xz", "m4", "sed", "hello", "bison", "libpng"):
+    for name in ("zlib", "bzip2", "xz", "m4", "sed", "hello", "bison", "libpng", "autoconf",
+                 "automake", "make"):
         assert {name, f"{name}-src"} <= names
         assert tree.find(name).type == "binary" and tree.find(f"{name}-src").type == "source"
         assert tree.find(f"{name}-src").pins
     graph = rgraph.resolve(tree, "x86_64", rgraph.default_request(tree, "x86_64"))
     levels = graph.levels()
-    assert len(levels) == 3 and all(len(level) >= 3 for level in levels)
+    # at least three deep and three wide: five levels, three of them three wide or more
+    assert len(levels) == 5 and sum(len(level) >= 3 for level in levels) >= 3
+    assert [n.recipe.name for n in levels[-1]] == ["make"]  # after automake, autoconf, m4
     assert tree.find("zlib").arches == ("i586", "x86_64")
     hello = tree.find("hello")
     assert [(d.name, d.recipe, d.kind) for d in hello.builddeps
