@@ -238,12 +238,19 @@ class TrustStore:
 
     # import ------------------------------------------------------------------------
 
-    def import_archive(self, source: Path, now: int) -> Archive:
-        """Check *source* and make it the stored archive of its repository, atomically."""
+    def import_archive(self, source: Path, now: int, extends: bool = False) -> Archive:
+        """Check *source* and make it the stored archive of its repository, atomically.
+
+        With *extends* (a local signing run, guestpkg.recipe.publish, never ``trust
+        import``), *source* may also have the stored archive's own version if it holds
+        every unexpired signature of the stored archive (or the same key's signature of
+        the same file, expiring later): signatures only added or refreshed, so the
+        signatures other keys made for that version are kept (they can't be re-signed
+        for a new one)."""
         data = _read_capped(source, self.settings.max_archive_bytes, "the archive")
         archive = parse_archive(data, str(source), self.settings.max_entries)
         with locked(self.trustdir / ".import.lock"):
-            self._check_fresh(archive, source, now)
+            self._check_fresh(archive, source, now, extends)
             keys, events = load_keys(self.trustdir), self.log.read()
             accepted = self._accepted_versions(archive, now, keys, events)
             _, counters = self.counters(archive.repository)
@@ -259,11 +266,13 @@ class TrustStore:
             self._record_levels(archive, now, keys, events)
         return archive
 
-    def _check_fresh(self, archive: Archive, source: Path, now: int) -> None:
+    def _check_fresh(self, archive: Archive, source: Path, now: int, extends: bool) -> None:
         stored = self.stored_archive(archive.repository)
         counter, _ = self.counters(archive.repository)
         newest = max(counter, stored.archive_version if stored else 0)
-        if archive.archive_version <= newest:
+        extended = (extends and stored is not None and archive.archive_version == newest
+                    == stored.archive_version and _keeps(archive, stored, now))
+        if archive.archive_version <= newest and not extended:
             raise TrustError(f"{source}: Archive-Version {archive.archive_version} is not "
                              f"newer than {newest} (rollback or replay)")
         for sig in archive.signatures:
@@ -386,6 +395,20 @@ class TrustStore:
                              "already accepted (rollback)")
         return Verdict(meta.package, meta.full_version, repository,
                        tuple((key.key_id, level) for key, level in counted), meta)
+
+
+def _keeps(archive: Archive, stored: Archive, now: int) -> bool:
+    """Does *archive* hold each unexpired signature of *stored*, or its key's signature
+    of the same file expiring no earlier?"""
+    def file_of(sig: Signature) -> tuple[bytes, str, str, str, int, str, str]:
+        return (sig.public_key, sig.package, sig.version, sig.architecture, sig.size,
+                sig.sha256, sig.payload_sha256)
+
+    latest: dict[tuple[bytes, str, str, str, int, str, str], int] = {}
+    for sig in archive.signatures:
+        latest[file_of(sig)] = max(sig.expires, latest.get(file_of(sig), 0))
+    return all(latest.get(file_of(sig), 0) >= sig.expires
+               for sig in stored.signatures if sig.expires > now)
 
 
 def _describe(counted: list[tuple[PublicKey, Level]]) -> str:
