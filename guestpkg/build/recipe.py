@@ -48,7 +48,7 @@ from guestpkg.errors import BuildFailed, InputError, ParseError, UnsafeArchive
 from guestpkg.recipe import cache
 from guestpkg.recipe.bootstrap import BUILD_UID, DEBIAN_ARCH, BootstrapSet
 from guestpkg.recipe.files import filtered
-from guestpkg.recipe.layers import package_layer, policy, set_layer
+from guestpkg.recipe.layers import held_layers, policy
 from guestpkg.recipe.tree import Recipe
 from guestpkg.sandbox import SandboxSpec, run_sandboxed, subids, usernet
 from guestpkg.sandbox.idmap import get_mapping
@@ -220,9 +220,9 @@ def write_log_header(ctx: RecipeBuild) -> None:
 
 
 def run_build(ctx: RecipeBuild) -> None:
-    layers = [package_layer(ctx.config, i.path, i.sha256) for i in reversed(ctx.inputs)]
-    layers.append(set_layer(ctx.config, ctx.bootstrap))
     with contextlib.ExitStack() as stack:
+        layers = stack.enter_context(held_layers(  # held: cache clean keeps them
+            ctx.config, [(i.path, i.sha256) for i in ctx.inputs], ctx.bootstrap))
         # binary recipes: a new network namespace with only lo; source recipes: their
         # own namespace served by slirp4netns, the host's loopback unreachable
         netns = stack.enter_context(usernet.user_network()) \

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""``guestpkg cache list|clean``: show and prune the build-dependency layer cache and
-the download cache of .debs the layers were made from."""
+"""``guestpkg cache list|clean``: show and prune the build-dependency layer cache, the
+download cache of .debs the layers were made from, and the recipe cache (results,
+bootstrap sets and their unpacked layers)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from guestpkg.build import debcache, layers
 from guestpkg.buildroot import list_base_roots
 from guestpkg.config import Config
 from guestpkg.fsutil import disk_usage_bytes
+from guestpkg.recipe import cache as recipe_cache
+from guestpkg.recipe import layers as recipe_layers
 
 DESCRIPTION = """\
 guestpkg build keeps the build dependencies it installed as overlay layers under
@@ -20,10 +23,20 @@ apt resolved.  A layer whose generation is no longer the current one of any buil
 never be used again.  The .debs apt downloaded for them are kept in CACHEDIR/debs, so
 that a new layer of the same packages downloads nothing.
 
+guestpkg recipe build keeps its results (dcfpkgs) and the bootstrap sets in
+CACHEDIR/dcfpkg, and unpacks each package it builds on once, into a layer under
+VARDIR/recipes/layers.  A layer whose package is no longer a cached result (rebuilt
+in place) or whose bootstrap set is no longer current (after guestpkg recipe
+bootstrap --update) can never be used again, nor can a replaced bootstrap set.
+
   list            key, buildroot, state (current or stale), packages, size and age;
-                  the number and size of the cached .debs
-  clean           remove the stale layers, and the cached .debs no current layer has
-  clean --all     remove every layer and every cached .deb
+                  the number and size of the cached .debs; the recipe layers (state,
+                  size, age), results and bootstrap sets
+  clean           remove the stale layers, the cached .debs no current layer has, the
+                  stale recipe layers and the replaced bootstrap sets
+  clean --all     remove every layer, every cached .deb and every recipe result (the
+                  current bootstrap sets stay: guestpkg recipe bootstrap --update
+                  replaces them)
 
 Layers in use by a running build are never removed; they are skipped and reported, as
 is the download cache while a build downloads or installs from it.
@@ -60,6 +73,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         size_mib = sum(deb.size_bytes for deb in debs) / (1 << 20)
         print(f"download cache {debcache.debs_dir(config)}: {len(debs)} .debs, "
               f"{size_mib:.1f}M")
+        list_recipe_cache(config)
         return 0
     removed = busy = 0
     kept: list[layers.Layer] = []
@@ -81,7 +95,35 @@ def run(config: Config, args: argparse.Namespace) -> int:
           f", {pruned} cached resolution(s), " +
           ("no .debs (a build is using the download cache)" if cleaned is None
            else f"{cleaned} cached .deb(s)"))
+    recipes = recipe_cache.clean(config, args.all)
+    print(f"removed {recipes.layers} recipe layer(s)"
+          + (f", {recipes.busy} in use" if recipes.busy else "")
+          + f", {recipes.sets} replaced bootstrap set(s), {recipes.results} recipe result(s)")
     return 0
+
+
+def list_recipe_cache(config: Config) -> None:
+    sets = recipe_cache.bootstrap_sets(config)
+    results = recipe_cache.results(config)
+    live = recipe_layers.live_layer_names(results, [s.id for s in sets if s.current])
+    found = recipe_layers.list_recipe_layers(config)
+    if not found:
+        print(f"no recipe layers in {recipe_layers.layers_dir(config)}")
+    else:
+        print(f"{'RECIPE LAYER':20}  {'STATE':7} {'SIZE':>9}  AGE")
+        now = time.time()
+        for layer in found:
+            state = "current" if layer.name in live else "stale"
+            size_mib = disk_usage_bytes(layer.path) / (1 << 20)
+            print(f"{layer.name[:20]:20}  {state:7} {size_mib:8.1f}M  "
+                  f"{_age(now - layer.path.stat().st_mtime)}")
+    size_mib = sum(path.stat().st_size for path in results) / (1 << 20)
+    print(f"recipe results {recipe_cache.results_dir(config)}: {len(results)} .dcfpkg, "
+          f"{size_mib:.1f}M")
+    for found_set in sets:
+        size_mib = disk_usage_bytes(found_set.path) / (1 << 20)
+        print(f"bootstrap set {found_set.arch} {found_set.id[:16]} "
+              f"{'current' if found_set.current else 'replaced'} {size_mib:.1f}M")
 
 
 def list_layers(found: list[layers.Layer], live: set[str], config: Config) -> None:

@@ -8,19 +8,30 @@ Each package is unpacked once, by the safe reader, and kept under
 
     pkg-<sha256 of the dcfpkg>/     one package
     set-<bootstrap set id>/         the whole bootstrap set, merged into one tree
+    .<name>.lock                    exclusive while the layer is made or removed;
+                                    shared while a build stacks it
     .tmp-*                          an unpack in progress (or killed: reaped later)
 
 The bootstrap set is merged into one layer because overlayfs takes its lower layers
 in one mount option of at most a page (about 60 paths of this length), and a set has
 over a hundred members.  A layer is made under a ``.tmp-`` name and renamed into
 place, under a lock, so two builds needing the same package unpack it once and no
-build sees half a layer.
+build sees half a layer.  A build holds its layers' locks shared until it ends
+(:func:`held_layers`), so ``guestpkg cache clean`` (exclusive, non-blocking) never
+removes a layer in use; it removes the layers no cached package or current bootstrap
+set has any more (:func:`stale_layers`), as it does the build-dependency layers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import os
+import re
 import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from guestpkg import fsutil
@@ -43,9 +54,11 @@ def policy(config: Config) -> ReaderPolicy:
                         "without them")
 
 
-def _digest(path: Path) -> str:
-    import hashlib
+def _lock_path(config: Config, name: str) -> Path:
+    return layers_dir(config) / f".{name}.lock"
 
+
+def _digest(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -55,7 +68,7 @@ def package_layer(config: Config, package: Path, sha256: str) -> Path:
     layer = layers_dir(config) / f"pkg-{sha256}"
     if layer.is_dir():
         return layer
-    with fsutil.locked(layers_dir(config) / f".pkg-{sha256}.lock"):
+    with fsutil.locked(_lock_path(config, layer.name)):
         if layer.is_dir():
             return layer
         actual = _digest(package)
@@ -71,7 +84,7 @@ def set_layer(config: Config, bootstrap: BootstrapSet) -> Path:
     layer = layers_dir(config) / f"set-{bootstrap.id}"
     if layer.is_dir():
         return layer
-    with fsutil.locked(layers_dir(config) / f".set-{bootstrap.id}.lock"):
+    with fsutil.locked(_lock_path(config, layer.name)):
         if layer.is_dir():
             return layer
         with fsutil.atomic_directory(layer) as tmp:
@@ -111,3 +124,91 @@ def merge_into(source: Path, target: Path) -> None:
             if there.is_dir() and not there.is_symlink():
                 raise UnsafeArchive(f"{there}: a directory in one package, not in another")
             os.replace(entry.path, there)
+
+
+@contextlib.contextmanager
+def held_layers(config: Config, inputs: Sequence[tuple[Path, str]],
+                bootstrap: BootstrapSet) -> Iterator[list[Path]]:
+    """The lower layers of a build, top first: the unpacked *inputs* ((dcfpkg, sha256),
+    the last on top) above the bootstrap set's layer, each made if missing and held in
+    use (a shared lock) until the context ends."""
+    with contextlib.ExitStack() as stack:
+        layers = [_hold(stack, config, f"pkg-{sha256}",
+                        functools.partial(package_layer, config, path, sha256))
+                  for path, sha256 in reversed(inputs)]
+        layers.append(_hold(stack, config, f"set-{bootstrap.id}",
+                            functools.partial(set_layer, config, bootstrap)))
+        yield layers
+
+
+def _hold(stack: contextlib.ExitStack, config: Config, name: str,
+          make: Callable[[], Path]) -> Path:
+    """Layer *name* under a shared lock kept on *stack*; made (exclusively, lock
+    released) when missing, and looked for again: ``cache clean`` may win between."""
+    layer = layers_dir(config) / name
+    while True:
+        with contextlib.ExitStack() as attempt:
+            attempt.enter_context(fsutil.locked(_lock_path(config, name), shared=True))
+            if layer.is_dir():
+                stack.enter_context(attempt.pop_all())
+                return layer
+        make()
+
+
+@dataclass(frozen=True)
+class RecipeLayer:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+_LAYER_NAME = re.compile(r"(pkg|set)-[0-9a-f]{64}")
+
+
+def list_recipe_layers(config: Config) -> list[RecipeLayer]:
+    top = layers_dir(config)
+    if not top.is_dir():
+        return []
+    return [RecipeLayer(entry) for entry in sorted(top.iterdir())
+            if _LAYER_NAME.fullmatch(entry.name) and entry.is_dir()]
+
+
+def stale_layers(config: Config, live: set[str]) -> list[RecipeLayer]:
+    """The layers whose name is not in *live* (:func:`live_layer_names`)."""
+    return [layer for layer in list_recipe_layers(config) if layer.name not in live]
+
+
+def live_layer_names(results: Sequence[Path], sets: Sequence[str]) -> set[str]:
+    """The layers a build can still use: of the cached *results* (dcfpkg files, by
+    digest: a result rebuilt in place leaves its old layer stale) and of the current
+    bootstrap *sets* (ids)."""
+    return {f"pkg-{_digest(path)}" for path in results} | {f"set-{id_}" for id_ in sets}
+
+
+def remove_recipe_layer(config: Config, layer: RecipeLayer) -> bool:
+    """Remove *layer* unless a build holds it; True if it was removed."""
+    with fsutil.locked(_lock_path(config, layer.name), blocking=False) as free:
+        if not free:
+            return False
+        if layer.path.is_dir():
+            doomed = layer.path.with_name(f"{fsutil.TMP_PREFIX}{layer.name}.removing")
+            layer.path.rename(doomed)
+            fsutil.remove_tree(doomed)
+    return True  # the lock file stays (see guestpkg.build.layers.remove_layer)
+
+
+def reap(config: Config) -> int:
+    """Remove the ``.tmp-`` leftovers of killed unpacks and removals (their layer's
+    lock is free); returns how many."""
+    top = layers_dir(config)
+    reaped = 0
+    for entry in sorted(top.iterdir()) if top.is_dir() else ():
+        name = entry.name[len(fsutil.TMP_PREFIX):].split(".", 1)[0]
+        if entry.name.startswith(fsutil.TMP_PREFIX) and _LAYER_NAME.fullmatch(name):
+            with fsutil.locked(_lock_path(config, name), blocking=False) as free:
+                if free:
+                    fsutil.remove_tree(entry)
+                    reaped += 1
+    return reaped
