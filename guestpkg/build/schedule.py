@@ -2,7 +2,10 @@
 """Building a resolved graph: inputs first, independent recipes in parallel.
 
 Up to *jobs* builds run at once, each a sandboxed process watched by a thread.  A node
-is started when everything it needs is built or cached; its cache key is made then,
+is started when everything it needs is built or cached, the ready node with the most
+work after it first (:meth:`Graph.remaining_work`, costed by each recipe's last build
+time, kept in ``<vardir>/recipes/durations.json`` as ninja keeps ``.ninja_log``); its
+cache key is made then,
 from its inputs' digests (:mod:`guestpkg.recipe.key`), so a cached node starts
 nothing.  A failed node's dependents are skipped with the reason; without
 ``keep_going`` nothing new starts after a failure (what runs finishes), with it
@@ -12,10 +15,14 @@ everything that does not need the failure is built.
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from guestpkg import fsutil
 from guestpkg.build.recipe import Input, RecipeBuild, build_recipe
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError
@@ -67,6 +74,10 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
     buildhost with ``recipe build --buildhosts``, guestpkg.buildhost.coordinator)."""
     tell = progress or (lambda node, state, detail: None)
     order = graph.order()
+    durations = load_durations(config)
+    work = graph.remaining_work(estimate(durations))
+    start_order = sorted(order, key=lambda node: -work[node.key])  # stable: then by level
+    measured: dict[str, float] = {}
     outcomes: dict[str, Outcome] = {}
     results: dict[str, cache.Result] = {}
     running: dict[concurrent.futures.Future[cache.Result], tuple[Node, float]] = {}
@@ -86,7 +97,7 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while True:
-            for node in order:
+            for node in start_order:
                 if stopped or len(running) >= max(1, jobs):
                     break
                 if node.key in outcomes or node.key in {n.key for n, _ in running.values()}:
@@ -113,11 +124,63 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
                     stopped = stopped or not keep_going
                     continue
                 decide(node, Outcome(node, BUILT, result.path.name, seconds, result))
+                measured[_duration_key(node)] = round(seconds, 1)
+    if measured:
+        save_durations(config, measured)
     for node in order:
         if node.key not in outcomes:
             outcomes[node.key] = Outcome(node, SKIPPED, "not started after a failure "
                                          "(--keep-going builds what it can)")
     return [outcomes[n.key] for n in order]
+
+
+#: What a recipe is assumed to take before it was ever built: a source recipe only
+#: downloads; a binary one compiles (the median of the known ones, if any).
+SOURCE_SECONDS, BINARY_SECONDS = 5.0, 60.0
+_DURATIONS_CAP = 1 << 20
+
+
+def durations_path(config: Config) -> Path:
+    return config.vardir / "recipes" / "durations.json"
+
+
+def _duration_key(node: Node) -> str:
+    return f"{node.recipe.name}:{node.arch}"  # not the version: an update costs the same
+
+
+def load_durations(config: Config) -> dict[str, float]:
+    """The last build time of each recipe (name and arch), in seconds; anything
+    unreadable counts as unknown (the order is only a matter of speed)."""
+    try:
+        with open(durations_path(config), "rb") as f:
+            data = json.loads(f.read(_DURATIONS_CAP))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(k, str)
+            and isinstance(v, (int, float)) and 0 <= v < 1e7}
+
+
+def save_durations(config: Config, measured: dict[str, float]) -> None:
+    path = durations_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fsutil.locked(path.with_name(".durations.lock")):
+        known = {**load_durations(config), **measured}
+        fsutil.atomic_write(path, json.dumps(known, indent=0, sort_keys=True) + "\n")
+
+
+def estimate(durations: dict[str, float]) -> Callable[[Node], float]:
+    """The cost of a node for :meth:`Graph.remaining_work`: its last build time, else
+    a default by type."""
+    binaries = sorted(v for k, v in durations.items() if not k.split(":")[0].endswith("-src"))
+    binary = statistics.median(binaries) if binaries else BINARY_SECONDS
+
+    def cost(node: Node) -> float:
+        default = SOURCE_SECONDS if node.recipe.type == "source" else binary
+        return durations.get(_duration_key(node), default)
+
+    return cost
 
 
 def check_reproducible(config: Config, graph: Graph, node: Node, bootstrap: BootstrapSet,

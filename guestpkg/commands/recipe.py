@@ -194,8 +194,11 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
     bootstrap = current_set(config, graph.arch)
 
     progress = Progress(sys.stdout.isatty())
+    # every build gets every CPU as JOBS, as Nix's cores=0 does: a recipe's configure
+    # runs on one CPU while another's make fills the rest, and the last builds of a
+    # chain, which run alone, keep the whole machine (a split left it idle)
     outcomes = build_graph(config, graph, bootstrap, jobs=parallel, keep_going=keep_going,
-                           progress=progress, build_jobs=max(1, config.build_jobs // parallel))
+                           progress=progress, build_jobs=config.build_jobs)
     counts = {state: sum(o.state == state for o in outcomes)
               for state in ("built", "cached", "failed", "skipped")}
     print(", ".join(f"{state} {count}" for state, count in counts.items()))

@@ -13,7 +13,7 @@ whole path.  The levels are the longest-path layering: level 0 needs nothing, le
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from guestpkg.errors import RecipeError
@@ -84,6 +84,22 @@ class Graph:
     def order(self) -> list[Node]:
         """A topological order: inputs before what needs them."""
         return [node for level in self.levels() for node in level]
+
+    def remaining_work(self, cost: Callable[[Node], float]) -> dict[str, float]:
+        """Per node, the *cost* of the longest chain from it to the end of the build,
+        itself included.  Starting the ready node with the most remaining work first
+        is critical-path list scheduling (ninja's, from its log of build times): the
+        chain that bounds a parallel build starts as early as it can, and short
+        independent builds fill the gaps."""
+        dependents: dict[str, list[str]] = {key: [] for key in self.nodes}
+        for key, needs in self.needs.items():
+            for need in needs:
+                dependents[need.target].append(key)
+        work: dict[str, float] = {}
+        for node in reversed(self.order()):
+            work[node.key] = cost(node) + max((work[d] for d in dependents[node.key]),
+                                              default=0.0)
+        return work
 
     def dependents(self, key: str) -> set[str]:
         """Every node that needs *key*, directly or not."""
