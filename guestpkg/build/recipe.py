@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shlex
@@ -42,7 +43,7 @@ from pathlib import Path
 from guestpkg import fsutil
 from guestpkg.config import Config
 from guestpkg.dcfpkg.format import Metadata
-from guestpkg.dcfpkg.reader import verify
+from guestpkg.dcfpkg.reader import read_manifest, verify
 from guestpkg.dcfpkg.writer import write_dcfpkg
 from guestpkg.errors import BuildFailed, InputError, ParseError, UnsafeArchive
 from guestpkg.recipe import cache
@@ -52,6 +53,7 @@ from guestpkg.recipe.layers import held_layers, policy
 from guestpkg.recipe.tree import Recipe
 from guestpkg.sandbox import SandboxSpec, run_sandboxed, subids, usernet
 from guestpkg.sandbox.idmap import get_mapping
+from guestpkg.text import one_line
 
 #: 1980-01-01: a fixed SOURCE_DATE_EPOCH (Nix uses 1), late enough for zip's format.
 SOURCE_DATE_EPOCH = 315532800
@@ -234,7 +236,10 @@ def run_build(ctx: RecipeBuild) -> None:
                            hostname="guestpkg", umask=0o022, join_netns=netns,
                            id_mapping=ctx.config.id_mapping, host_ids=ctx.host_ids,
                            **ctx.config.sandbox_limits)
-        status = run_sandboxed(spec, log_path=ctx.log, check=False)
+        # a source recipe's network is by design, and the log header says so: not a
+        # warning on the console (where it would break the progress lines)
+        status = run_sandboxed(spec, log_path=ctx.log, check=False,
+                               relaxations_level=logging.INFO)
     if status != 0:
         raise ctx.fail(f"build exited with status {status}")
 
@@ -334,10 +339,20 @@ def pack_result(ctx: RecipeBuild) -> None:
     result = cache.cached(ctx.result, ctx.key)
     assert result is not None
     ctx.outcome = result
+    _, entries = read_manifest(ctx.result, policy(ctx.config))
     with open(ctx.log, "a") as f:
+        f.write("manifest:\n")  # what the package holds (names the build chose: escaped)
+        for entry in entries:
+            target = f" -> {_shown(entry.target)}" if entry.target is not None else ""
+            f.write(f"  {entry.kind} {entry.mode:04o} {entry.size:>10} "
+                    f"/{_shown(entry.path)}{target}\n")
         f.write(f"guestpkg: built {ctx.result.name}: {written.entries} entries, "
                 f"{written.installed_size} bytes, {written.payload_size} compressed, "
                 f"sha256 {result.sha256}\n")
+
+
+def _shown(name: bytes) -> str:
+    return one_line(name.decode("utf-8", errors="backslashreplace"))
 
 
 STEPS: tuple[Callable[[RecipeBuild], None], ...] = (

@@ -56,9 +56,9 @@ def replay_command(spec_path: Path) -> str:
             " (as the same user; add --shell for a shell in the same sandbox)")
 
 
-def log_relaxations(spec: SandboxSpec) -> None:
+def log_relaxations(spec: SandboxSpec, level: int = logging.WARNING) -> None:
     for relaxation in spec.relaxations:
-        log.warning("sandbox relaxation for %s: %s", spec.argv[0], relaxation)
+        log.log(level, "sandbox relaxation for %s: %s", spec.argv[0], relaxation)
 
 
 @contextlib.contextmanager
@@ -136,6 +136,7 @@ def run_sandboxed(
     log_path: Path | None = None,
     tee: bool = False,
     check: bool = True,
+    relaxations_level: int = logging.WARNING,
 ) -> int:
     """Run *spec*'s command in its sandbox and return its exit status (128+N if killed
     by signal N, 124 on the wall-clock limit, 125 if the sandbox could not be set up).
@@ -143,12 +144,14 @@ def run_sandboxed(
     With ``check``, a non-zero status raises CommandFailed with the output tail and a
     replay hint; a sandbox that could not be set up raises SandboxSetupFailed, which
     names the step that failed and the OS error (also logged), with or without
-    ``check``."""
+    ``check``.  The ways *spec* is weaker than the default are logged at
+    *relaxations_level*: a caller whose relaxation is by design and recorded in its
+    own log (a source recipe's user-mode network) keeps them off the console."""
     # A normal user's "userns" is the user's own range (guestpkg.sandbox.userrange).
     spec = dataclasses.replace(spec, id_mapping=resolve(spec.id_mapping))
     mapping = for_spec(spec)
     mapping.check()  # a clear error here rather than status 125
-    log_relaxations(spec)
+    log_relaxations(spec, relaxations_level)
     limits = Limits(spec.memory_max_bytes, spec.pids_max, spec.cpu_weight)
     with cgroups.limited(limits) as cgroup:
         status, report = _run_helper(spec, mapping.describe(), cgroup, log_path, tee)

@@ -134,7 +134,9 @@ def test_build_cache_rebuild_and_identical_bytes(config: Config, tmp_path: Path)
     for expected in (f"cache key: {meta.recipe_key}",
                      f"input libgreet/1.0/1 {built['libgreet_1.0-1_amd64.dcfpkg']}",
                      "SOURCE_DATE_EPOCH=315532800",
-                     "CFLAGS='-O2 -ffile-prefix-map=/build/recipe=.'", "guestpkg: built greeter_"):
+                     "CFLAGS='-O2 -ffile-prefix-map=/build/recipe=.'",
+                     "\nmanifest:\n", "\n  f 0755 ", " /usr/bin/greeter\n",
+                     "guestpkg: built greeter_"):
         assert expected in log, expected
 
     # everything cached: nothing builds
