@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from guestpkg import config as settings
@@ -197,8 +200,10 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
     # every build gets every CPU as JOBS, as Nix's cores=0 does: a recipe's configure
     # runs on one CPU while another's make fills the rest, and the last builds of a
     # chain, which run alone, keep the whole machine (a split left it idle)
-    outcomes = build_graph(config, graph, bootstrap, jobs=parallel, keep_going=keep_going,
-                           progress=progress, build_jobs=config.build_jobs)
+    with progress.ticking():
+        outcomes = build_graph(config, graph, bootstrap, jobs=parallel,
+                               keep_going=keep_going, progress=progress,
+                               build_jobs=config.build_jobs)
     counts = {state: sum(o.state == state for o in outcomes)
               for state in ("built", "cached", "failed", "skipped")}
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
@@ -213,24 +218,58 @@ def build(config: Config, graph: rgraph.Graph, parallel: int, keep_going: bool,
 
 class Progress:
     """One line per event; on a terminal, the decided recipes scroll by and one line
-    per running recipe stays at the bottom, redrawn at every event."""
+    per running recipe stays at the bottom, redrawn at every event and every second
+    while :meth:`ticking` (its elapsed time counts up)."""
 
     def __init__(self, terminal: bool) -> None:
         self.terminal = terminal
         self.running: dict[str, tuple[str, float]] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, node: rgraph.Node, state: str, detail: str) -> None:
         label = f"{node.recipe.id} ({node.arch})"
         if not self.terminal:
             print(f"{state:8} {label}: {detail}", flush=True)
             return
+        with self.lock:
+            self._clear()
+            if state == "building":
+                self.running[node.key] = (label, time.monotonic())
+            else:
+                self.running.pop(node.key, None)
+                sys.stdout.write(f"{state:8} {label}: {detail}\n")
+            self._draw()
+
+    def tick(self) -> None:
+        with self.lock:
+            if self.running:
+                self._clear()
+                self._draw()
+
+    @contextlib.contextmanager
+    def ticking(self, interval_s: float = 1.0) -> Iterator[None]:
+        """Redraw the running lines every *interval_s* on a terminal (a thread)."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                self.tick()
+
+        thread = threading.Thread(target=loop, daemon=True) if self.terminal else None
+        if thread is not None:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
+
+    def _clear(self) -> None:
         if self.running:
             sys.stdout.write(f"\x1b[{len(self.running)}F\x1b[J")  # up, and clear below
-        if state == "building":
-            self.running[node.key] = (label, time.monotonic())
-        else:
-            self.running.pop(node.key, None)
-            sys.stdout.write(f"{state:8} {label}: {detail}\n")
+
+    def _draw(self) -> None:
         now = time.monotonic()
         for running, started in self.running.values():
             sys.stdout.write(f"building {running} ({now - started:.0f} s)\n")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -105,5 +106,12 @@ def test_progress_on_a_terminal_keeps_one_line_per_running_recipe(
                    "\x1b[1F\x1b[Jcached   zlib/1.3/1 (x86_64): zlib.dcfpkg\n"
                    "building zlib-src/1.3/1 (x86_64) (0 s)\n"
                    "\x1b[1F\x1b[Jbuilt    zlib-src/1.3/1 (x86_64): zlib-src.dcfpkg\n")
+    progress(nodes["pigz"], "building", "log")
+    capsys.readouterr()
+    progress.tick()  # every second while ticking: the running lines redrawn in place
+    assert capsys.readouterr().out == "\x1b[1F\x1b[Jbuilding pigz/2.8/1 (x86_64) (0 s)\n"
+    with progress.ticking(interval_s=0.01):
+        time.sleep(0.2)
+    assert capsys.readouterr().out.startswith("\x1b[1F\x1b[Jbuilding pigz/2.8/1")
     Progress(terminal=False)(nodes["pigz"], "building", "the log")
     assert capsys.readouterr().out == "building pigz/2.8/1 (x86_64): the log\n"
