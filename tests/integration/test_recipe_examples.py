@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from guestpkg.config import Config
-from guestpkg.dcfpkg.reader import read_manifest
+from guestpkg.dcfpkg.reader import ReaderPolicy, extract, read_manifest
 from tests.support.examples import ExampleBuild
 from tests.support.recipemirror import example_mirror
 from tests.support.upstream_server import Upstream
@@ -90,6 +90,14 @@ def test_the_example_set(tmp_path: Path, test_config: Config, example_set: Examp
                                read_manifest(results / "make_4.3-1_amd64.dcfpkg")[1]}
     libpng = {e.path for e in read_manifest(results / "libpng_1.6.39-1_amd64.dcfpkg")[1]}
     assert b"usr/lib/libpng16.so.16.39.0" in libpng and b"usr/share/man" not in libpng
+
+    # zlib for i586 too: i386 code, built with -march=i586
+    assert example_set.summaries["i586"] == "built 2, cached 0, failed 0, skipped 0"
+    assert "CFLAGS='-O2 -ffile-prefix-map=/build/recipe=. -march=i586'" in \
+        (example_set.logdir / "recipes" / "zlib_1.2.13-1_i386.log").read_text()
+    extract(results / "zlib_1.2.13-1_i386.dcfpkg", tmp_path / "zlib", ReaderPolicy())
+    elf = (tmp_path / "zlib" / "usr/lib/libz.so.1.2.13").read_bytes()
+    assert elf[:5] == b"\x7fELF\x01" and elf[18] == 3  # ELFCLASS32, EM_386
 
     # all cached: nothing runs
     assert summary(guestpkg(config, tree, mirror, "build", "--arch", "x86_64")) == \
