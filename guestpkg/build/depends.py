@@ -87,18 +87,31 @@ def update_extra_lists(ctx: BuildContext) -> None:
     ctx.log.note("apt-get update of the extra sources: " + ", ".join(
         [f"{len(made.debs)} local .deb(s)"] * bool(made.debs) +
         [f"{r.uri} {r.suite}" for r in made.repositories]))
-    argv = ["apt-get", "update", "-q", "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
+    # --error-on=any: apt-get update otherwise exits 0 when an index failed to
+    # download ("Some index files failed to download. They have been ignored").
+    argv = ["apt-get", "update", "-q", "--error-on=any",
+            "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
             "-o", f"Dir::Etc::SourceParts={EXTRA_MOUNT}/parts",
             "-o", f"Dir::State::Lists={LISTS_MOUNT}/", "-o", "APT::Get::List-Cleanup=false",
             "-o", "Acquire::Languages=none"]
     if made.foreign_arch:
         argv = ["sh", "-c", f'dpkg --add-architecture {made.foreign_arch}; exec "$@"',
                 "sh", *argv]
-    ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0, gid=0,
-                     capabilities=APT_CAPABILITIES, network=bool(made.repositories),
-                     binds=(Bind(made.directory, EXTRA_MOUNT),
-                            Bind(made.lists, LISTS_MOUNT, readonly=False))),
-            "apt-get update of the extra sources failed")
+    try:
+        ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0,
+                         gid=0, capabilities=APT_CAPABILITIES,
+                         network=bool(made.repositories),
+                         binds=(Bind(made.directory, EXTRA_MOUNT),
+                                Bind(made.lists, LISTS_MOUNT, readonly=False))),
+                "apt-get update of the extra sources failed")
+    except BuildFailed as e:
+        # A buildd root has no CA certificates: apt in it cannot verify https servers.
+        if any(r.uri.startswith("https:") for r in made.repositories) and not \
+                os.path.lexists(ctx.base.path / "etc/ssl/certs/ca-certificates.crt"):
+            e.hint = (f"{e.hint}; the buildroot has no ca-certificates, so apt in it "
+                      "cannot check an https server: use http (the Release file's "
+                      "signature is what apt verifies)")
+        raise
     extras.drop_lists_of_root(made, ctx.base.path / "var/lib/apt/lists")
 
 
@@ -121,7 +134,8 @@ def cross_lists(ctx: BuildContext, arch: str) -> Path:
                 (tmp / sub).mkdir(mode=0o755)
             fsutil.atomic_write(tmp / "sources.list",
                                 extras.cross_sources(ctx.base.sources, arch))
-            argv = ["apt-get", "update", "-q", "-o", "Dir::Etc::SourceList=/cross/sources.list",
+            argv = ["apt-get", "update", "-q", "--error-on=any",
+                    "-o", "Dir::Etc::SourceList=/cross/sources.list",
                     "-o", "Dir::Etc::SourceParts=/cross/parts",
                     "-o", "Dir::State::Lists=/cross/lists/", "-o", "Acquire::Languages=none"]
             ctx.run(ctx.spec(argv, in_fork=False, env=apt_env(throwaway_root=True), uid=0,

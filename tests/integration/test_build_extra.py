@@ -229,6 +229,12 @@ def test_extra_repository_verified_with_its_key(test_config: Config, base_root: 
                                                keys=(tmp_path / "stranger.asc",))))
         assert refused.value.log_path is not None
         assert "NO_PUBKEY" in refused.value.log_path.read_text()
+        # https from a buildd root (no CA certificates) fails, and the hint says why.
+        with pytest.raises(BuildFailed) as https:
+            build_package(test_config, tree, tmp_path / "https", BuildOptions(
+                tee=False, extras=ExtraSources(repositories=(f"deb https{url[4:]} test main",),
+                                               keys=(tmp_path / "signer.asc",))))
+        assert "no ca-certificates" in str(https.value.hint)
         assert not (tmp_path / "bad").exists()
         result = build_package(test_config, tree, tmp_path / "out", BuildOptions(
             tee=False, extras=ExtraSources(repositories=(line,),
