@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """guestpkg build --run-lintian --run-autopkgtest: hello 2.10-3 from its bookworm
-.dsc, one build with both checks (each in a fork of its own over a cached layer of
-the tool), their sections and results in the .build log as sbuild writes them; and
+.dsc, one build with both checks (the session's ``hello`` fixture; each check in a
+fork of its own over a cached layer of the tool), their sections and results in the
+.build log as sbuild writes them and as buildlog-consultant reads them; and
 the tiny package with a failing, hostile autopkgtest: "Autopkgtest: fail", its
 output escaped on the console, and the post_build_fail setting deciding whether the
 build fails."""
@@ -17,19 +18,18 @@ from pathlib import Path
 import pytest
 from buildlog_consultant.sbuild import SbuildLog, worker_failure_from_sbuild_log
 
-from guestpkg.build.deb import BuildOptions, build_package
+from guestpkg.build.deb import BuildResult
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
 from tests.integration.test_build_failures import REPO, make_tiny
-from tests.support import debsrc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_lintian_and_autopkgtest_on_hello(test_config: Config, base_root: BaseRoot,
-                                          tmp_path: Path) -> None:
-    options = BuildOptions(tee=False, checks=frozenset({"lintian", "autopkgtest"}))
-    result = build_package(test_config, debsrc.dsc_path("hello"), tmp_path / "out", options)
+def test_lintian_and_autopkgtest_on_hello(hello: tuple[BuildResult, BuildResult, bool]
+                                          ) -> None:
+    """The session's first build of hello (tests/integration/conftest.py) ran both."""
+    result = hello[0]
     log = result.log_path.read_text()
     post = log.split("| Post Build ")[1].split("| Summary ")[0]
     assert "\nlintian\n-------\n" in post and "\nautopkgtest\n-----------\n" in post
