@@ -27,6 +27,7 @@ from redis import Redis
 
 from guestpkg.config import Config
 from guestpkg.recipe.bootstrap import BootstrapSet
+from guestpkg.recipe.tree import load_tree
 from tests.support.examples import ExampleBuild
 from tests.support.netlab import Lab, lab
 from tests.support.recipemirror import example_mirror
@@ -283,6 +284,10 @@ def test_the_example_set_builds_across_three_buildhosts_as_a_local_build(
     assert not list((coord_cache / "dcfpkg").glob(".tmp-*"))
     assert digests(coord_cache / "dcfpkg") == example_set.digests()
     assert len(example_set.digests()) == len(logs)
+    # every source build fetched from the hub (it can reach nothing else)
+    sources = sum(len(r.arches) for r in load_tree(example_set.tree).recipes
+                  if r.type == "source")
+    assert sources and sum(mirror.hits.values()) >= sources, mirror.hits
 
 
 @pytest.fixture
