@@ -507,7 +507,6 @@ def test_a_tampered_or_irreproducible_result_is_refused(tmp_path: Path, x86_sets
     from guestpkg.recipe import graph as rgraph
     from guestpkg.recipe.bootstrap import open_set
     from guestpkg.recipe.tree import load_tree
-    from guestpkg.sandbox.syscalls import CLONE_NEWNET, setns
 
     tree_dir = example_tree(tmp_path / "tree")
     with cluster(tmp_path / "cluster", {"bx1": "x86_64"}) as c:
@@ -515,10 +514,7 @@ def test_a_tampered_or_irreproducible_result_is_refused(tmp_path: Path, x86_sets
         c.wait_serving(["bx1"])
         cache = cache_with(tmp_path / "coord-cache", x86_sets)
         # this process is the coordinator: it joins the lab's coordinator namespace
-        fd = os.open(f"/run/netns/{c.lab.netns_of('coord')}", os.O_RDONLY)
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        try:
-            setns(fd, CLONE_NEWNET)
+        with c.lab.inside("coord"):
             env = c.env(**coordinator_env(tmp_path, tree_dir, cache, test_config))
             config = load({}, environ={k: v for k, v in env.items()
                                        if k.startswith("GUESTPKG_")})
@@ -548,10 +544,6 @@ def test_a_tampered_or_irreproducible_result_is_refused(tmp_path: Path, x86_sets
             with pytest.raises(GuestpkgError, match="reproducibility failure: bhlib/1.0/1 "
                                rf"\(x86_64\) .* by bx2 as {other} and differently by bx1"):
                 coordinator.check_reproducible(job, "bx2", other)
-        finally:
-            setns(own, CLONE_NEWNET)
-            os.close(fd)
-            os.close(own)
     assert digests(cache / "dcfpkg") == {} and not list((cache / "dcfpkg").glob(".tmp-*"))
 
 

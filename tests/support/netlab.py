@@ -3,18 +3,26 @@
 machine joined to it by a veth pair, all made with pyroute2 (in the design's
 dependency list).  Nothing is created in the machine's own network namespace: the
 veth pairs are made inside the hub and one end is moved into the machine's
-namespace, so the traffic stays in namespaces this test made and removes."""
+namespace, so the traffic stays in namespaces this test made and removes.
+
+Each namespace is held by a process of its own (``unshare --net sleep``), and named
+by its ``/proc/PID/ns/net``, not by a file under ``/run/netns`` as ip-netns(8) does:
+those files are nsfs mounts under a shared mount, and another test on this machine
+that bind-mounts ``/run`` recursively and unmounts its copy unmounts them too (the
+unmount propagates to the peers), after which entering the namespace fails with
+EINVAL (seen while other engineers' tests ran).  A process can't be unmounted."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from pyroute2 import NetNS, netns
+from pyroute2 import NetNS
 
 #: A private subnet (RFC 1918) only used inside the lab's namespaces.
 SUBNET = "10.213.47"
@@ -22,8 +30,7 @@ SUBNET = "10.213.47"
 
 @dataclass
 class Lab:
-    hub: str
-    prefix: str
+    holders: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     machines: dict[str, str] = field(default_factory=dict)   # name -> address
 
     @property
@@ -31,20 +38,34 @@ class Lab:
         return f"{SUBNET}.1"
 
     def netns_of(self, name: str) -> str:
-        return self.hub if name == "hub" else f"{self.prefix}-{name}"
+        """The path that names machine *name*'s network namespace ("hub": the hub's)."""
+        return f"/proc/{self.holders[name].pid}/ns/net"
+
+    def _hold(self, name: str) -> str:
+        holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "infinity"],
+                                  start_new_session=True)
+        self.holders[name] = holder
+        own = os.stat("/proc/self/ns/net").st_ino
+        for _ in range(500):    # until unshare has made the namespace and exec'd sleep
+            if holder.poll() is not None:
+                raise RuntimeError(f"unshare --net failed for {name}")
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.netns_of(name)).st_ino != own:
+                    return self.netns_of(name)
+            time.sleep(0.01)
+        raise RuntimeError(f"unshare --net did not make a namespace for {name}")
 
     def add(self, name: str) -> str:
         """A namespace for machine *name*, wired to the bridge; returns its address."""
         address = f"{SUBNET}.{10 + len(self.machines)}"
-        ns_name = self.netns_of(name)
-        netns.create(ns_name)
-        outer, inner = f"v{secrets.token_hex(3)}", f"i{secrets.token_hex(3)}"
-        with NetNS(self.hub) as hub:
+        path = self._hold(name)
+        outer, inner = f"v{os.urandom(3).hex()}", f"i{os.urandom(3).hex()}"
+        with NetNS(self.netns_of("hub")) as hub:
             hub.link("add", ifname=outer, kind="veth", peer=inner)
-            hub.link("set", index=hub.link_lookup(ifname=inner)[0], net_ns_fd=ns_name)
+            hub.link("set", index=hub.link_lookup(ifname=inner)[0], net_ns_fd=path)
             hub.link("set", index=hub.link_lookup(ifname=outer)[0],
                      master=hub.link_lookup(ifname="br0")[0], state="up")
-        with NetNS(ns_name) as ns:
+        with NetNS(path) as ns:
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
             index = ns.link_lookup(ifname=inner)[0]
             ns.link("set", index=index, ifname="eth0")
@@ -54,8 +75,8 @@ class Lab:
         return address
 
     def command(self, name: str, argv: Sequence[str]) -> list[str]:
-        """*argv* run inside machine *name*'s namespace (ip-netns(8))."""
-        return ["ip", "netns", "exec", self.netns_of(name), *argv]
+        """*argv* run inside machine *name*'s network namespace (nsenter(1) execs it)."""
+        return ["nsenter", f"--net={self.netns_of(name)}", "--", *argv]
 
     @contextlib.contextmanager
     def inside(self, name: str) -> Iterator[None]:
@@ -63,7 +84,7 @@ class Lab:
         socket made there stays there (a server thread started there serves there)."""
         from guestpkg.sandbox.syscalls import CLONE_NEWNET, setns
 
-        fd = os.open(f"/run/netns/{self.netns_of(name)}", os.O_RDONLY)
+        fd = os.open(self.netns_of(name), os.O_RDONLY)
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
             setns(fd, CLONE_NEWNET)
@@ -83,16 +104,12 @@ class Lab:
 
 @contextlib.contextmanager
 def lab() -> Iterator[Lab]:
-    prefix = f"gpbh{os.getpid()}{secrets.token_hex(2)}"
-    the_lab = Lab(f"{prefix}-hub", prefix)
-    # The first ip-netns(8) "add" on a machine bind-mounts /run/netns on itself (to make
-    # it shared); done after our namespaces exist, that would hide their mounts, and
-    # entering one fails with EINVAL.  So let ip make that mount first.
-    subprocess.run(["ip", "netns", "add", f"{prefix}-init"], check=True)
-    subprocess.run(["ip", "netns", "delete", f"{prefix}-init"], check=True)
-    netns.create(the_lab.hub)
+    """The hub (a bridge with :attr:`Lab.hub_address`); machines are added with
+    :meth:`Lab.add`.  The namespaces go when their holders are stopped, at the end
+    (processes the test started in them must have been stopped first)."""
+    the_lab = Lab()
     try:
-        with NetNS(the_lab.hub) as hub:
+        with NetNS(the_lab._hold("hub")) as hub:
             hub.link("set", index=hub.link_lookup(ifname="lo")[0], state="up")
             hub.link("add", ifname="br0", kind="bridge")
             index = hub.link_lookup(ifname="br0")[0]
@@ -100,8 +117,7 @@ def lab() -> Iterator[Lab]:
             hub.link("set", index=index, state="up")
         yield the_lab
     finally:
-        for name in list(the_lab.machines):
-            with contextlib.suppress(OSError):
-                netns.remove(the_lab.netns_of(name))
-        with contextlib.suppress(OSError):
-            netns.remove(the_lab.hub)
+        for holder in the_lab.holders.values():
+            if holder.poll() is None:
+                os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait()
