@@ -12,7 +12,8 @@ and log):
 2. a *lease* on the job (``guestpkg:lease:<job>``, renewed every
    :data:`HEARTBEAT_S` while it builds, gone :data:`LEASE_S` after its holder died) is
    taken, so a redelivered copy of a running job waits instead of building it twice,
-   and a copy of a finished job returns the stored result;
+   and a copy of a finished job returns the stored result (the first one stored: a
+   host that lost its lease while stopped neither takes it back nor replaces that);
 3. the recipe's files and the input dcfpkgs are fetched by SHA256 and verified
    (:mod:`.blobs`); the recipe is read back with the recipe reader and its cache key
    computed here must be the job's, and the job's bootstrap set must be this host's;
