@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guestpkg import __version__, fsutil
-from guestpkg.build import artifacts, buildlog, layers, postbuild, summary, versioning
+from guestpkg.build import artifacts, buildlog, extras, layers, postbuild, summary, versioning
 from guestpkg.build.context import (
     BuildContext,
     BuildLog,
@@ -375,16 +375,9 @@ def ccache_statistics(ctx: BuildContext, build: SandboxSpec, option: str) -> Non
 
 
 def cross_env(ctx: BuildContext) -> dict[str, str]:
-    """The options' environment, and for a cross build what sbuild adds: autoconf's
-    site file for the host architecture (dpkg-cross's, read if it exists) and
-    ``nocheck`` (the tests' binaries do not run here) unless DEB_BUILD_OPTIONS is
-    given."""
-    env = dict(ctx.options.environment)
-    if ctx.cross:
-        env.setdefault("CONFIG_SITE", f"/etc/dpkg-cross/cross-config.{ctx.host_arch}")
-        env.setdefault("DEB_BUILD_OPTIONS",
-                       f"nocheck parallel={ctx.config.build_jobs}")
-    return env
+    """The options' environment, with a cross build's (:func:`extras.cross_environment`)."""
+    return extras.cross_environment(ctx.options.environment,
+                                    ctx.host_arch if ctx.cross else "", ctx.config.build_jobs)
 
 
 def run_external_resolver(ctx: BuildContext) -> None:
@@ -536,15 +529,9 @@ def stack_build_deps(ctx: BuildContext, stack: contextlib.ExitStack) -> None:
         return
     extra = extra_build_packages(ctx.info, ctx.config) + (["ccache"] if ctx.options.ccache
                                                           else [])
-    build_arch = ""
+    build_arch = ctx.base.arch if ctx.cross else ""
     if ctx.cross:
-        # sbuild's CROSSBUILD_CORE_DEPENDS: the cross toolchain, and the host's libc
-        # and libstdc++ development files (Debian bug #815172); the build's own tools
-        # for the build architecture.
-        build_arch = ctx.base.arch
-        extra = [f"{name}:native" for name in extra] + [
-            f"crossbuild-essential-{ctx.host_arch}:native", f"libc-dev:{ctx.host_arch}",
-            f"libstdc++-dev:{ctx.host_arch}"]
+        extra = extras.cross_build_packages(extra, ctx.host_arch)
     prepare_extras(ctx)
     relations = build_relations(ctx.info.control, ctx.options.mode, ctx.host_arch,
                                 ctx.profiles, extra, build_arch)

@@ -39,7 +39,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,6 +377,29 @@ def copy_lists(source: Path, target: Path, only: str = "") -> None:
     for path in list_files(source):
         if only in path.name:
             shutil.copyfile(path, target / path.name, follow_symlinks=False)
+
+
+def cross_build_packages(tools: Sequence[str], host_arch: str) -> list[str]:
+    """What a cross build needs installed, as sbuild's CROSSBUILD_CORE_DEPENDS: the
+    build's own *tools* for the build architecture (``:native``), the cross
+    toolchain, and the host architecture's libc and libstdc++ development files
+    (Debian bug #815172)."""
+    return [f"{name}:native" for name in tools] + [
+        f"crossbuild-essential-{host_arch}:native", f"libc-dev:{host_arch}",
+        f"libstdc++-dev:{host_arch}"]
+
+
+def cross_environment(environment: Mapping[str, str], host_arch: str,
+                      jobs: int) -> dict[str, str]:
+    """The build's *environment* (``--env``), and for a cross build (*host_arch*
+    not "") what sbuild adds: autoconf's site file for the host architecture
+    (dpkg-cross's, read if it exists) and ``nocheck`` (the tests' binaries do not run
+    here) unless DEB_BUILD_OPTIONS is given."""
+    env = dict(environment)
+    if host_arch:
+        env.setdefault("CONFIG_SITE", f"/etc/dpkg-cross/cross-config.{host_arch}")
+        env.setdefault("DEB_BUILD_OPTIONS", f"nocheck parallel={jobs}")
+    return env
 
 
 def apt_prefix(extras: Extras) -> str:

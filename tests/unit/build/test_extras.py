@@ -188,3 +188,15 @@ def test_host_arch_and_cross_relations() -> None:
     assert reduce_relations("tool:native", "amd64") == ["tool"]
     assert extras.cross_sources(["deb http://m/debian bookworm main contrib"], "arm64") == \
         "deb [arch=arm64] http://m/debian bookworm main contrib\n"
+
+
+def test_cross_packages_and_environment() -> None:
+    assert extras.cross_build_packages(["fakeroot"], "arm64") == [
+        "fakeroot:native", "crossbuild-essential-arm64:native", "libc-dev:arm64",
+        "libstdc++-dev:arm64"]
+    env = extras.cross_environment({"A": "b"}, "arm64", 3)
+    assert env == {"A": "b", "CONFIG_SITE": "/etc/dpkg-cross/cross-config.arm64",
+                   "DEB_BUILD_OPTIONS": "nocheck parallel=3"}
+    assert extras.cross_environment({"DEB_BUILD_OPTIONS": "x"}, "arm64", 3)[
+        "DEB_BUILD_OPTIONS"] == "x"
+    assert extras.cross_environment({"A": "b"}, "", 3) == {"A": "b"}
