@@ -372,11 +372,15 @@ def cross_sources(base_sources: Sequence[str], arch: str) -> str:
 
 
 def copy_lists(source: Path, target: Path, only: str = "") -> None:
-    """Copy the list files of *source* (written by apt in a step of ours) whose names
-    contain *only* into *target*."""
+    """Link (or copy, across file systems) the list files of *source* (written by apt
+    in a step of ours, never changed after) whose names contain *only* into *target*:
+    a foreign architecture's lists are tens of MiB, and every build takes them."""
     for path in list_files(source):
         if only in path.name:
-            shutil.copyfile(path, target / path.name, follow_symlinks=False)
+            try:
+                os.link(path, target / path.name, follow_symlinks=False)
+            except OSError:
+                shutil.copyfile(path, target / path.name, follow_symlinks=False)
 
 
 def cross_build_packages(tools: Sequence[str], host_arch: str) -> list[str]:
