@@ -60,14 +60,18 @@ from guestpkg.debian.control import BuildMode, build_relations  # noqa: E402
 from guestpkg.errors import SystemStateError  # noqa: E402
 from tests.support import debsrc  # noqa: E402
 
+#: CPU seconds of the last :func:`timed` call (:func:`peers.cpu_s`).
+LAST_CPU: list[float] = [0.0]
+
 
 def timed(what: str, func: object) -> float:
     assert callable(func)
     print(f"bench: {what} ...", flush=True)
-    start = time.monotonic()
+    start, start_cpu = time.monotonic(), peers.cpu_s()
     func()
     elapsed = time.monotonic() - start
-    print(f"bench: {what}: {elapsed:.1f} s", flush=True)
+    LAST_CPU[0] = peers.cpu_s() - start_cpu
+    print(f"bench: {what}: {elapsed:.1f} s (cpu {LAST_CPU[0]:.1f} s)", flush=True)
     return elapsed
 
 
@@ -175,12 +179,15 @@ def main() -> int:
                   lambda: first.append(build_package(cfg, tree, work / "a", quiet)))
         print(f"bench: (a) installed its build dependencies: {not first[0].layer_cached}")
         a_warm: float | None = None
+        a_warm_cpu = 0.0
+        peer_cpu: dict[str, list[float]] = {}
         if args.peers:
             if not make_cold(cfg, tree):
                 print("bench: hello's layer is in use by another build; (a') is not cold")
             warm: list[BuildResult] = []
             a_warm = timed("(a') guestpkg build, cold layer, .debs in the download cache",
                            lambda: warm.append(build_package(cfg, tree, work / "a2", quiet)))
+            a_warm_cpu = LAST_CPU[0]
             text = warm[0].log_path.read_text()
             over = " on layer " in text and "into new layer" in text
             print(f"bench: (a') made its layer on a cached subset layer: {over}")
@@ -211,7 +218,7 @@ def main() -> int:
             suite = debsrc.host_codename()
             peers.ensure_installed()
             peers.prepare(args.peers_dir, suite, debsrc.host_mirror())
-            peer_samples = peers.time_peers(args.peers_dir, dsc, work, suite, runs)
+            peer_samples = peers.time_peers(args.peers_dir, dsc, work, suite, runs, peer_cpu)
             found = {name: statistics.median(s) for name, s in peer_samples.items() if s}
         else:
             found = peer_builds(dsc, work)
@@ -233,6 +240,10 @@ def main() -> int:
         if a_warm is not None:
             print(f"  (a')/(d {name}) = {a_warm / seconds:.2f}" +
                   ("   (goal: <= 1.0)" if name == "cowbuilder" else ""))
+            if peer_cpu.get(name):
+                used = statistics.median(peer_cpu[name])
+                print(f"  (a')/(d {name}) in CPU seconds = {a_warm_cpu:.1f}/{used:.1f} = "
+                      f"{a_warm_cpu / used:.2f}")
     return 0
 
 

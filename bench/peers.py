@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import shutil
 import subprocess
 import time
@@ -228,10 +229,21 @@ def _pbuilder(top: Path, dsc: Path, out: Path) -> list[str]:
             str(dsc)]
 
 
-def time_peers(top: Path, dsc: Path, work: Path, suite: str, runs: int
-               ) -> dict[str, list[float]]:
+def cpu_s() -> float:
+    """CPU seconds (user and system) of this process and of its children that ended:
+    on a machine others load, a fairer measure of work than wall time, which depends
+    on how the scheduler shares the CPUs (a sandbox's cgroup weight, the peers'
+    none)."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def time_peers(top: Path, dsc: Path, work: Path, suite: str, runs: int,
+               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Seconds of each peer's build of *dsc*, *runs* times after one untimed warm-up;
-    a peer that fails is reported and left out."""
+    a peer that fails is reported and left out.  *cpu* gets each timed run's CPU
+    seconds (:func:`cpu_s`)."""
     found: dict[str, list[float]] = {}
     user = ensure_bench_user()
     user_dsc = stage_for_bench_user(user, dsc, work)
@@ -240,22 +252,25 @@ def time_peers(top: Path, dsc: Path, work: Path, suite: str, runs: int
                 "sbuild unshare": lambda out: sbuild_unshare_argv(user, user_dsc, out, suite)}
     for name, argv_for in commands.items():
         log = work / f"{name.replace(' ', '-')}.log"
-        samples = []
+        samples, cpu_samples = [], []
         try:
             for run in range(runs + 1):
                 out = work / f"{name.replace(' ', '-')}-{run}"
                 out.mkdir()
-                start = time.monotonic()
+                start, start_cpu = time.monotonic(), cpu_s()
                 _quiet(argv_for(out), log, cwd=out)
-                elapsed = time.monotonic() - start
+                elapsed, used = time.monotonic() - start, cpu_s() - start_cpu
                 print(f"bench: (d) {name}, run {run}{' (warm-up)' if run == 0 else ''}: "
-                      f"{elapsed:.1f} s", flush=True)
+                      f"{elapsed:.1f} s (cpu {used:.1f} s)", flush=True)
                 if run:
                     samples.append(elapsed)
+                    cpu_samples.append(used)
         except (subprocess.CalledProcessError, OSError) as e:
             kept = work.parent / f"bench-{name.replace(' ', '-')}.log"
             shutil.copy(log, kept)
             print(f"bench: (d) {name} failed ({e}); its log: {kept}", flush=True)
             continue
         found[name] = samples
+        if cpu is not None:
+            cpu[name] = cpu_samples
     return found
