@@ -259,7 +259,8 @@ SETTINGS: tuple[Setting, ...] = (
             ("build",), None),
     Setting("post_build_fail", parse_post_build_checks, "",
             "post-build checks whose failure fails the build: a comma-separated subset "
-            "of lintian and autopkgtest (default: none, as sbuild)", ("build",), "CHECKS"),
+            "of lintian and autopkgtest (sbuild's *_require_success)", ("build",),
+            "CHECKS"),
     Setting("refuse_setuid", parse_bool, False,
             "refuse .debs with setuid/setgid files, devices, FIFOs, non-root owners, "
             "or paths or symlinks outside the FHS (default: warn)", ("build",), None),
