@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from buildlog_consultant.sbuild import SbuildLog, worker_failure_from_sbuild_log
 
+from guestpkg.build import layers
 from guestpkg.build.deb import BuildResult
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
@@ -85,6 +86,15 @@ def test_a_failing_autopkgtest_and_the_post_build_fail_setting(
     assert "\033]0;" not in reported.stderr and "\\x1b]0;retitled\\x07" in reported.stderr
     log = next((tmp_path / "out").glob("tiny_1.0_*.build")).read_text()
     assert "\nAutopkgtest: fail\n" in log and "\nLintian: fail\n" in log
+    # autopkgtest's layer is its own: nothing of lintian's resolution (made earlier
+    # in the same build's work directory) leaked into it
+    section = log.split("\nautopkgtest\n-----------\n")[1]
+    key = re.search(r"(?:using cached build-dependency layer|into new layer) ([0-9a-f]{32})",
+                    section)
+    assert key is not None, section[:2000]
+    layer = layers.read_layer(test_config, key.group(1))
+    assert layer is not None and any(p.startswith("autopkgtest:") for p in layer.packages)
+    assert not any(p.startswith("lintian:") for p in layer.packages)
     assert "\nStatus: successful\n" in log
 
     refused = build("--post-build-fail", "autopkgtest")
