@@ -260,6 +260,7 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
             require_root("a fork with id_mapping = root")
         ids = stack.enter_context(allocated_slice()) if mapping == "userns" else None
         log.debug("fork %s of %s (%s), upper on %s, ids %s", fork_id, base.name,
-                  base.generation, config.fork_upper, ids or "real root")
+                  base.generation, "tmpfs" if on_tmpfs else "disk",
+                  ids or ("the user's own range" if mapping == "user" else "real root"))
         yield Fork(fork_id, base, tuple(layers), directory, on_tmpfs, mapping, ids,
                    config.sandbox_limits)

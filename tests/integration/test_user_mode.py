@@ -19,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class UserRun:
     shell: subprocess.CompletedProcess[str]
     shell_root: subprocess.CompletedProcess[str]
     out: Path
+    env: dict[str, str]
 
     @property
     def state(self) -> Path:
@@ -97,7 +99,7 @@ def user_run() -> Iterator[UserRun]:
                                *probes], env, home)
         shell_root = as_user(user, [*guestpkg, "shell", "--as-root", "--bind",
                                     f"{probe}:/probe", "--", *probes], env, home)
-        yield UserRun(user, home, create, build, shell, shell_root, out)
+        yield UserRun(user, home, create, build, shell, shell_root, out, env)
     finally:
         shutil.rmtree(home)  # as root: the user's subordinate ids are no obstacle
 
@@ -255,3 +257,70 @@ def test_shell_as_a_normal_user_keeps_the_sandbox_guarantees(user_run: UserRun,
     assert results["cat"].split() == ["0", str(user_run.user.subuid), "65536"]
     for name in DENIED:
         assert results[name.split(":")[0]] == "EPERM", (name, run.stdout)
+
+
+def _descendants(pid: int) -> set[int]:
+    """*pid*'s processes and theirs (other sessions of the tests use the same user)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat_line.rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        for child in children.get(current, []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> list[str]:
+    """Those of *pids* still running (zombies are dead), with their command lines."""
+    left = []
+    for pid in sorted(pids):
+        try:
+            state = (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()[:100]
+        except OSError:
+            continue
+        if state != "Z":
+            left.append(f"{pid} {state} {cmdline!r}")
+    return left
+
+
+def test_sigkill_of_a_users_guestpkg_leaves_nothing_and_the_next_run_reaps(
+        user_run: UserRun) -> None:
+    """The sandbox dies with guestpkg (pid namespace, parent-death signals); the fork
+    left on disk, owned by the user's subordinate ids, goes with the next command."""
+    user, forks = user_run.user, user_run.state / "forks"
+    guestpkg = ["/usr/bin/python3", "-m", "guestpkg"]
+    proc = subprocess.Popen(
+        ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
+         *guestpkg, "shell", "--as-root", "--", "sh", "-c", "echo x > /root/mark; sleep 600"],
+        env=user_run.env, cwd=user_run.home, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    sandbox: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(forks.glob("*/upper/root/mark")):
+            assert time.monotonic() < deadline and proc.poll() is None, "the shell never ran"
+            time.sleep(0.1)
+        sandbox = _descendants(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(sandbox) >= 4  # helper, init, sh, sleep
+    deadline = time.monotonic() + 10
+    while left := _alive(sandbox):
+        assert time.monotonic() < deadline, f"sandbox processes outlived guestpkg: {left}"
+        time.sleep(0.1)
+    assert [p for p in forks.iterdir() if p.is_dir()]  # left behind, owned by subuids
+    _check(as_user(user, [*guestpkg, "shell", "--", "true"], user_run.env, user_run.home),
+           "guestpkg shell")
+    assert list(forks.iterdir()) == []
