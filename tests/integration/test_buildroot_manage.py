@@ -228,12 +228,15 @@ def test_existing_root_is_not_created_again(config: Config, copy: BaseRoot) -> N
     assert result.returncode == 2 and "already exists" in result.stderr
 
 
-def test_not_root_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+def test_a_user_without_subordinate_ids_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+    """A normal user may manage their own buildroots (docs/buildroots.md), but only with a
+    subordinate id range; nobody has none, and each command says how to get one."""
     os.chmod(tmp_path, 0o755)
     for args in (("create", "x"), ("update", "x"), ("remove", "x")):
         result = guestpkg(config, *args, user="nobody")
         assert result.returncode == 5, result.stderr
-        assert "needs root" in result.stderr and "Traceback" not in result.stderr
+        assert "gives nobody no range of" in result.stderr, result.stderr
+        assert "usermod --add-subuids" in result.stderr and "Traceback" not in result.stderr
 
 
 def _lock_is_free(path: Path) -> bool:
