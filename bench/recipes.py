@@ -94,6 +94,11 @@ def simulate(graph: rgraph.Graph, cost: dict[str, float], jobs: int,
     return max(finish.values())
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, what else ran."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> int:
     base = settings.load()
     try:
@@ -114,10 +119,11 @@ def main() -> int:
         one = fresh("j1")
         serial, outcomes = run_build(one, bootstrap, 1)
         cost = {o.node.key: o.seconds for o in outcomes}
-        print(f"bench: -j1: {serial:.1f} s for {len(outcomes)} recipes", flush=True)
+        print(f"bench: -j1: {serial:.1f} s for {len(outcomes)} recipes (load average "
+              f"{load()})", flush=True)
         two = fresh("j2")
         parallel, _ = run_build(two, bootstrap, 2)
-        print(f"bench: -j2: {parallel:.1f} s", flush=True)
+        print(f"bench: -j2: {parallel:.1f} s (load average {load()})", flush=True)
         graph = resolve(one)
         path_s, path = critical_path(graph, cost)
         ideal = max(path_s, sum(cost.values()) / 2)
