@@ -115,31 +115,73 @@ def remove_tree(path: Path) -> None:
 
 
 def disk_usage_bytes(path: Path) -> int:
-    """What the tree at *path* takes on disk, as ``du -s -x`` counts it: allocated
-    blocks (st_blocks, in 512-byte units, stat(2)), each hard-linked inode once, not
-    following symlinks nor crossing into other file systems.  Unreadable entries are
-    skipped: a listing wants the total of what it could read."""
+    """What the tree at *path* takes on disk, as ``du -s -x`` counts it (see
+    :func:`tree_usage_bytes`); a file, a symlink or a missing path counts its own
+    blocks or nothing.  Unreadable entries are skipped: a listing wants the total of
+    what it could read."""
     try:
-        top = path.lstat()
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return 0
-    seen: set[int] = set()
+        try:
+            return path.lstat().st_blocks * 512
+        except OSError:
+            return 0
+    try:
+        return tree_usage_bytes(fd, set())
+    finally:
+        os.close(fd)
+
+
+def tree_usage_bytes(fd: int, seen: set[tuple[int, int]]) -> int:
+    """Disk space the tree of directory *fd* takes: allocated blocks (st_blocks, in
+    512-byte units, stat(2)) of every entry, the directory's own included, each
+    hard-linked inode once, as ``du -s -x``.  By file descriptors only, never following
+    a symlink nor leaving its file system, so that it can measure a tree a hostile
+    command is writing (the sandbox's disk watch, after pivot_root, where a path would
+    resolve in the sandbox's root).  Entries in *seen* (device, inode) are not counted
+    again.  Depth first, one descriptor per level of the path being walked (not per
+    directory waiting): entries that vanish meanwhile, or a level deeper than the
+    descriptor limit, count as far as seen."""
+    top = os.fstat(fd)
     total = top.st_blocks * 512
-    for directory, dirnames, filenames in os.walk(path, onerror=lambda e: None):
-        for name in [*dirnames, *filenames]:
+    stack: list[tuple[int, Iterator[os.DirEntry[str]]]] = []
+
+    def descend(directory: int) -> None:
+        try:
+            stack.append((directory, os.scandir(directory)))
+        except OSError:
+            os.close(directory)
+
+    descend(os.dup(fd))
+    try:
+        while stack:
+            directory, entries = stack[-1]
             try:
-                st = os.lstat(os.path.join(directory, name))
+                entry = next(entries, None)
             except OSError:
+                entry = None
+            if entry is None:
+                stack.pop()
+                entries.close()  # type: ignore[attr-defined]
+                os.close(directory)
                 continue
-            if st.st_dev != top.st_dev:
-                if name in dirnames:
-                    dirnames.remove(name)
-                continue
-            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                if st.st_ino in seen:
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if st.st_dev != top.st_dev:
                     continue
-                seen.add(st.st_ino)
-            total += st.st_blocks * 512
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if st.st_nlink > 1 and not is_dir:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                if is_dir:
+                    descend(os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                    | os.O_CLOEXEC, dir_fd=directory))
+    finally:
+        for directory, entries in stack:
+            entries.close()  # type: ignore[attr-defined]
+            os.close(directory)
     return total
 
 

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guestpkg.fsutil import tree_usage_bytes
 from guestpkg.sandbox.syscalls import TMPFS_MAGIC, fstatfs_type
 
 #: How often the free space is looked at.
@@ -63,41 +64,6 @@ def size_text(size_bytes: int) -> str:
     if size_bytes % unit == 0:
         return f"{size_bytes // unit} {name}"
     return f"{size_bytes / unit:.1f} {name}"
-
-
-def usage_bytes(fd: int, seen: set[tuple[int, int]]) -> int:
-    """Disk space the tree of directory *fd* takes (``st_blocks`` of every entry, the
-    directory's own included, as ``du -s -x``), by file descriptors only, never
-    following a symlink nor leaving its file system; entries in *seen* (device, inode)
-    are not counted again.  Entries that vanish meanwhile count as nothing.  Not
-    :func:`guestpkg.fsutil.disk_usage_bytes`: that one walks by path, which after
-    pivot_root would resolve in the sandbox's root, through symlinks the command made."""
-    top = os.fstat(fd)
-    total = top.st_blocks * 512
-    stack = [os.dup(fd)]
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    with contextlib.suppress(OSError):
-                        st = entry.stat(follow_symlinks=False)
-                        if st.st_dev != top.st_dev:
-                            continue
-                        if st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False):
-                            if (st.st_dev, st.st_ino) in seen:
-                                continue
-                            seen.add((st.st_dev, st.st_ino))
-                        total += st.st_blocks * 512
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY
-                                                 | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                                 dir_fd=directory))
-        except OSError:
-            pass  # removed meanwhile, or out of descriptors: counted as far as seen
-        finally:
-            os.close(directory)
-    return total
 
 
 @dataclass
@@ -152,7 +118,7 @@ class DiskWatch:
 
     def usage(self) -> int:
         seen: set[tuple[int, int]] = set()
-        return sum(usage_bytes(w.fd, seen) for w in self.watched)
+        return sum(tree_usage_bytes(w.fd, seen) for w in self.watched)
 
     def _fs_used(self) -> int:
         total = 0

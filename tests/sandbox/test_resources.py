@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from guestpkg.errors import ResourceLimitHit
+from guestpkg.fsutil import tree_usage_bytes as usage_bytes
 from guestpkg.sandbox import cgroups
-from guestpkg.sandbox.diskwatch import usage_bytes
 from guestpkg.sandbox.syscalls import TMPFS_MAGIC, fstatfs_type
 from tests.support.paths import TEST_AREA
 

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 from guestpkg.config import Config
-from guestpkg.sandbox.diskwatch import DiskWatch, size_text, usage_bytes
+from guestpkg.fsutil import tree_usage_bytes as usage_bytes
+from guestpkg.sandbox.diskwatch import DiskWatch, size_text
 from guestpkg.sandbox.spec import Bind, SandboxSpec, from_json, to_json
 
 MiB = 1 << 20

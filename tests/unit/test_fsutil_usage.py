@@ -32,3 +32,23 @@ def test_same_total_as_du(tmp_path: Path) -> None:
 
 def test_missing_tree_is_empty(tmp_path: Path) -> None:
     assert disk_usage_bytes(tmp_path / "nothing") == 0
+
+
+def test_a_wide_tree_is_counted_whole_within_a_small_descriptor_limit(tmp_path: Path) -> None:
+    """The walk keeps one descriptor per level, not one per directory waiting: a tree
+    with more sibling directories than the process may open is still counted whole
+    (the disk watch measures trees a hostile build makes)."""
+    import resource
+
+    tree = tmp_path / "wide"
+    tree.mkdir()
+    for i in range(300):
+        (tree / f"d{i}").mkdir()
+        (tree / f"d{i}" / "f").write_bytes(b"x" * 5000)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        measured = disk_usage_bytes(tree)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert measured == du(tree)
