@@ -80,7 +80,9 @@ def status(config: Config) -> int:
         with contextlib.suppress(ValueError, TypeError):
             jobs = [str(j) for j in json.loads(fields.get("jobs", "[]"))]
         if "last_seen" in fields:
-            seen = f"last seen {now - float(fields['last_seen']):.0f} s ago"
+            # A heartbeat written after `now` was read would show as "-0 s ago".
+            age = max(0.0, now - float(fields["last_seen"]))
+            seen = f"last seen {age:.0f} s ago"
         else:
             seen = "never seen"
         print(f"{host.name:20} {' '.join(host.architectures):14} slots "
