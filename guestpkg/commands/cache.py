@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from guestpkg.build import debcache, layers
 from guestpkg.buildroot import list_base_roots
@@ -106,17 +107,12 @@ def list_recipe_cache(config: Config) -> None:
     sets = recipe_cache.bootstrap_sets(config)
     results = recipe_cache.results(config)
     live = recipe_layers.live_layer_names(results, [s.id for s in sets if s.current])
-    found = recipe_layers.list_recipe_layers(config)
-    if not found:
-        print(f"no recipe layers in {recipe_layers.layers_dir(config)}")
-    else:
-        print(f"{'RECIPE LAYER':20}  {'STATE':7} {'SIZE':>9}  AGE")
-        now = time.time()
-        for layer in found:
-            state = "current" if layer.name in live else "stale"
-            size_mib = disk_usage_bytes(layer.path) / (1 << 20)
-            print(f"{layer.name[:20]:20}  {state:7} {size_mib:8.1f}M  "
-                  f"{_age(now - layer.path.stat().st_mtime)}")
+    print_table(
+        f"no recipe layers in {recipe_layers.layers_dir(config)}",
+        f"{'RECIPE LAYER':20}  {'STATE':7}",
+        [(f"{layer.name[:20]:20}  {'current' if layer.name in live else 'stale':7}",
+          layer.path, layer.path.stat().st_mtime)
+         for layer in recipe_layers.list_recipe_layers(config)])
     size_mib = sum(path.stat().st_size for path in results) / (1 << 20)
     print(f"recipe results {recipe_cache.results_dir(config)}: {len(results)} .dcfpkg, "
           f"{size_mib:.1f}M")
@@ -127,14 +123,24 @@ def list_recipe_cache(config: Config) -> None:
 
 
 def list_layers(found: list[layers.Layer], live: set[str], config: Config) -> None:
-    if not found:
-        print(f"no build-dependency layers in {layers.layers_dir(config)}")
-    else:
-        print(f"{'KEY':32}  {'BUILDROOT':12} {'STATE':7} {'PKGS':>5} {'SIZE':>9}  AGE")
-        now = time.time()
-        for layer in found:
-            state = "current" if is_current(layer, live) else "stale"
-            size_mib = disk_usage_bytes(layer.tree) / (1 << 20)
-            print(f"{layer.key:32}  {layer.metadata.base:12} {state:7} "
-                  f"{len(layer.packages):5} {size_mib:8.1f}M  "
-                  f"{_age(now - layer.metadata.created)}")
+    print_table(
+        f"no build-dependency layers in {layers.layers_dir(config)}",
+        f"{'KEY':32}  {'BUILDROOT':12} {'STATE':7} {'PKGS':>5}",
+        [(f"{layer.key:32}  {layer.metadata.base:12} "
+          f"{'current' if is_current(layer, live) else 'stale':7} {len(layer.packages):5}",
+          layer.tree, layer.metadata.created)
+         for layer in found])
+
+
+def print_table(empty: str, header: str, rows: list[tuple[str, Path, float]]) -> None:
+    """Print one listing of trees: ``header`` and each row's leading columns, then the
+    tree's size and age, the two columns every cache listing ends with; ``empty`` alone
+    when there are no rows.  A row is (leading columns, tree, creation time)."""
+    if not rows:
+        print(empty)
+        return
+    print(f"{header} {'SIZE':>9}  AGE")
+    now = time.time()
+    for columns, tree, created in rows:
+        size_mib = disk_usage_bytes(tree) / (1 << 20)
+        print(f"{columns} {size_mib:8.1f}M  {_age(now - created)}")
