@@ -7,8 +7,9 @@ A :class:`SandboxSpec` describes the command and its sandbox as data;
 namespace, a fresh /proc with sensitive files masked, a minimal /dev, a read-only /sys
 with kernel internals hidden, pivot_root, the build user, empty capability sets,
 no_new_privs, a new session, death with the parent, rlimits, a wall-clock limit and a
-seccomp filter.  Relaxations (network, apt's capabilities, setuid chmod) are explicit
-spec fields and are logged.  docs/threat-model.md says what this protects against and
+seccomp filter.  Relaxations (network, apt's capabilities, setuid chmod, chroot and
+mount in namespaces of the sandbox's own user namespace) are explicit spec fields and
+are logged.  docs/threat-model.md says what this protects against and
 what it does not.
 
 Modules: :mod:`.spec` (the data), :mod:`.runner` (the caller's side), :mod:`.init`

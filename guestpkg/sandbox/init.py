@@ -186,6 +186,9 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
                     signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         close_other_fds(report.fd)
+        if spec.allow_chroot_mount:
+            report.at("enter a mount and pid namespace of the user namespace")
+            enter_own_namespaces()
         report.at("set resource limits")
         caps.set_rlimits(spec.rlimits)
         os.umask(spec.umask)
@@ -203,6 +206,32 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
     except OSError as e:
         _say(f"cannot run {spec.argv[0]}: {e.strerror}")
     os._exit(EXEC_FAILED_STATUS)
+
+
+def enter_own_namespaces() -> None:
+    """The ``allow_chroot_mount`` relaxation, in the command's process (already in its
+    user namespace, with that namespace's capabilities): what ``unshare --mount --pid
+    --fork --mount-proc`` gives a normal user of a user namespace.  A new mount
+    namespace and a new pid namespace, both owned by the user namespace, so that
+    mount(2) and chroot(2) are checked against capabilities in it; every mount
+    inherited from the sandbox's namespace is locked to it (mount_namespaces(7),
+    "Restrictions on mount namespaces": it can be neither unmounted nor made
+    writable, and nothing under it shows).  This process forks: the child is pid 1
+    of the new pid namespace and goes on to run the command, with a fresh /proc of
+    that namespace; this process waits for it and exits with its status."""
+    unshare(CLONE_NEWNS | CLONE_NEWPID)
+    child = os.fork()
+    if child != 0:
+        while True:
+            try:
+                _, wait_status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        sys.stdout.flush()
+        os._exit(_status(wait_status))
+    prctl.set_pdeathsig(signal.SIGKILL)
+    mounts.mount_proc(Path("/"), masked=False)
 
 
 # -- init: pid 1 of the new pid namespace ------------------------------------------
@@ -303,7 +332,9 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
             os._exit(SETUP_FAILED_STATUS)
         os.close(pipe_read)
         report.at("mount /proc")
-        mounts.mount_proc(root)
+        # A proc mount in a mount namespace of a user namespace needs a proc already
+        # mounted there with nothing over it (the kernel's mount_too_revealing()).
+        mounts.mount_proc(root, masked=not spec.allow_chroot_mount)
         report.at("mount /dev")
         mounts.mount_dev(root, spec.shm_size_bytes)
         report.at("mount /sys")
@@ -374,7 +405,7 @@ def run_helper(spec: SandboxSpec, parent_pid: int | None, report: SetupReport) -
     report.at("build the seccomp filter")
     # lower layers only: a bound root= is writable, a fork's upper is the build's
     rules = seccomp_filter.build_filter(
-        allow_setuid=spec.allow_setuid,
+        allow_setuid=spec.allow_setuid, allow_chroot_mount=spec.allow_chroot_mount,
         i386_socketcall=seccomp_filter.runs_i386_programs(spec.lowerdirs))
     # Nothing may fork between this and the fork of init: the first child after
     # unshare(CLONE_NEWPID) becomes the namespace's pid 1 (pid_namespaces(7)); the id

@@ -212,10 +212,16 @@ def _mask_empty(path: Path) -> None:
     mount("tmpfs", path, "tmpfs", MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0,mode=0555")
 
 
-def mount_proc(root: Path) -> None:
-    """A fresh proc for the new pid namespace (the caller must already be in it)."""
+def mount_proc(root: Path, *, masked: bool = True) -> None:
+    """A fresh proc for the new pid namespace (the caller must already be in it);
+    *masked*: its sensitive files hidden and /proc/sys read-only.  Unmasked only for
+    the ``allow_chroot_mount`` relaxation, whose command runs in a user namespace:
+    there every masked file belongs to real root, whom the namespace does not map,
+    and needs capabilities in the initial user namespace (docs/threat-model.md)."""
     proc = _ensure_dir(root / "proc")
     mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
+    if not masked:
+        return
     for name in PROC_READONLY:
         if (proc / name).is_dir():
             mount(proc / name, proc / name, None, MS_BIND | MS_REC)

@@ -80,6 +80,16 @@ DENIED = (
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 )
 
+#: Allowed by the ``allow_chroot_mount`` relaxation (piuparts: chroot(8), mount(8),
+#: umount(8)).  The command then runs in a mount and a pid namespace of its own user
+#: namespace (guestpkg.sandbox.init.enter_own_namespaces): the kernel checks
+#: CAP_SYS_CHROOT and CAP_SYS_ADMIN against that namespace, the mounts it inherited
+#: are locked (mount_namespaces(7)), and only file systems marked FS_USERNS_MOUNT
+#: (proc, devpts, tmpfs, binds, ...) can be mounted.  Everything else of DENIED stays
+#: denied (pivot_root, setns, unshare and namespace flags of clone too), and so does
+#: the new mount API (NOT_IMPLEMENTED: util-linux 2.38's mount(8) uses mount(2)).
+CHROOT_MOUNT_CALLS = ("mount", "umount", "umount2", "chroot")
+
 #: Answered with ENOSYS so libc uses an older call the filter can see.
 NOT_IMPLEMENTED = ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount",
                    "fspick", "mount_setattr")
@@ -133,10 +143,11 @@ class SyscallFilter(seccomp.SyscallFilter):  # type: ignore[misc]
     i386_socketcall = False
 
 
-def build_filter(*, allow_setuid: bool = False, i386_socketcall: bool = False
-                 ) -> seccomp.SyscallFilter:
+def build_filter(*, allow_setuid: bool = False, i386_socketcall: bool = False,
+                 allow_chroot_mount: bool = False) -> seccomp.SyscallFilter:
     """The filter as a libseccomp object; :func:`load` installs it with the guard.
-    *i386_socketcall*: see :func:`runs_i386_programs`."""
+    *i386_socketcall*: see :func:`runs_i386_programs`; *allow_chroot_mount*: see
+    :data:`CHROOT_MOUNT_CALLS`."""
     f = SyscallFilter(defaction=seccomp.ALLOW)
     f.i386_socketcall = i386_socketcall
     # system_arch() is unsigned, the Arch constants are signed: compare 32-bit values.
@@ -145,7 +156,8 @@ def build_filter(*, allow_setuid: bool = False, i386_socketcall: bool = False
         f.add_arch(seccomp.Arch.X32)
     eperm, enosys = seccomp.ERRNO(errno.EPERM), seccomp.ERRNO(errno.ENOSYS)
     for name in DENIED:
-        f.add_rule(eperm, name)
+        if not (allow_chroot_mount and name in CHROOT_MOUNT_CALLS):
+            f.add_rule(eperm, name)
     for name in NOT_IMPLEMENTED:
         f.add_rule(enosys, name)
     # ioctl requests are 32 bits (unsigned int in the kernel): compare under that mask,

@@ -3,8 +3,8 @@
 
 The spec is everything the sandbox needs and nothing else: the argv, the tree to run
 in (overlay layers, or one directory), the exact environment, the user, and the named
-relaxations (network, kept capabilities, setuid chmod).  Because it is plain data it is
-serialised to JSON for the process that sets the sandbox up
+relaxations (network, kept capabilities, setuid chmod, chroot and mount).  Because it
+is plain data it is serialised to JSON for the process that sets the sandbox up
 (``python3 -m guestpkg.sandbox SPEC.json``), and the same file replays a failed command
 by hand.
 
@@ -46,6 +46,16 @@ APT_CAPABILITIES: frozenset[str] = frozenset({
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
 })
+
+#: Capabilities kept only with the ``allow_chroot_mount`` relaxation: in the initial
+#: user namespace (``id_mapping = root``) they would be real root's.
+NAMESPACE_ADMIN_CAPABILITIES: frozenset[str] = frozenset({"CAP_SYS_ADMIN", "CAP_SYS_CHROOT"})
+
+#: What piuparts needs as uid 0 of its sandbox (``allow_chroot_mount``): apt's, plus
+#: chroot(2) and mount(2) (CAP_SYS_CHROOT, CAP_SYS_ADMIN), each over namespaces the
+#: sandbox's own user namespace owns.  Not: mknod (the kernel refuses it in a user
+#: namespace anyway), net_admin, sys_module, sys_ptrace, setfcap.
+CHROOT_MOUNT_CAPABILITIES: frozenset[str] = APT_CAPABILITIES | NAMESPACE_ADMIN_CAPABILITIES
 
 #: Resource limits a spec may set (setrlimit(2) names without ``RLIMIT_``).
 RLIMIT_NAMES = ("AS", "CORE", "CPU", "DATA", "FSIZE", "MEMLOCK", "NOFILE", "NPROC", "STACK")
@@ -89,6 +99,9 @@ class SandboxSpec:
     join_netns: str | None = None       # relaxation: this network namespace instead of a
                                         # new one (/proc/PID/ns/net, user-mode networking)
     allow_setuid: bool = False          # relaxation: chmod may set S_ISUID/S_ISGID
+    allow_chroot_mount: bool = False    # relaxation: chroot(2) and mount(2) inside the
+                                        # sandbox's own user, mount and pid namespaces
+                                        # (piuparts); id_mapping userns and uid 0 only
     binds: tuple[Bind, ...] = ()
     hostname: str = "guestpkg"
     timeout_s: float | None = None      # wall-clock limit; then SIGTERM, later SIGKILL
@@ -129,6 +142,9 @@ class SandboxSpec:
             found.append("capabilities kept: " + ", ".join(sorted(self.capabilities)))
         if self.allow_setuid:
             found.append("setuid/setgid chmod allowed")
+        if self.allow_chroot_mount:
+            found.append("chroot and mount inside the sandbox's own namespaces (a mount "
+                         "and pid namespace of its user namespace; /proc unmasked)")
         if self.id_mapping == "root":
             found.append("real host ids, no user namespace (id_mapping = root)")
         if self.uid == 0:
@@ -173,6 +189,15 @@ def validate(spec: SandboxSpec) -> None:
         _fail(f"unknown capabilities: {', '.join(sorted(unknown))}")
     if spec.capabilities and spec.uid != 0:
         _fail("capabilities can only be kept for uid 0")
+    if spec.capabilities & NAMESPACE_ADMIN_CAPABILITIES and not spec.allow_chroot_mount:
+        _fail("CAP_SYS_ADMIN and CAP_SYS_CHROOT are kept only with allow_chroot_mount")
+    if spec.allow_chroot_mount and (spec.id_mapping != "userns" or spec.uid != 0):
+        # Only there are the command's capabilities over a user namespace of an
+        # unprivileged slice of ids, which owns the mount and pid namespaces it makes:
+        # in the initial one (root) they would be real root's, and a normal user's
+        # namespace (user) also owns the sandbox's own mounts, which it could undo.
+        _fail("allow_chroot_mount needs id_mapping userns (a user namespace on a slice "
+              "of guestpkg's subordinate ids) and uid 0")
     if not _HOSTNAME.match(spec.hostname):
         _fail(f"bad hostname {spec.hostname!r}")
     if not spec.cwd.startswith("/"):
@@ -223,6 +248,7 @@ def to_json(spec: SandboxSpec) -> str:
         "network": spec.network,
         "join_netns": spec.join_netns,
         "allow_setuid": spec.allow_setuid,
+        "allow_chroot_mount": spec.allow_chroot_mount,
         "binds": [{"source": str(b.source), "target": b.target, "readonly": b.readonly}
                   for b in spec.binds],
         "hostname": spec.hostname,
@@ -277,6 +303,7 @@ def from_json(text: str) -> SandboxSpec:
             network=bool(data.pop("network", False)),
             join_netns=data.pop("join_netns", None),
             allow_setuid=bool(data.pop("allow_setuid", False)),
+            allow_chroot_mount=bool(data.pop("allow_chroot_mount", False)),
             binds=tuple(Bind(Path(b["source"]), b["target"], bool(b.get("readonly", True)))
                         for b in data.pop("binds", [])),
             hostname=data.pop("hostname", "guestpkg"),

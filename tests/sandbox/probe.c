@@ -38,6 +38,20 @@
 
 #define WRONG_POINTER ((void *) 1)
 
+// The classic chroot(2) escape: chroot into a directory below without changing
+// into it, so the working directory lies outside the new root; walk up with ".."
+// (which stops only at the root of the mount namespace) and chroot there.
+static long do_chroot_escape(const char *dir) {
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -1;
+    if (chroot(dir) < 0)
+        return -1;
+    for (int i = 0; i < 64; i++)
+        if (chdir("..") < 0)
+            return -1;
+    return chroot(".");
+}
+
 static const char *result(long rc) {
     return rc < 0 ? strerrorname_np(errno) : "OK";
 }
@@ -118,18 +132,19 @@ static long do_status(void) {
     return 0;
 }
 
-static long do_count_processes(void) {
+static long do_count_processes(const char *proc) {
     // How many pids /proc shows: inside a pid namespace only the sandbox's own.
-    FILE *p = fopen("/proc/self/stat", "r");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/self/stat", proc);
+    FILE *p = fopen(path, "r");
     if (!p)
         return -1;
     fclose(p);
     int count = 0;
-    char path[64];
     for (int pid = 1; pid < 4194304 && count < 1000; pid++) {
         if (pid > 1000 && count == 0)
             break;
-        snprintf(path, sizeof path, "/proc/%d", pid);
+        snprintf(path, sizeof path, "%s/%d", proc, pid);
         if (access(path, F_OK) == 0)
             count++;
         if (pid > 100000)
@@ -333,6 +348,15 @@ static long run(char *spec) {
     if (!strcmp(name, "mount-tmpfs")) return mount("none", a1, "tmpfs", 0, 0);
     if (!strcmp(name, "umount")) return umount2(WRONG_POINTER, 0);
     if (!strcmp(name, "umount-real")) return umount2(a1, MNT_DETACH);
+    if (!strcmp(name, "mkdir")) return mkdir(a1, 0755);
+    if (!strcmp(name, "chroot-into")) return chroot(a1);
+    if (!strcmp(name, "chroot-escape")) return do_chroot_escape(a1);
+    if (!strcmp(name, "mount-proc"))
+        return mount("proc", a1, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0);
+    if (!strcmp(name, "remount-rw")) return mount(0, a1, 0, MS_REMOUNT | MS_BIND, 0);
+    if (!strcmp(name, "remount-suid"))
+        return mount(0, a1, 0, MS_REMOUNT | MS_BIND | MS_RDONLY, 0);
+    if (!strcmp(name, "bind-mount")) return mount(a1, a2, 0, MS_BIND, 0);
     if (!strcmp(name, "unshare-user")) return unshare(CLONE_NEWUSER);
     if (!strcmp(name, "unshare-invalid")) return unshare(-1);
     if (!strcmp(name, "clone-newuser"))
@@ -394,7 +418,8 @@ static long run(char *spec) {
     if (!strcmp(name, "setuid0")) return setuid(0);
     if (!strcmp(name, "sethostname")) return sethostname(a1, strlen(a1));
     if (!strcmp(name, "status")) return do_status();
-    if (!strcmp(name, "processes")) return do_count_processes();
+    if (!strcmp(name, "processes")) return do_count_processes("/proc");
+    if (!strcmp(name, "processes-in")) return do_count_processes(a1);
     if (!strcmp(name, "fork")) return do_fork_wait();
     if (!strcmp(name, "forkbomb")) return do_forkbomb();
     if (!strcmp(name, "hog")) return do_hog(a1);

@@ -15,7 +15,7 @@ from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec
 from guestpkg.sandbox.idmap import RealRoot, UserNamespace, get_mapping, kernel_version
 from guestpkg.sandbox.mounts import _is_within, choose_staging, resolve_inside
 from guestpkg.sandbox.seccomp_filter import build_filter
-from guestpkg.sandbox.spec import from_json, to_json
+from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES, from_json, to_json
 
 BASE = Path("/var/lib/guestpkg/buildroots/default/gen-1")
 
@@ -64,6 +64,14 @@ def test_root_mode_round_trip() -> None:
     ({"memory_max_bytes": -1}, "memory_max_bytes"),
     ({"cpu_weight": 0}, "cpu_weight"),
     ({"cpu_weight": 10001}, "cpu_weight"),
+    # chroot and mount only as uid 0 of a user namespace on a slice of guestpkg's ids
+    ({"allow_chroot_mount": True, "id_mapping": "root",
+      "capabilities": CHROOT_MOUNT_CAPABILITIES}, "allow_chroot_mount needs id_mapping userns"),
+    ({"allow_chroot_mount": True, "id_mapping": "user"}, "allow_chroot_mount needs"),
+    ({"allow_chroot_mount": True, "uid": 1000, "gid": 1000}, "allow_chroot_mount needs"),
+    ({"capabilities": frozenset({"CAP_SYS_ADMIN"})}, "only with allow_chroot_mount"),
+    ({"capabilities": frozenset({"CAP_SYS_CHROOT"}), "id_mapping": "root"},
+     "only with allow_chroot_mount"),
 ])
 def test_invalid_specs_are_refused(fields: dict[str, object], message: str) -> None:
     values: dict[str, object] = {"argv": ("true",), "lowerdirs": (BASE,)}
@@ -106,12 +114,22 @@ def test_apt_capabilities_leave_out_the_dangerous_ones() -> None:
             "CAP_SYS_MODULE", "CAP_SETFCAP", "CAP_SYS_CHROOT"}.isdisjoint(APT_CAPABILITIES)
 
 
-def filter_text(allow_setuid: bool = False) -> str:
+def test_the_chroot_mount_relaxation_is_named_and_kept_in_json() -> None:
+    spec = SandboxSpec(argv=("piuparts",), lowerdirs=(BASE,), allow_chroot_mount=True,
+                       capabilities=CHROOT_MOUNT_CAPABILITIES)
+    assert any("chroot and mount" in r for r in spec.relaxations)
+    assert from_json(to_json(spec)) == spec
+    assert {"CAP_MKNOD", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE",
+            "CAP_SETFCAP"}.isdisjoint(CHROOT_MOUNT_CAPABILITIES)
+
+
+def filter_text(allow_setuid: bool = False, allow_chroot_mount: bool = False) -> str:
     out = io.StringIO()
     # export_pfc wants a real file
     import tempfile
     with tempfile.TemporaryFile("w+") as f:
-        build_filter(allow_setuid=allow_setuid).export_pfc(f)
+        build_filter(allow_setuid=allow_setuid,
+                     allow_chroot_mount=allow_chroot_mount).export_pfc(f)
         f.seek(0)
         out.write(f.read())
     return out.getvalue()
@@ -134,6 +152,16 @@ def test_filter_has_a_rule_for(syscall: str) -> None:
 def test_setuid_chmod_rules_go_with_allow_setuid() -> None:
     assert 'syscall "fchmodat"' in filter_text()
     assert 'syscall "fchmodat"' not in filter_text(allow_setuid=True)
+
+
+def test_chroot_and_mount_rules_go_with_allow_chroot_mount() -> None:
+    relaxed = filter_text(allow_chroot_mount=True)
+    for syscall in ("mount", "umount2", "chroot"):
+        assert f'syscall "{syscall}"' in filter_text()
+        assert f'syscall "{syscall}"' not in relaxed
+    for syscall in ("pivot_root", "setns", "unshare", "keyctl", "bpf", "ptrace",
+                    "init_module", "kexec_load", "open_tree", "fsopen"):
+        assert f'syscall "{syscall}"' in relaxed
 
 
 def test_ioctl_compared_under_the_32_bit_mask() -> None:
