@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -25,10 +27,12 @@ from pathlib import Path
 from guestpkg import fsutil
 from guestpkg.build.recipe import Input, RecipeBuild, build_recipe
 from guestpkg.config import Config
-from guestpkg.errors import GuestpkgError
+from guestpkg.errors import GuestpkgError, InputError
 from guestpkg.recipe import cache, key
 from guestpkg.recipe.bootstrap import BootstrapSet
 from guestpkg.recipe.graph import Graph, Node
+
+log = logging.getLogger(__name__)
 
 BUILT, CACHED, FAILED, SKIPPED = "built", "cached", "failed", "skipped"
 
@@ -137,7 +141,12 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
 #: What a recipe is assumed to take before it was ever built: a source recipe only
 #: downloads; a binary one compiles (the median of the known ones, if any).
 SOURCE_SECONDS, BINARY_SECONDS = 5.0, 60.0
-_DURATIONS_CAP = 1 << 20
+#: durations.json holds at most this many recipes (the ones built last), so it stays
+#: under DURATIONS_CAP_BYTES: a key is a recipe name (at most 63 characters) and an
+#: arch, about 90 bytes a line.
+MAX_DURATIONS = 10_000
+DURATIONS_CAP_BYTES = 1 << 20
+_DURATION_KEY = re.compile(r"[a-z0-9][a-z0-9+.-]{0,62}:(i586|x86_64)")
 
 
 def durations_path(config: Config) -> Path:
@@ -145,29 +154,56 @@ def durations_path(config: Config) -> Path:
 
 
 def _duration_key(node: Node) -> str:
-    return f"{node.recipe.name}:{node.arch}"  # not the version: an update costs the same
+    # Not the version: a new version of a recipe costs about what the last one did,
+    # and its first build is then ordered by that rather than by a guess.  Two
+    # versions of one name in one graph share the figure (rare, and only an order).
+    return f"{node.recipe.name}:{node.arch}"
 
 
 def load_durations(config: Config) -> dict[str, float]:
-    """The last build time of each recipe (name and arch), in seconds; anything
-    unreadable counts as unknown (the order is only a matter of speed)."""
+    """The last build time of each recipe (name and arch), in seconds, oldest first.
+    The order is only a matter of speed: a file that is not a durations file (too
+    large, not JSON, nested too deep, a link, a FIFO) is ignored with a warning and
+    replaced after the next build; entries that are not a recipe name and arch with a
+    plausible time are dropped."""
+    data, problem = _read_durations(durations_path(config))
+    if problem is not None:
+        log.warning("%s: ignored (%s); builds start in an estimated order until it is "
+                    "written again", durations_path(config), problem)
+    return data
+
+
+def _read_durations(path: Path) -> tuple[dict[str, float], str | None]:
     try:
-        with open(durations_path(config), "rb") as f:
-            data = json.loads(f.read(_DURATIONS_CAP))
-    except (OSError, ValueError):
-        return {}
+        # not followed if a link, no blocking open of a FIFO, at most the cap
+        raw = fsutil.read_untrusted(path.parent, path.name, DURATIONS_CAP_BYTES)
+        data = json.loads(raw)
+    except FileNotFoundError:
+        return {}, None
+    except InputError as e:
+        return {}, e.message
+    except OSError as e:
+        return {}, e.strerror or str(e)
+    except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." nested deep
+        return {}, f"not JSON: {type(e).__name__}"
     if not isinstance(data, dict):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(k, str)
-            and isinstance(v, (int, float)) and 0 <= v < 1e7}
+        return {}, "not a JSON object"
+    return {k: float(v) for k, v in data.items()
+            if isinstance(k, str) and _DURATION_KEY.fullmatch(k)
+            and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 <= v < 1e7}, None
 
 
 def save_durations(config: Config, measured: dict[str, float]) -> None:
+    """Record *measured* (atomically, under a lock: concurrent builds each add theirs);
+    the oldest entries go when there are more than :data:`MAX_DURATIONS`."""
     path = durations_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsutil.locked(path.with_name(".durations.lock")):
-        known = {**load_durations(config), **measured}
-        fsutil.atomic_write(path, json.dumps(known, indent=0, sort_keys=True) + "\n")
+        known = {k: v for k, v in _read_durations(path)[0].items() if k not in measured}
+        known.update(measured)  # the latest last
+        kept = dict(list(known.items())[-MAX_DURATIONS:])
+        fsutil.atomic_write(path, json.dumps(kept, indent=0) + "\n")
 
 
 def estimate(durations: dict[str, float]) -> Callable[[Node], float]:
