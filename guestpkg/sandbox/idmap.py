@@ -121,6 +121,17 @@ class IdMapping(Protocol):
         """One line for the log: which mapping ran and with which host ids."""
 
 
+@contextlib.contextmanager
+def working_in(root: Path) -> Iterator[None]:
+    """*root* as the working directory, then "/": what every mapping's
+    :meth:`IdMapping.creating` does around making mount points."""
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir("/")
+
+
 class RealRoot:
     """No user namespace: ids inside are the host's ids.  Needs real root."""
 
@@ -148,13 +159,8 @@ class RealRoot:
     def own(self, path: Path) -> None:
         return None
 
-    @contextlib.contextmanager
-    def creating(self, root: Path) -> Iterator[None]:
-        os.chdir(root)
-        try:
-            yield
-        finally:
-            os.chdir("/")
+    def creating(self, root: Path) -> contextlib.AbstractContextManager[None]:
+        return working_in(root)
 
     def enter(self) -> None:
         return None
@@ -279,15 +285,14 @@ class UserNamespace:
         The working directory is *root* first: the staging directory above it is
         root's alone (0700)."""
         assert self.host_ids is not None
-        os.chdir(root)
-        setfsgid(self.host_ids[1])
-        setfsuid(self.host_ids[0])
-        try:
-            yield
-        finally:
-            setfsuid(0)
-            setfsgid(0)
-            os.chdir("/")
+        with working_in(root):
+            setfsgid(self.host_ids[1])
+            setfsuid(self.host_ids[0])
+            try:
+                yield
+            finally:
+                setfsuid(0)
+                setfsgid(0)
 
     def enter(self) -> None:
         assert self.userns_fd is not None, "prepare() first"
@@ -339,13 +344,8 @@ class UserOwnRange:
         if st.st_uid == userrange.OWN_ID:
             os.chown(path, 0, 0)
 
-    @contextlib.contextmanager
-    def creating(self, root: Path) -> Iterator[None]:
-        os.chdir(root)
-        try:
-            yield
-        finally:
-            os.chdir("/")
+    def creating(self, root: Path) -> contextlib.AbstractContextManager[None]:
+        return working_in(root)
 
     def enter(self) -> None:
         return None
