@@ -4,8 +4,9 @@
 :func:`build_recipe` runs :data:`STEPS` on a :class:`RecipeBuild`, as mkosi's
 ``build_image`` runs its steps:
 
-1. :func:`make_workdir`: a ``.tmp-`` directory under ``<vardir>/recipes/builds/`` with
-   the overlay's upper and work directories;
+1. :func:`make_workdir`: the overlay's upper and work directories in the build's own
+   directory under ``<vardir>/recipes/builds/``, held by a lock while the build runs
+   (:mod:`guestpkg.recipe.workdirs`);
 2. :func:`copy_recipe`: the recipe directory into the upper at the build path,
    re-read with ``O_NOFOLLOW`` and checked against the digests the cache key was made
    of, so what builds is what was keyed;
@@ -32,7 +33,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import shlex
 import stat
 import time
@@ -46,7 +46,7 @@ from guestpkg.dcfpkg.format import Metadata
 from guestpkg.dcfpkg.reader import read_manifest, verify
 from guestpkg.dcfpkg.writer import write_dcfpkg
 from guestpkg.errors import BuildFailed, InputError, ParseError, UnsafeArchive
-from guestpkg.recipe import cache
+from guestpkg.recipe import cache, workdirs
 from guestpkg.recipe.bootstrap import BUILD_UID, DEBIAN_ARCH, BootstrapSet
 from guestpkg.recipe.files import filtered
 from guestpkg.recipe.layers import held_layers, policy
@@ -144,10 +144,9 @@ class RecipeBuild:
 
 
 def make_workdir(ctx: RecipeBuild) -> None:
-    top = ctx.config.vardir / "recipes" / "builds"
-    top.mkdir(parents=True, exist_ok=True)
-    ctx.work = top / f"{fsutil.TMP_PREFIX}{ctx.recipe.name}.{secrets.token_hex(6)}"
-    ctx.work.mkdir(mode=0o700)
+    """The overlay's directories in the build's work directory, which
+    :func:`build_recipe` holds (guestpkg.recipe.workdirs: a killed build's is reaped
+    by ``guestpkg cache clean``)."""
     for name in ("upper", "ovl"):
         (ctx.work / name).mkdir()
 
@@ -325,7 +324,9 @@ def pack_result(ctx: RecipeBuild) -> None:
         homepage=meta_fields.get("Homepage", ""), license=meta_fields.get("License", ""),
         maintainer=meta_fields.get("Maintainer", ""), recipe_key=ctx.key,
         bootstrap_set=ctx.bootstrap.id, inputs=tuple(i.metadata_line for i in ctx.inputs))
-    tmp = ctx.result.with_name(f"{fsutil.TMP_PREFIX}{ctx.result.name}.{secrets.token_hex(4)}")
+    # named after the work directory: its lock tells cache clean whether a build still
+    # writes it
+    tmp = ctx.result.with_name(ctx.work.name + workdirs.RESULT_SUFFIX)
     try:
         written = write_dcfpkg(ctx.install, metadata, tmp, level=ctx.config.dcfpkg_level)
         verify(tmp, policy(ctx.config))
@@ -363,15 +364,13 @@ STEPS: tuple[Callable[[RecipeBuild], None], ...] = (
 def build_recipe(ctx: RecipeBuild) -> cache.Result:
     """Run every step; the work directory goes away whatever happens, the log stays."""
     ctx.result.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with contextlib.ExitStack() as stack:
-            if ctx.config.id_mapping == "userns":  # the slice is held for the whole build
-                taken = stack.enter_context(subids.allocated_slice())
-                ctx.host_ids = (taken.uid_base, taken.gid_base)
-            for step in STEPS:
-                step(ctx)
-    finally:
-        if getattr(ctx, "work", None) is not None:
-            fsutil.remove_tree(ctx.work)
+    with contextlib.ExitStack() as stack:
+        if ctx.config.id_mapping == "userns":  # the slice is held for the whole build
+            taken = stack.enter_context(subids.allocated_slice())
+            ctx.host_ids = (taken.uid_base, taken.gid_base)
+        # removed before the slice is given back: its files have the slice's ids
+        ctx.work = stack.enter_context(workdirs.owned(ctx.config, "builds", ctx.recipe.name))
+        for step in STEPS:
+            step(ctx)
     assert ctx.outcome is not None
     return ctx.outcome

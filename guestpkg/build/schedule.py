@@ -28,7 +28,7 @@ from guestpkg import fsutil
 from guestpkg.build.recipe import Input, RecipeBuild, build_recipe
 from guestpkg.config import Config
 from guestpkg.errors import GuestpkgError, InputError
-from guestpkg.recipe import cache, key
+from guestpkg.recipe import cache, key, workdirs
 from guestpkg.recipe.bootstrap import BootstrapSet
 from guestpkg.recipe.graph import Graph, Node
 
@@ -230,14 +230,12 @@ def check_reproducible(config: Config, graph: Graph, node: Node, bootstrap: Boot
     import shutil
 
     from guestpkg.errors import BuildFailed
-    from guestpkg.fsutil import TMP_PREFIX, remove_tree
     from guestpkg.run import run
 
-    scratch = config.vardir / "recipes" / "check" / f"{TMP_PREFIX}{secrets.token_hex(6)}"
     variants = (("/build/recipe", 1), (f"/build/check-{secrets.token_hex(4)}",
                                        max(2, len(os.sched_getaffinity(0)) * 2)))
     digests: list[str] = []
-    try:
+    with workdirs.owned(config, "check", "check") as scratch:
         for number, (build_path, jobs) in enumerate(variants, 1):
             ctx = plan_build(config, graph, node, bootstrap, results, jobs, build_path)
             reference = ctx.result
@@ -257,5 +255,3 @@ def check_reproducible(config: Config, graph: Graph, node: Node, bootstrap: Boot
             detail += f"; diffoscope's report is in {ctx.log}"
         raise BuildFailed(f"{node.recipe.id} ({node.arch}) is not reproducible: {detail}",
                           ctx.log)
-    finally:
-        remove_tree(scratch)

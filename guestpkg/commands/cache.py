@@ -15,6 +15,7 @@ from guestpkg.config import Config
 from guestpkg.fsutil import disk_usage_bytes
 from guestpkg.recipe import cache as recipe_cache
 from guestpkg.recipe import layers as recipe_layers
+from guestpkg.recipe import workdirs
 
 DESCRIPTION = """\
 guestpkg build keeps the build dependencies it installed as overlay layers under
@@ -28,19 +29,25 @@ guestpkg recipe build keeps its results (dcfpkgs) and the bootstrap sets in
 CACHEDIR/dcfpkg, and unpacks each package it builds on once, into a layer under
 VARDIR/recipes/layers.  A layer whose package is no longer a cached result (rebuilt
 in place) or whose bootstrap set is no longer current (after guestpkg recipe
-bootstrap --update) can never be used again, nor can a replaced bootstrap set.
+bootstrap --update) can never be used again, nor can a replaced bootstrap set.  A
+recipe build or check killed mid-way (SIGKILL, a power cut) leaves its work directory
+under VARDIR/recipes/builds or VARDIR/recipes/check (and perhaps a result being
+written in CACHEDIR/dcfpkg).
 
   list            key, buildroot, state (current or stale), packages, size and age;
                   the number and size of the cached .debs; the recipe layers (state,
-                  size, age), results and bootstrap sets
+                  size, age), the work directories of recipe builds (running or
+                  leftover), results and bootstrap sets
   clean           remove the stale layers, the cached .debs no current layer has, the
-                  stale recipe layers and the replaced bootstrap sets
+                  stale recipe layers, the replaced bootstrap sets and what killed
+                  recipe builds left
   clean --all     remove every layer, every cached .deb and every recipe result (the
                   current bootstrap sets stay: guestpkg recipe bootstrap --update
                   replaces them)
 
-Layers in use by a running build are never removed; they are skipped and reported, as
-is the download cache while a build downloads or installs from it.
+Layers in use by a running build, and its work directory, are never removed; they
+are skipped and reported, as is the download cache while a build downloads or
+installs from it.
 """
 
 
@@ -96,6 +103,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
           f", {pruned} cached resolution(s), " +
           ("no .debs (a build is using the download cache)" if cleaned is None
            else f"{cleaned} cached .deb(s)"))
+    reaped = workdirs.reap(config)
+    print(f"removed {reaped.removed} leftover(s) of killed recipe builds"
+          + (f", {reaped.running} of running builds kept" if reaped.running else ""))
     recipes = recipe_cache.clean(config, args.all)
     print(f"removed {recipes.layers} recipe layer(s)"
           + (f", {recipes.busy} in use" if recipes.busy else "")
@@ -113,6 +123,11 @@ def list_recipe_cache(config: Config) -> None:
         [(f"{layer.name[:20]:20}  {'current' if layer.name in live else 'stale':7}",
           layer.path, layer.path.stat().st_mtime)
          for layer in recipe_layers.list_recipe_layers(config)])
+    now = time.time()
+    for work in workdirs.list_workdirs(config):
+        size_mib = disk_usage_bytes(work.path) / (1 << 20)
+        print(f"recipe work directory {work.path.name} {work.state} {size_mib:.1f}M "
+              f"{_age(now - work.path.lstat().st_mtime)} ({work.path.parent})")
     size_mib = sum(path.stat().st_size for path in results) / (1 << 20)
     print(f"recipe results {recipe_cache.results_dir(config)}: {len(results)} .dcfpkg, "
           f"{size_mib:.1f}M")

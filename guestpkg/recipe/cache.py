@@ -70,7 +70,9 @@ def cached(path: Path, key: str) -> Result | None:
 
 def results(config: Config) -> list[Path]:
     top = results_dir(config)
-    return sorted(top.glob("*.dcfpkg")) if top.is_dir() else []
+    # not the ".tmp-" files of results being written (guestpkg.recipe.workdirs)
+    return sorted(p for p in top.glob("*.dcfpkg") if not p.name.startswith(".")) \
+        if top.is_dir() else []
 
 
 @dataclass(frozen=True)

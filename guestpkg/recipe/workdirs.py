@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The work directories of recipe builds and checks, and what killed ones leave.
+
+Each build works in a directory of its own, and ``guestpkg recipe check`` keeps the
+packages it compares in one::
+
+    <vardir>/recipes/builds/.tmp-<name>.<hex>/        a build's overlay upper and work
+    <vardir>/recipes/builds/.tmp-<name>.<hex>.lock    its owner holds an exclusive flock
+    <vardir>/recipes/check/.tmp-check.<hex>/          a check's scratch, locked the same
+    <cachedir>/dcfpkg/.tmp-<name>.<hex>.part           a result being written, named
+                                                      after its build's directory
+
+A directory is removed when its ``with`` block ends, also on an error or Ctrl-C.  A
+build killed mid-way (SIGKILL, a power cut) leaves it, and the flock dies with the
+process: ``guestpkg cache list`` shows such a directory as ``leftover`` and
+``guestpkg cache clean`` (:func:`reap`) removes it, and never one whose lock is held
+(``running``), as :func:`guestpkg.buildroot.forks.reap_forks` does for forks.  The
+lock is taken before the directory is made, so a directory without a held lock has
+no owner.  Nothing is followed: only real directories (``lstat``) named as above are
+touched, and :func:`guestpkg.fsutil.remove_tree` removes trees of the build user's
+subordinate ids and directories without permissions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from guestpkg import fsutil
+from guestpkg.config import Config
+
+KINDS = ("builds", "check")
+RESULT_SUFFIX = ".part"  # not .dcfpkg: never taken for a result
+_NAME = re.compile(r"\.tmp-[a-z0-9][a-z0-9+.-]*\.[0-9a-f]{12}")
+
+
+def top(config: Config, kind: str) -> Path:
+    return config.vardir / "recipes" / kind
+
+
+def _lock(directory: Path) -> Path:
+    return directory.with_name(directory.name + ".lock")
+
+
+@contextlib.contextmanager
+def owned(config: Config, kind: str, name: str) -> Iterator[Path]:
+    """A new, empty directory under :func:`top` for *name* (a recipe name), held until
+    the context ends and then removed with its lock."""
+    parent = top(config, kind)
+    parent.mkdir(parents=True, exist_ok=True)
+    directory = parent / f"{fsutil.TMP_PREFIX}{name}.{secrets.token_hex(6)}"
+    with _owner_lock(_lock(directory)):
+        directory.mkdir(mode=0o700)
+        try:
+            yield directory
+        finally:
+            fsutil.remove_tree(directory)
+            _lock(directory).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _owner_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on *path* that is still *path*'s inode once held: the reaper
+    unlinks a free lock file, and a lock on the old inode would hold nothing."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
+                    yield
+                    return
+        finally:
+            os.close(fd)
+
+
+def _held(lock: Path) -> bool:
+    """Whether a running build holds *lock* (a missing lock file: nobody)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        return e.errno not in (errno.ENOENT, errno.ELOOP)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    path: Path
+    kind: str          # builds, check or results (a result being written)
+    running: bool      # its owner's lock is held
+
+    @property
+    def state(self) -> str:
+        return "running" if self.running else "leftover"
+
+
+def _candidates(config: Config) -> Iterator[tuple[Path, str, Path]]:
+    """(path, kind, the lock of its owner) of every work directory and result being
+    written, by lstat: links and other files are never ours."""
+    for kind in KINDS:
+        parent = top(config, kind)
+        for entry in sorted(parent.iterdir()) if parent.is_dir() else ():
+            if _NAME.fullmatch(entry.name) and stat.S_ISDIR(entry.lstat().st_mode):
+                yield entry, kind, _lock(entry)
+    results = config.cachedir / "dcfpkg"
+    for entry in sorted(results.iterdir()) if results.is_dir() else ():
+        owner = entry.name.removesuffix(RESULT_SUFFIX)
+        if (entry.name.endswith(RESULT_SUFFIX) and _NAME.fullmatch(owner)
+                and stat.S_ISREG(entry.lstat().st_mode)):
+            yield entry, "results", top(config, "builds") / f"{owner}.lock"
+
+
+def list_workdirs(config: Config) -> list[WorkDir]:
+    return [WorkDir(path, kind, _held(lock)) for path, kind, lock in _candidates(config)]
+
+
+@dataclass(frozen=True)
+class Reaped:
+    removed: int = 0
+    running: int = 0
+
+
+def reap(config: Config) -> Reaped:
+    """Remove what killed builds and checks left (their lock is free); a running
+    one's directory stays."""
+    removed = running = 0
+    for path, _kind, lock in list(_candidates(config)):
+        with _free(lock) as free:
+            if not free:
+                running += 1
+                continue
+            fsutil.remove_tree(path)
+            removed += 1
+    for kind in KINDS:  # the locks of what is gone (also of a build killed before mkdir)
+        parent = top(config, kind)
+        for entry in sorted(parent.glob(".tmp-*.lock")) if parent.is_dir() else ():
+            directory = entry.with_name(entry.name.removesuffix(".lock"))
+            if _NAME.fullmatch(directory.name) and not os.path.lexists(directory):
+                with _free(entry) as free:
+                    if free:
+                        entry.unlink(missing_ok=True)
+    return Reaped(removed, running)
+
+
+@contextlib.contextmanager
+def _free(lock: Path) -> Iterator[bool]:
+    """Hold *lock* exclusively if nobody does (True), else yield False.  A missing lock
+    file is free (no owner ever locked it, or the owner removed it when done), and so
+    is a link (never followed: no owner locks through one)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        yield e.errno in (errno.ENOENT, errno.ELOOP)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
