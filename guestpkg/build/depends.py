@@ -64,6 +64,9 @@ def prepare_extras(ctx: BuildContext) -> None:
     if not options.extras and not ctx.cross:
         return
     made = extras.prepare(options.extras, ctx.host_arch, ctx.base.arch, ctx.work)
+    for source in made.unused_sources:
+        ctx.log.note(f"not used: deb-src {source.uri} {source.suite} (a build from a "
+                     "source tree or .dsc reads no Sources index)")
     if made.foreign_arch:
         extras.copy_lists(cross_lists(ctx, made.foreign_arch), made.lists,
                           only=f"_binary-{made.foreign_arch}_")
@@ -93,7 +96,7 @@ def update_extra_lists(ctx: BuildContext) -> None:
             "-o", f"Dir::Etc::SourceList={EXTRA_MOUNT}/sources.list",
             "-o", f"Dir::Etc::SourceParts={EXTRA_MOUNT}/parts",
             "-o", f"Dir::State::Lists={LISTS_MOUNT}/", "-o", "APT::Get::List-Cleanup=false",
-            "-o", "Acquire::Languages=none"]
+            "-o", "Acquire::Languages=none", *extras.https_options(made)]
     if made.foreign_arch:
         argv = ["sh", "-c", f'dpkg --add-architecture {made.foreign_arch}; exec "$@"',
                 "sh", *argv]
@@ -105,13 +108,16 @@ def update_extra_lists(ctx: BuildContext) -> None:
                                 Bind(made.lists, LISTS_MOUNT, readonly=False))),
                 "apt-get update of the extra sources failed")
     except BuildFailed as e:
-        # A buildd root has no CA certificates: apt in it cannot verify https servers.
-        if any(r.uri.startswith("https:") for r in made.repositories) and not \
-                os.path.lexists(ctx.base.path / "etc/ssl/certs/ca-certificates.crt"):
-            e.hint = (f"{e.hint}; the buildroot has no ca-certificates, so apt in it "
-                      "cannot check an https server: use http (the Release file's "
-                      "signature is what apt verifies)")
-        raise
+        reason = extras.certificate_failure(e.output_tail)
+        if reason is None:
+            raise
+        refused = BuildFailed("the https server of an extra repository was not trusted: "
+                              f"{reason}", e.log_path)
+        refused.hint = ("if its certificate is from a private CA, give that CA's "
+                        "certificate with --extra-repository-ca FILE.pem (this system's "
+                        f"{extras.SYSTEM_CA_FILE} is trusted already); the certificate "
+                        f"must name the URI's host; {refused.hint}")
+        raise refused from e
     extras.drop_lists_of_root(made, ctx.base.path / "var/lib/apt/lists")
 
 
@@ -293,7 +299,8 @@ def download_build_deps(ctx: BuildContext, f: Fork, dummy: Path, cache: Path,
     step as in the installation (which sees the same files), so the run would fetch
     nothing and check nothing more, and it costs a sandbox and a full apt start."""
     deps = Bind(dummy.parent, DEPS_MOUNT)
-    download_argv = with_extras(ctx, ["apt-get", "-y", "-q", "--download-only",
+    https = extras.https_options(ctx.extras) if ctx.extras is not None else []
+    download_argv = with_extras(ctx, ["apt-get", "-y", "-q", "--download-only", *https,
                                       *dummy_install_arguments(dummy)])
     if private is None:
         download_binds = (deps, *extra_binds(ctx),

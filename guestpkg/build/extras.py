@@ -9,6 +9,9 @@ that the dependency phase's apt commands see read-only at :data:`EXTRA_MOUNT`::
     debs/             the extra .debs, copied under names of our own, and a Packages
                       index written here (a flat repository, sources.list(5) ``./``)
     keys/N.asc|.gpg   the repositories' keys (apt's Signed-By takes either form)
+    ca-certificates.crt  with an https repository: the CA set apt checks its server
+                      against (``Acquire::https::CaInfo``, :func:`https_options`):
+                      this system's, and ``--extra-repository-ca``'s certificates
     sources.list      the local repository and each --extra-repository line, each
                       with signed-by= naming the keys (nothing else is trusted)
     parts/            empty: apt-get update of these sources reads no other file
@@ -30,11 +33,20 @@ a file name of ours.  The index never passes through a shell or an option.
 :attr:`Extras.identity` hashes everything apt will see (the index with each
 .deb's SHA256, the repositories' lines and keys, the lists fetched, the host
 architecture): it is part of the build-dependency layer's key, so a different extra
-package or a repository's new state makes a different layer.
+package or a repository's new state makes a different layer.  The CA set is not in
+it: it decides which server apt talks to, not what apt installs (the lists, hashed,
+and the Release file's signature decide that).
+
+An https repository is checked as apt on this machine checks one: against this
+system's CA set (:data:`SYSTEM_CA_FILE`, Debian's ca-certificates and any local CA
+added with update-ca-certificates(8)), not the base root's, which a buildd root does
+not have; ``--extra-repository-ca FILE`` adds the certificates of a private CA for
+this build alone (apt.conf(5) ``Acquire::https::CaInfo``; apt-transport-https(1)).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -48,6 +60,7 @@ from guestpkg.buildroot.sources import parse_one_line
 from guestpkg.debian import deb822
 from guestpkg.debian.debfile import AR_MAGIC, read_deb
 from guestpkg.errors import InputError, ParseError, UnsafeArchive, UsageError
+from guestpkg.text import one_line
 
 #: Where the dependency phase's apt commands see the extra tree (read-only).
 EXTRA_MOUNT = "/guestpkg-extra"
@@ -56,10 +69,20 @@ LISTS_MOUNT = "/guestpkg-extra-lists"
 #: The name the extra sources get in the root's sources.list.d while apt runs.
 SOURCES_NAME = "guestpkg-extra.list"
 
-#: Bounds on the hostile input: an extra .deb, the number of them, a key file.
+#: Bounds on the hostile input: an extra .deb, the number of them, a key file, a CA
+#: file (Debian's whole CA set is about 220 KiB).
 MAX_EXTRA_DEB_BYTES = 2 << 30
 MAX_EXTRA_DEBS = 1000
 MAX_KEY_BYTES = 1 << 20
+MAX_CA_BYTES = 4 << 20
+
+#: This system's CA set, as update-ca-certificates(8) writes it: what apt and
+#: guestpkg's own downloads on this machine trust.
+SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
+#: The CA set of an https extra repository, in the extra tree.
+CA_BUNDLE = "ca-certificates.crt"
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?"
+                              rb"-----END CERTIFICATE-----")
 
 #: A Debian architecture name (dpkg-architecture -L): nothing that could be an option,
 #: a path or a shell word.
@@ -85,19 +108,21 @@ class ExtraSources:
     packages: tuple[Path, ...] = ()
     repositories: tuple[str, ...] = ()
     keys: tuple[Path, ...] = ()
+    ca_file: Path | None = None         # --extra-repository-ca
 
     def __bool__(self) -> bool:
-        return bool(self.packages or self.repositories or self.keys)
+        return bool(self.packages or self.repositories or self.keys or self.ca_file)
 
 
 @dataclass(frozen=True)
 class Repository:
     """One ``deb URI SUITE [COMPONENT...]`` line (a flat repository when SUITE ends
-    in ``/`` and there are no components)."""
+    in ``/`` and there are no components), or a ``deb-src`` line (*kind*)."""
 
     uri: str
     suite: str
     components: tuple[str, ...]
+    kind: str = "deb"
 
     def line(self, keyrings: Sequence[str]) -> str:
         options = f"[signed-by={','.join(keyrings)}] " if keyrings else ""
@@ -105,15 +130,16 @@ class Repository:
 
 
 def parse_repository(text: str) -> Repository:
-    """An ``--extra-repository`` line, checked strictly: ``deb``, an http(s) URI, a
-    suite and components; no options (the keys come from ``--extra-repository-key``)."""
+    """An ``--extra-repository`` line, checked strictly: ``deb`` (or ``deb-src``), an
+    http(s) URI, a suite and components; no options (the keys come from
+    ``--extra-repository-key``)."""
     if any(ord(c) < 0x20 or c == "\x7f" for c in text):
         raise UsageError(f"--extra-repository {text!r}: control characters are not "
                          "allowed", hint="give one line: 'deb URI SUITE COMPONENT...'")
     words = text.split()
     what = f"--extra-repository {text!r}"
     hint = "give it as sbuild takes it, e.g. 'deb http://HOST/debian bookworm main'"
-    if not words or words[0] != "deb":
+    if not words or words[0] not in ("deb", "deb-src"):
         raise UsageError(f"{what}: not a 'deb URI SUITE COMPONENT...' line", hint=hint)
     if len(words) > 1 and words[1].startswith("["):
         raise UsageError(f"{what}: options in [...] are not taken; the repository is "
@@ -132,7 +158,78 @@ def parse_repository(text: str) -> Repository:
     for component in components:
         if not _COMPONENT.match(component):
             raise UsageError(f"{what}: bad component {component!r}", hint=hint)
-    return Repository(uri, suite, components)
+    return Repository(uri, suite, components, words[0])
+
+
+def ca_bundle(request: ExtraSources, repositories: Sequence[Repository]) -> bytes | None:
+    """The CA set for the https servers among *repositories* (None if there are
+    none): this system's, and the certificates of ``--extra-repository-ca``, each
+    checked to be a PEM X.509 certificate."""
+    https = [r.uri for r in repositories if r.uri.startswith("https://")]
+    if request.ca_file is not None and not https:
+        raise UsageError("--extra-repository-ca given without an https --extra-repository",
+                         hint="it names the CA of an https repository's server")
+    if not https:
+        return None
+    bundle = b""
+    if os.path.isfile(SYSTEM_CA_FILE):
+        with open(SYSTEM_CA_FILE, "rb") as f:   # the system's own configuration
+            bundle = f.read(MAX_CA_BYTES + 1)
+        if len(bundle) > MAX_CA_BYTES:
+            raise UsageError(f"{SYSTEM_CA_FILE}: more than {MAX_CA_BYTES >> 20} MiB")
+    if request.ca_file is not None:
+        fd, _st = _open_given(request.ca_file, "--extra-repository-ca", MAX_CA_BYTES)
+        with os.fdopen(fd, "rb") as f:
+            given = f.read(MAX_CA_BYTES + 1)
+        check_certificates(given, request.ca_file)
+        bundle = bundle.rstrip(b"\n") + b"\n" + given if bundle else given
+    if not bundle:
+        raise UsageError(f"--extra-repository {https[0]}: this system has no CA "
+                         f"certificates ({SYSTEM_CA_FILE}) to check the server with",
+                         hint="apt-get install ca-certificates, or give the server's CA "
+                         "with --extra-repository-ca FILE.pem")
+    return bundle
+
+
+def check_certificates(data: bytes, shown: Path) -> None:
+    """Refuse *data* unless it holds PEM certificates only, each one X.509 that
+    python3-cryptography reads (apt's GnuTLS would otherwise fail later, with a less
+    clear message)."""
+    from cryptography import x509
+
+    blocks = _PEM_CERTIFICATE.findall(data)
+    rest = _PEM_CERTIFICATE.sub(b"", data)
+    try:
+        for block in blocks:
+            x509.load_pem_x509_certificate(block)
+    except ValueError:
+        blocks = []
+    if not blocks or b"-----BEGIN" in rest:
+        raise UsageError(f"--extra-repository-ca {shown}: not a PEM certificate "
+                         "(-----BEGIN CERTIFICATE-----)",
+                         hint="give the CA's certificate in PEM form, e.g. as "
+                         "openssl x509 -in CA.crt -outform PEM writes it")
+
+
+def https_options(extras: Extras) -> list[str]:
+    """apt's options for the steps that reach an https extra repository (its
+    ``apt-get update`` and the download step): the CA set of :func:`ca_bundle`,
+    for every https server of the step (a repository may redirect to another
+    host)."""
+    if not (extras.directory / CA_BUNDLE).is_file():
+        return []
+    return ["-o", f"Acquire::https::CaInfo={EXTRA_MOUNT}/{CA_BUNDLE}"]
+
+
+#: apt's messages of a TLS handshake that failed on the certificate (methods/connect.cc).
+_TLS_FAILURE = re.compile(r"(Certificate verification failed|Could not handshake)[^\n]*")
+
+
+def certificate_failure(text: str) -> str | None:
+    """apt's reason, on one line (a server chose part of it), when *text* (apt's
+    output) says an https server's certificate was refused; else None."""
+    found = _TLS_FAILURE.search(text)
+    return one_line(found.group(0))[:300] if found else None
 
 
 def check_arch(arch: str) -> str:
@@ -165,12 +262,11 @@ class IndexedDeb:
     stanza: str
 
 
-def _open_given(path: Path, what: str) -> tuple[int, os.stat_result]:
+def _open_given(path: Path, what: str, max_bytes: int) -> tuple[int, os.stat_result]:
     """The regular file *path* the user named, opened without following a symlink."""
     try:
         return fsutil.open_untrusted(path.parent, path.name, shown=path,
-                                     max_bytes=MAX_EXTRA_DEB_BYTES
-                                     if what == "--extra-package" else MAX_KEY_BYTES)
+                                     max_bytes=max_bytes)
     except FileNotFoundError:
         raise UsageError(f"{what} {path}: no such file",
                          hint="check the path (a file, or a directory of .debs)") from None
@@ -202,7 +298,7 @@ def deb_paths(given: Iterable[Path]) -> list[Path]:
 def index_deb(source: Path, directory: Path) -> IndexedDeb:
     """Copy the .deb *source* into *directory* under its canonical name and return
     its Packages stanza; a file that is not a well-formed .deb is refused."""
-    fd, _st = _open_given(source, "--extra-package")
+    fd, _st = _open_given(source, "--extra-package", MAX_EXTRA_DEB_BYTES)
     tmp = directory / f".incoming-{os.getpid()}.deb"
     digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as src:
@@ -276,6 +372,9 @@ class Extras:
     repositories: tuple[Repository, ...] = ()
     debs: tuple[IndexedDeb, ...] = ()
     foreign_arch: str = ""          # --host-arch, when it is not the build arch
+    #: deb-src lines: checked, then left out (a build from a source tree or a .dsc
+    #: reads no Sources index, and fetching one could only fail the build)
+    unused_sources: tuple[Repository, ...] = ()
 
     @property
     def lists(self) -> Path:
@@ -291,25 +390,30 @@ class Extras:
 def prepare(request: ExtraSources, host_arch: str, build_arch: str, work: Path) -> Extras:
     """Check the request and make ``<work>/extra`` (see the module docstring), all
     but its lists; raises :class:`UsageError` with one line on bad input."""
-    repositories = tuple(parse_repository(line) for line in request.repositories)
+    given = tuple(parse_repository(line) for line in request.repositories)
+    repositories = tuple(r for r in given if r.kind == "deb")
     if repositories and not request.keys:
         raise UsageError("--extra-repository needs --extra-repository-key FILE (the key "
                          "its Release file is signed with)",
                          hint="export it with gpg --export KEYID > FILE")
-    if request.keys and not repositories:
+    if request.keys and not given:
         raise UsageError("--extra-repository-key given without --extra-repository")
+    bundle = ca_bundle(request, repositories)
     foreign = host_arch if host_arch != build_arch else ""
     directory = work / "extra"
     for sub in ("", "debs", "keys", "parts", "lists"):
         (directory / sub).mkdir(mode=0o755, exist_ok=True)
+    if bundle is not None:
+        fsutil.atomic_write(directory / CA_BUNDLE, bundle)  # 0644: apt's methods are _apt
     keyrings = []
     for n, key in enumerate(request.keys, 1):
-        fd, _st = _open_given(key, "--extra-repository-key")
+        fd, _st = _open_given(key, "--extra-repository-key", MAX_KEY_BYTES)
         with os.fdopen(fd, "rb") as f:
             data = f.read(MAX_KEY_BYTES + 1)
         name = f"{n}{key_suffix(data, key)}"
-        fsutil.atomic_write(directory / "keys" / name, data)
-        keyrings.append(f"{EXTRA_MOUNT}/keys/{name}")
+        if repositories:        # (with deb-src lines only, checked and not used)
+            fsutil.atomic_write(directory / "keys" / name, data)
+            keyrings.append(f"{EXTRA_MOUNT}/keys/{name}")
     debs: list[IndexedDeb] = []
     for path in deb_paths(request.packages):
         deb = index_deb(path, directory / "debs")
@@ -325,7 +429,8 @@ def prepare(request: ExtraSources, host_arch: str, build_arch: str, work: Path) 
     fsutil.atomic_write(directory / "debs" / "Packages",
                         "\n".join(deb.stanza for deb in debs))
     fsutil.atomic_write(directory / "sources.list", "".join(f"{line}\n" for line in lines))
-    return Extras(directory, "", repositories, tuple(debs), foreign)
+    return Extras(directory, "", repositories, tuple(debs), foreign,
+                  tuple(r for r in given if r.kind == "deb-src"))
 
 
 def with_identity(extras: Extras, host_arch: str) -> Extras:
@@ -341,8 +446,7 @@ def with_identity(extras: Extras, host_arch: str) -> Extras:
         digest.update(f"{path.relative_to(extras.directory)}\n".encode())
         with open(path, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
-    return Extras(extras.directory, digest.hexdigest(), extras.repositories, extras.debs,
-                  extras.foreign_arch)
+    return dataclasses.replace(extras, identity=digest.hexdigest())
 
 
 def list_files(directory: Path) -> list[Path]:

@@ -90,11 +90,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "repository (repeatable; sbuild's option)")
     parser.add_argument("--extra-repository", action="append", default=[],
                         metavar="'deb URI SUITE COMPONENT...'",
-                        help="an apt repository for the build dependencies, fetched with "
-                        "network and verified with --extra-repository-key (repeatable)")
+                        help="an apt repository (http or https) for the build dependencies, "
+                        "fetched with network and verified with --extra-repository-key "
+                        "(repeatable; a 'deb-src ...' line is checked and not used)")
     parser.add_argument("--extra-repository-key", action="append", default=[], type=Path,
                         metavar="FILE", help="an OpenPGP public key (armored or binary) "
                         "that --extra-repository's Release files are signed with")
+    parser.add_argument("--extra-repository-ca", type=Path, metavar="FILE.pem",
+                        help="also trust the CA certificates in FILE.pem (PEM) for an https "
+                        "--extra-repository's server, in this build only, besides this "
+                        "system's /etc/ssl/certs/ca-certificates.crt")
     parser.add_argument("--host-arch", default="", metavar="ARCH",
                         help="cross-build for ARCH with Debian's cross toolchain "
                         "(crossbuild-essential-ARCH) and ARCH's libraries from multiarch; "
@@ -142,7 +147,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
                                      args.binnmu_changelog),
         ccache=args.ccache,
         extras=ExtraSources(tuple(args.extra_package), tuple(args.extra_repository),
-                            tuple(args.extra_repository_key)),
+                            tuple(args.extra_repository_key), args.extra_repository_ca),
         host_arch=check_arch(args.host_arch) if args.host_arch else "",
         shell_on_failure=args.shell_on_failure,
         checks=frozenset(name for name, wanted in (("lintian", args.run_lintian),

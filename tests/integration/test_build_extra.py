@@ -2,8 +2,13 @@
 """sbuild's --extra-package and --extra-repository on real builds: a tiny source
 package whose Build-Depends names a package that only the extra .deb (made here with
 dpkg-deb) provides, from a local file and from a signed repository served on
-127.0.0.1 (a key made here with gpg); each different extra package makes a layer of
-its own.  The bad inputs give one line and exit status 2."""
+127.0.0.1 (a key made here with gpg), over http and over https (a CA and server
+certificates made here with openssl, the CA given with --extra-repository-ca: never
+the machine's CA set); each different extra package makes a layer of its own.  The
+bad inputs give one line and exit status 2.
+
+The dependency phase's apt runs in the host's network namespace (the sandbox's one
+relaxation for that phase), so it reaches a server on the host's 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from guestpkg.build import layers
 from guestpkg.build.deb import BuildOptions, build_package
 from guestpkg.build.extras import ExtraSources
 from guestpkg.buildroot import BaseRoot
@@ -229,17 +235,126 @@ def test_extra_repository_verified_with_its_key(test_config: Config, base_root: 
                                                keys=(tmp_path / "stranger.asc",))))
         assert refused.value.log_path is not None
         assert "NO_PUBKEY" in refused.value.log_path.read_text()
-        # https from a buildd root (no CA certificates) fails, and the hint says why.
-        with pytest.raises(BuildFailed) as https:
-            build_package(test_config, tree, tmp_path / "https", BuildOptions(
-                tee=False, extras=ExtraSources(repositories=(f"deb https{url[4:]} test main",),
-                                               keys=(tmp_path / "signer.asc",))))
-        assert "no ca-certificates" in str(https.value.hint)
         assert not (tmp_path / "bad").exists()
+        # With a deb-src line as sbuild users paste it (the repository has no
+        # Sources index: apt-get update of it would fail).
         result = build_package(test_config, tree, tmp_path / "out", BuildOptions(
-            tee=False, extras=ExtraSources(repositories=(line,),
+            tee=False, extras=ExtraSources(repositories=(line, f"deb-src {url} test main"),
                                            keys=(tmp_path / "signer.asc",))))
     assert marker_of(tmp_path / "out" / "needs-extra_1.0_all.deb") == f"repo-{os.getpid()}"
     assert result.layer_key is not None
     # The repository's package never entered the shared download cache.
     assert not list((test_config.cachedir / "debs").glob(f"{PROVIDED}_*"))
+
+
+# --- the same repository over https ----------------------------------------------------
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(directory: Path) -> tuple[Path, Path]:
+    """A throwaway CA: its certificate and key (P-256), valid for two days."""
+    cert, key = directory / "ca.pem", directory / "ca.key"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj",
+            "/CN=guestpkg test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    return cert, key
+
+
+def make_server_cert(directory: Path, ca: tuple[Path, Path], name: str,
+                     subject_alt_name: str) -> tuple[Path, Path]:
+    """A server certificate for *subject_alt_name* signed by *ca*, and its key."""
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
+                      directory / f"{name}.csr")
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={subject_alt_name}\n"
+                          "extendedKeyUsage=serverAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+            "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions))
+    return cert, key
+
+
+HTTPS_SERVER = """
+import functools, http.server, ssl, sys
+directory, cert, key = sys.argv[1:4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def serve_https(directory: Path, cert: tuple[Path, Path]) -> Iterator[str]:
+    """Python's http.server wrapped in TLS with *cert*, on 127.0.0.1, in a process of
+    its own (a client that refuses the handshake only ends that connection)."""
+    server = subprocess.Popen(["/usr/bin/python3", "-c", HTTPS_SERVER, str(directory),
+                               str(cert[0]), str(cert[1])],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        yield f"https://127.0.0.1:{int(server.stdout.readline())}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def layers_with_extra(config: Config) -> set[str]:
+    return {layer.key for layer in layers.list_layers(config)
+            if any(p.startswith(f"{PROVIDED}:") for p in layer.packages)}
+
+
+def test_extra_repository_over_https(test_config: Config, base_root: BaseRoot,
+                                     tmp_path: Path) -> None:
+    tree = make_source(tmp_path)
+    marker = f"https-{os.getpid()}"
+    signer = tmp_path / "signer"
+    (tmp_path / "signer.asc").write_bytes(make_key(signer, "signer"))
+    make_repository(tmp_path / "repo", make_extra_deb(tmp_path, marker), signer)
+    ca = make_ca(tmp_path)
+    good = make_server_cert(tmp_path, ca, "good", "IP:127.0.0.1")
+    misnamed = make_server_cert(tmp_path, ca, "misnamed", "DNS:repo.invalid")
+    key = str(tmp_path / "signer.asc")
+    before = layers_with_extra(test_config)
+    with serve_https(tmp_path / "repo", good) as url, \
+            serve_https(tmp_path / "repo", misnamed) as misnamed_url:
+        # This machine's CA set does not know the test's CA: refused, one line.
+        done = run_cli(test_config, "--extra-repository", f"deb {url} test main",
+                       "--extra-repository-key", key, str(tree), str(tmp_path / "untrusted"))
+        assert done.returncode == 1, done.stderr[-3000:]
+        [error] = [line for line in done.stderr.splitlines() if "error:" in line]
+        assert error.startswith("guestpkg: error: the https server of an extra repository "
+                                "was not trusted: Certificate verification failed: "), error
+        assert "issuer is unknown" in error
+        assert "--extra-repository-ca FILE.pem" in done.stderr
+        # The test's CA, but a certificate for another name.
+        with pytest.raises(BuildFailed, match=r"not trusted: .*name in the certificate"):
+            build_package(test_config, tree, tmp_path / "misnamed", BuildOptions(
+                tee=False, extras=ExtraSources(repositories=(f"deb {misnamed_url} test main",),
+                                               keys=(tmp_path / "signer.asc",),
+                                               ca_file=ca[0])))
+        assert layers_with_extra(test_config) == before     # nothing was cached
+        assert not (tmp_path / "untrusted").exists() and not (tmp_path / "misnamed").exists()
+        # The front door with the CA given: apt-get update and the download over https.
+        done = run_cli(test_config, "--extra-repository", f"deb {url} test main",
+                       "--extra-repository", f"deb-src {url} test main",
+                       "--extra-repository-key", key, "--extra-repository-ca", str(ca[0]),
+                       str(tree), str(tmp_path / "out"))
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert marker_of(tmp_path / "out" / "needs-extra_1.0_all.deb") == marker
+    log = (tmp_path / "out" / "needs-extra_1.0_amd64.build").read_text()
+    # apt-get update and the download, both over https (apt shows the URI without its /)
+    assert f"{url.rstrip('/')} test InRelease" in log
+    assert f"{url.rstrip('/')} test/main all {PROVIDED} all 1.0" in log
+    assert "not used: deb-src" in log
+    # The layer is this run's alone (its marker): removed again, not left in the cache.
+    for layer in layers.list_layers(test_config):
+        if layer.key in layers_with_extra(test_config) - before:
+            layers.remove_layer(test_config, layer)

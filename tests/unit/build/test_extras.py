@@ -120,7 +120,10 @@ def test_two_different_debs_of_one_name_and_version(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line, message", [
     ("", "not a 'deb URI"),
-    ("deb-src http://h/debian bookworm main", "not a 'deb URI"),
+    ("deb-sources http://h/debian bookworm main", "not a 'deb URI"),
+    ("deb-src [arch=amd64] http://h/debian bookworm main", "options in"),
+    ("deb-src http://h/debian bookworm", "needs them"),
+    ("deb-src file:/srv bookworm main", "not an http"),
     ("deb http://h/debian", "a URI and a suite"),
     ("deb [trusted=yes] http://h/debian bookworm main", "options in"),
     ("deb file:/srv/repo bookworm main", "not an http"),
@@ -159,6 +162,37 @@ def test_repository_line_and_keys(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not an OpenPGP public key"):
         prepare(ExtraSources(repositories=(line,), keys=(tmp_path / "junk",)), "amd64",
                 "amd64", tmp_path / "extra")
+
+
+def test_deb_src_lines_are_checked_and_left_out(tmp_path: Path) -> None:
+    """sbuild users paste deb-src lines: checked with the same grammar, then left out
+    of what apt sees (a build from a source tree reads no Sources index; fetching one
+    could only fail the build), so they need no key and change no layer."""
+    source = parse_repository("deb-src http://h/debian bookworm main")
+    assert (source.kind, source.uri, source.suite) == ("deb-src", "http://h/debian", "bookworm")
+    key = tmp_path / "key.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n")
+    line = "deb http://127.0.0.1:8/ test main"
+    src = "deb-src http://127.0.0.1:8/ test main"
+    for name in "abcd":
+        (tmp_path / name).mkdir()
+    made = prepare(ExtraSources(repositories=(src,)), "amd64", "amd64", tmp_path / "a")
+    assert not made.repositories and made.unused_sources == (parse_repository(src),)
+    assert not made.needs_update
+    assert (tmp_path / "a" / "extra" / "sources.list").read_text() == ""
+    assert extras.with_identity(made, "amd64").identity == ""
+    both = prepare(ExtraSources(repositories=(line, src), keys=(key,)), "amd64", "amd64",
+                   tmp_path / "b")
+    only = prepare(ExtraSources(repositories=(line,), keys=(key,)), "amd64", "amd64",
+                   tmp_path / "c")
+    assert (tmp_path / "b" / "extra" / "sources.list").read_text() == \
+        (tmp_path / "c" / "extra" / "sources.list").read_text()
+    assert [r.kind for r in both.repositories] == ["deb"]
+    assert extras.with_identity(both, "amd64").identity == \
+        extras.with_identity(only, "amd64").identity
+    # A deb line still needs its key; a deb-src line does not.
+    with pytest.raises(UsageError, match="needs --extra-repository-key"):
+        prepare(ExtraSources(repositories=(src, line)), "amd64", "amd64", tmp_path / "d")
 
 
 def test_identity_changes_with_what_apt_sees(tmp_path: Path) -> None:
@@ -200,3 +234,109 @@ def test_cross_packages_and_environment() -> None:
     assert extras.cross_environment({"DEB_BUILD_OPTIONS": "x"}, "arm64", 3)[
         "DEB_BUILD_OPTIONS"] == "x"
     assert extras.cross_environment({"A": "b"}, "", 3) == {"A": "b"}
+
+
+# --- https repositories: the CA set apt checks their servers against ------------------
+
+def make_ca(directory: Path, name: str = "ca") -> Path:
+    """A self-signed CA certificate (PEM), made with openssl in *directory*."""
+    import subprocess
+    path = directory / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(directory / f"{name}.key"),
+                    "-out", str(path), "-days", "2", "-subj", f"/CN={name}"],
+                   check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def system_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for this system's CA set (never the real /etc/ssl)."""
+    (tmp_path / "system").mkdir()
+    path = make_ca(tmp_path / "system", "system")
+    monkeypatch.setattr(extras, "SYSTEM_CA_FILE", path)
+    return path
+
+
+def https_request(tmp_path: Path, ca_file: Path | None = None,
+                  line: str = "deb https://repo.example:8443/debian test main") -> ExtraSources:
+    key = tmp_path / "key.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n")
+    return ExtraSources(repositories=(line,), keys=(key,), ca_file=ca_file)
+
+
+def test_https_repository_gets_the_system_ca_set(tmp_path: Path, system_ca: Path) -> None:
+    (tmp_path / "w").mkdir()
+    made = prepare(https_request(tmp_path), "amd64", "amd64", tmp_path / "w")
+    bundle = tmp_path / "w" / "extra" / extras.CA_BUNDLE
+    assert bundle.read_bytes() == system_ca.read_bytes()
+    assert extras.https_options(made) == [
+        "-o", f"Acquire::https::CaInfo={extras.EXTRA_MOUNT}/{extras.CA_BUNDLE}"]
+    # Plain http: no CA set, no option.
+    (tmp_path / "h").mkdir()
+    plain = prepare(https_request(tmp_path, line="deb http://h/debian test main"),
+                    "amd64", "amd64", tmp_path / "h")
+    assert extras.https_options(plain) == []
+    assert not (tmp_path / "h" / "extra" / extras.CA_BUNDLE).exists()
+
+
+def test_extra_repository_ca_adds_to_the_system_set(tmp_path: Path, system_ca: Path) -> None:
+    private = make_ca(tmp_path, "private")
+    (tmp_path / "w").mkdir()
+    made = prepare(https_request(tmp_path, private), "amd64", "amd64", tmp_path / "w")
+    bundle = (tmp_path / "w" / "extra" / extras.CA_BUNDLE).read_bytes()
+    assert system_ca.read_bytes() in bundle and private.read_bytes() in bundle
+    # The CA set decides which server apt talks to, not what it installs (the lists
+    # and the Release signature do): not part of the layer's identity.
+    (tmp_path / "v").mkdir()
+    without = prepare(https_request(tmp_path), "amd64", "amd64", tmp_path / "v")
+    assert extras.with_identity(made, "amd64").identity == \
+        extras.with_identity(without, "amd64").identity
+
+
+def test_extra_repository_ca_is_checked(tmp_path: Path, system_ca: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "w").mkdir()
+    work = tmp_path / "w"
+    private = make_ca(tmp_path, "private")
+    with pytest.raises(UsageError, match="without an https --extra-repository"):
+        prepare(https_request(tmp_path, private, "deb http://h/debian test main"),
+                "amd64", "amd64", work)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    with pytest.raises(UsageError, match="not a PEM certificate"):
+        prepare(https_request(tmp_path, junk), "amd64", "amd64", work)
+    (tmp_path / "empty.pem").write_text("hello\n")
+    with pytest.raises(UsageError, match="not a PEM certificate"):
+        prepare(https_request(tmp_path, tmp_path / "empty.pem"), "amd64", "amd64", work)
+    os.symlink(private, tmp_path / "link.pem")
+    with pytest.raises(UsageError, match="symbolic link"):
+        prepare(https_request(tmp_path, tmp_path / "link.pem"), "amd64", "amd64", work)
+    with pytest.raises(UsageError, match="no such file"):
+        prepare(https_request(tmp_path, tmp_path / "nope.pem"), "amd64", "amd64", work)
+    monkeypatch.setattr(extras, "MAX_CA_BYTES", private.stat().st_size - 1)
+    with pytest.raises(UsageError, match="more than"):
+        prepare(https_request(tmp_path, private), "amd64", "amd64", work)
+    # No CA set on this system and none given: refused before anything runs.
+    monkeypatch.setattr(extras, "SYSTEM_CA_FILE", tmp_path / "missing.crt")
+    with pytest.raises(UsageError, match="no CA certificates") as refused:
+        prepare(https_request(tmp_path), "amd64", "amd64", work)
+    assert "apt-get install ca-certificates" in str(refused.value.hint)
+
+
+def test_certificate_failure_is_found_in_apt_output() -> None:
+    text = (
+        "Err:1 https://127.0.0.1:4443 test InRelease\n"
+        "  Certificate verification failed: The certificate is NOT trusted. The "
+        "certificate issuer is unknown.  Could not handshake: Error in the certificate "
+        "verification. [IP: 127.0.0.1 4443]\n"
+        "Reading package lists...\n"
+        "E: Failed to fetch https://127.0.0.1:4443/dists/test/InRelease  Certificate "
+        "verification failed: The certificate is NOT trusted. The certificate issuer is "
+        "unknown.  Could not handshake: Error in the certificate verification. "
+        "[IP: 127.0.0.1 4443]\x1b[31m\n")
+    reason = extras.certificate_failure(text)
+    assert reason is not None and reason.startswith("Certificate verification failed: ")
+    assert "issuer is unknown" in reason and "\x1b" not in reason and "\n" not in reason
+    assert extras.certificate_failure("E: Failed to fetch http://h/x  404  Not Found\n") is None
+    assert len(extras.certificate_failure("Could not handshake: " + "x" * 5000) or "") <= 300
