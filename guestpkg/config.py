@@ -51,7 +51,7 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
 
 
 #: What ``--run-*`` checks the build may run after it (guestpkg.build.postbuild).
-POST_BUILD_CHECKS = ("lintian", "autopkgtest")
+POST_BUILD_CHECKS = ("lintian", "piuparts", "autopkgtest")
 
 
 def parse_post_build_checks(text: str) -> str:
@@ -259,7 +259,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("build",), None),
     Setting("post_build_fail", parse_post_build_checks, "",
             "post-build checks whose failure fails the build: a comma-separated subset "
-            "of lintian and autopkgtest (sbuild's *_require_success)", ("build",),
+            "of lintian, piuparts and autopkgtest (sbuild's *_require_success)", ("build",),
             "CHECKS"),
     Setting("refuse_setuid", parse_bool, False,
             "refuse .debs with setuid/setgid files, devices, FIFOs, non-root owners, "

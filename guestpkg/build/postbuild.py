@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""After a successful build: ``--run-lintian`` and ``--run-autopkgtest`` (sbuild's
-options of the same names), each in a throwaway fork of its own.  (sbuild's
-``--run-piuparts`` is not offered: piuparts makes a chroot of its own with chroot(2)
-and mount(2), which the sandbox's seccomp filter refuses to every command.)
+"""After a successful build: ``--run-lintian``, ``--run-piuparts`` and
+``--run-autopkgtest`` (sbuild's options of the same names), each in a throwaway fork
+of its own.  piuparts, which makes a chroot of its own with chroot(2) and mount(2),
+is :mod:`guestpkg.build.piuparts`.
 
 sbuild (Sbuild/Build.pm ``run_lintian``, ``run_autopkgtest``) runs lintian in the
 build's chroot and autopkgtest on the host, as root through sudo, with the
@@ -50,6 +50,7 @@ from guestpkg.build import artifacts, buildlog, summary
 from guestpkg.build.context import BuildContext
 from guestpkg.build.depends import install_build_deps
 from guestpkg.build.extras import ExtraSources
+from guestpkg.build.piuparts import run_piuparts
 from guestpkg.build.source import BUILD_MOUNT
 from guestpkg.buildroot import Fork, fork
 from guestpkg.debian.control import BuildMode, BuildRelations, reduce_relations
@@ -70,6 +71,7 @@ class Check(enum.StrEnum):
     guestpkg.config.POST_BUILD_CHECKS)."""
 
     LINTIAN = "lintian"
+    PIUPARTS = "piuparts"
     AUTOPKGTEST = "autopkgtest"
 
     @property
@@ -240,5 +242,6 @@ def run_autopkgtest(ctx: BuildContext) -> str:
 
 
 RUNNERS: dict[Check, Callable[[BuildContext], str]] = {
-    Check.LINTIAN: run_lintian, Check.AUTOPKGTEST: run_autopkgtest,
+    Check.LINTIAN: run_lintian, Check.PIUPARTS: run_piuparts,
+    Check.AUTOPKGTEST: run_autopkgtest,
 }

@@ -34,9 +34,10 @@ Build a Debian source package (an unpacked tree, default the current directory, 
   5. log everything to <source>_<version>_<arch>.build while showing it, shaped like
      sbuild's: its header, its sections, ending with the Build environment and the
      Summary (Status:, Build-Time:, ...);
-     with --run-lintian and --run-autopkgtest, lintian and the autopkgtests run after
-     the build, each in a fork of its own (Lintian: pass, Autopkgtest: fail, ... in
-     the Summary; setting post_build_fail decides whether a failure fails the build);
+     with --run-lintian, --run-piuparts and --run-autopkgtest, lintian, piuparts and
+     the autopkgtests run after the build, each in a fork of its own (Lintian: pass,
+     Piuparts: pass, Autopkgtest: fail, ... in the Summary; setting post_build_fail
+     decides whether a failure fails the build);
   6. copy the .debs, .udebs, .buildinfo, .changes and the .build log to OUTPUT_DIR
      (default: the directory above SOURCE_DIR, or the .dsc's directory), all or none.
 
@@ -108,6 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after the build, run lintian on the .changes in a fork of its "
                         "own (lintian comes in a cached layer); Lintian: pass|info|warn|fail "
                         "in the log's Summary")
+    parser.add_argument("--run-piuparts", action="store_true",
+                        help="after the build, run piuparts on the .changes in a fork of its "
+                        "own: install, remove and purge in a copy of the buildroot, "
+                        "dependencies from a local repository, no network; uid 0 of the "
+                        "fork's user namespace may chroot and mount there (id_mapping "
+                        "userns only)")
     parser.add_argument("--run-autopkgtest", action="store_true",
                         help="after the build, run the source's autopkgtests on the built "
                         ".debs in a fork of its own, autopkgtest's null testbed, no network")
@@ -151,12 +158,14 @@ def run(config: Config, args: argparse.Namespace) -> int:
         host_arch=check_arch(args.host_arch) if args.host_arch else "",
         shell_on_failure=args.shell_on_failure,
         checks=frozenset(name for name, wanted in (("lintian", args.run_lintian),
+                                                   ("piuparts", args.run_piuparts),
                                                    ("autopkgtest", args.run_autopkgtest))
                          if wanted),
     )
-    if args.run_autopkgtest and args.host_arch:
-        raise UsageError("--run-autopkgtest cannot test a cross build (--host-arch): its "
-                         "packages do not run on this machine")
+    for check in ("autopkgtest", "piuparts"):
+        if getattr(args, f"run_{check}") and args.host_arch:
+            raise UsageError(f"--run-{check} cannot test a cross build (--host-arch): its "
+                             "packages do not run on this machine")
     for line in args.extra_repository:
         parse_repository(line)      # a malformed line is refused before anything starts
     result = build_package(config, source, output_dir, options)

@@ -115,9 +115,9 @@ def hello(test_config: Config, base_root: BaseRoot,
           tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, BuildResult, bool]:
     """Two builds of hello from its .dsc.  hello's layer is removed first when no
     other build uses it, so that the first build really makes it.  The first runs in
-    a user namespace (the default), with --run-lintian and --run-autopkgtest
-    (test_build_postbuild.py reads their results: one hello build less in the
-    suite), the second with real host ids."""
+    a user namespace (the default), with --run-lintian, --run-piuparts and
+    --run-autopkgtest (test_build_postbuild.py reads their results: one hello build
+    less in the suite), the second with real host ids."""
     dsc = debsrc.dsc_path("hello")
     removed = True
     for layer in layers.list_layers(test_config):
@@ -130,7 +130,7 @@ def hello(test_config: Config, base_root: BaseRoot,
     out = tmp_path_factory.mktemp("hello")
     quiet = BuildOptions(tee=False)
     first = build_package(test_config, dsc, out / "first", BuildOptions(
-        tee=False, checks=frozenset({"lintian", "autopkgtest"})))
+        tee=False, checks=frozenset({"lintian", "piuparts", "autopkgtest"})))
     second = build_package(test_config.replace(id_mapping="root"), dsc, out / "second", quiet)
     return first, second, removed
 

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""guestpkg build --run-lintian --run-autopkgtest: hello 2.10-3 from its bookworm
-.dsc, one build with both checks (the session's ``hello`` fixture; each check in a
-fork of its own over a cached layer of the tool), their sections and results in the
-.build log as sbuild writes them and as buildlog-consultant reads them; and
-the tiny package with a failing, hostile autopkgtest: "Autopkgtest: fail", its
-output escaped on the console, and the post_build_fail setting deciding whether the
-build fails."""
+"""guestpkg build --run-lintian --run-piuparts --run-autopkgtest: hello 2.10-3 from
+its bookworm .dsc, one build with the three checks (the session's ``hello``
+fixture; each check in a fork of its own over a cached layer of the tool), their
+sections and results in the .build log as sbuild writes them and as
+buildlog-consultant reads them; the tiny package with a failing, hostile
+autopkgtest: "Autopkgtest: fail", its output escaped on the console, and the
+post_build_fail setting deciding whether the build fails; and a tiny package
+whose postinst leaves a file behind after its purge, with a dependency the base
+root lacks: "Piuparts: fail", and the build failed by post_build_fail."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ def test_lintian_and_autopkgtest_on_hello(hello: tuple[BuildResult, BuildResult,
     log = result.log_path.read_text()
     post = log.split("| Post Build ")[1].split("| Summary ")[0]
     assert "\nlintian\n-------\n" in post and "\nautopkgtest\n-----------\n" in post
+    assert "\npiuparts\n--------\n" in post
     lintian = post.split("\nautopkgtest\n")[0]
     assert "running lintian /build/hello_2.10-3_amd64.changes /build/hello_2.10-3.dsc\n" \
         in lintian
@@ -43,6 +46,7 @@ def test_lintian_and_autopkgtest_on_hello(hello: tuple[BuildResult, BuildResult,
     summary = log.split("| Summary ")[1]
     assert re.search(r"^Lintian: (pass|info|warn)$", summary, re.M), summary
     assert "\nAutopkgtest: pass\n" in summary and "\nStatus: successful\n" in summary
+    assert "\nPiuparts: pass\n" in summary
     # the log as Debian's sbuild log parser reads it
     parsed = SbuildLog.parse(io.BytesIO(result.log_path.read_bytes()))
     assert parsed.section_titles() == [None, "Install package build dependencies", "Build",
@@ -108,3 +112,73 @@ def test_a_failing_autopkgtest_and_the_post_build_fail_setting(
     failure = worker_failure_from_sbuild_log(io.BytesIO(Path(failed_log.group(1)).read_bytes()))
     assert failure.stage == "post-build" and failure.section is not None
     assert failure.section.title == "Post Build"
+
+
+def test_piuparts_on_hello(hello: tuple[BuildResult, BuildResult, bool]) -> None:
+    """The same build ran piuparts: installed, removed and purged hello in its own
+    copy of the buildroot, with chroot and mount in the fork's own namespaces."""
+    log = hello[0].log_path.read_text()
+    section = log.split("\npiuparts\n--------\n")[1].split("\nautopkgtest\n")[0]
+    assert "chroot and mount inside the sandbox's own namespaces" in section
+    assert re.search(r"^\S+ INFO: PASS: Installation and purging test\.$", section, re.M), \
+        section[-3000:]
+    assert re.search(r"^\S+ INFO: PASS: All tests\.$", section, re.M), section[-3000:]
+    assert "hello_2.10-3_amd64.changes" in section
+    kept = re.search(r"piuparts's log: (\S+\.piuparts)$", section, re.M)
+    assert kept is not None, section[-2000:]
+    assert "PASS: All tests." in Path(kept.group(1)).read_text()
+
+
+LEFTOVER_RULES = """\
+#!/usr/bin/make -f
+clean:
+\trm -rf debian/tmp debian/files
+build build-arch build-indep:
+binary binary-arch binary-indep:
+\trm -rf debian/tmp
+\tmkdir -p debian/tmp/DEBIAN debian/tmp/usr/share/tiny
+\techo tiny > debian/tmp/usr/share/tiny/data
+\tprintf '#!/bin/sh\\nset -e\\nmkdir -p /var/lib/tiny\\n: > /var/lib/tiny/leftover\\n' \\
+\t  > debian/tmp/DEBIAN/postinst
+\tchmod 755 debian/tmp/DEBIAN/postinst
+\tdpkg-gencontrol -ptiny -Pdebian/tmp
+\tdpkg-deb --root-owner-group --build debian/tmp ..
+"""
+
+LEFTOVER_CONTROL = """\
+Source: tiny
+Maintainer: guestpkg developers <guestpkg@localhost>
+Rules-Requires-Root: no
+
+Package: tiny
+Architecture: all
+Depends: tree
+Description: tiny test package that leaves a file behind
+ Its postinst makes /var/lib/tiny/leftover, and nothing removes it.
+"""
+
+
+def test_piuparts_finds_a_file_left_after_purge(test_config: Config, base_root: BaseRoot,
+                                                tmp_path: Path) -> None:
+    tree = make_tiny(tmp_path / "src")
+    (tree / "debian" / "rules").write_text(LEFTOVER_RULES)
+    (tree / "debian" / "control").write_text(LEFTOVER_CONTROL)
+    env = {"GUESTPKG_VARDIR": str(test_config.vardir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "GUESTPKG_LOGDIR": str(test_config.logdir), "PYTHONPATH": str(REPO),
+           "GUESTPKG_CACHEDIR": str(test_config.cachedir)}
+    result = subprocess.run([sys.executable, "-m", "guestpkg", "build", "--run-piuparts",
+                             "--post-build-fail", "piuparts", str(tree), str(tmp_path / "out")],
+                            env=env, capture_output=True, text=True, check=False,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Piuparts: fail" in result.stderr
+    assert "piuparts failed after the build of tiny 1.0" in result.stderr
+    # the dependency the base root lacks came from the local repository
+    assert "of them dependencies" in result.stderr and "Setting up tree " in result.stderr
+    assert re.search(r"^\S+ ERROR: FAIL: Package purging left files on system:$",
+                     result.stderr, re.M), result.stderr[-3000:]
+    assert "/var/lib/tiny/leftover" in result.stderr
+    failed_log = re.search(r"the full log is (\S+)", result.stderr)
+    assert failed_log is not None, result.stderr[-2000:]
+    summary = Path(failed_log.group(1)).read_text().split("| Summary ")[1]
+    assert "\nPiuparts: fail\n" in summary and "\nFail-Stage: post-build\n" in summary
