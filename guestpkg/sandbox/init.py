@@ -188,7 +188,7 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
         close_other_fds(report.fd)
         if spec.allow_chroot_mount:
             report.at("enter a mount and pid namespace of the user namespace")
-            enter_own_namespaces()
+            enter_own_namespaces(report.fd)
         report.at("set resource limits")
         caps.set_rlimits(spec.rlimits)
         os.umask(spec.umask)
@@ -208,7 +208,7 @@ def exec_command(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter,
     os._exit(EXEC_FAILED_STATUS)
 
 
-def enter_own_namespaces() -> None:
+def enter_own_namespaces(report_fd: int | None) -> None:
     """The ``allow_chroot_mount`` relaxation, in the command's process (already in its
     user namespace, with that namespace's capabilities): what ``unshare --mount --pid
     --fork --mount-proc`` gives a normal user of a user namespace.  A new mount
@@ -218,10 +218,19 @@ def enter_own_namespaces() -> None:
     "Restrictions on mount namespaces": it can be neither unmounted nor made
     writable, and nothing under it shows).  This process forks: the child is pid 1
     of the new pid namespace and goes on to run the command, with a fresh /proc of
-    that namespace; this process waits for it and exits with its status."""
+    that namespace; this process waits for it and exits with its status.
+
+    The waiting process keeps the user namespace's full capabilities, so the command
+    (with fewer) may not inspect it through a /proc of the sandbox's pid namespace,
+    which it can uncover by unmounting its own (ptrace(2), "Ptrace access mode
+    checking": the target's permitted set must be a subset of the caller's); it is
+    also made non-dumpable, and holds no descriptor but the log's."""
     unshare(CLONE_NEWNS | CLONE_NEWPID)
     child = os.fork()
     if child != 0:
+        if report_fd is not None:
+            os.close(report_fd)
+        prctl.set_dumpable(False)
         while True:
             try:
                 _, wait_status = os.waitpid(child, 0)

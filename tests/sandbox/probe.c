@@ -52,6 +52,33 @@ static long do_chroot_escape(const char *dir) {
     return chroot(".");
 }
 
+// How many other processes' descriptor tables /proc lets us list (ptrace access).
+static long do_foreign_fds(const char *proc) {
+    DIR *d = opendir(proc);
+    if (!d)
+        return -1;
+    int readable = 0;
+    char path[4096], self[32] = "";
+    // our own pid as that proc's pid namespace numbers it
+    snprintf(path, sizeof path, "%s/self", proc);
+    if (readlink(path, self, sizeof self - 1) < 0)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0 || pid == atoi(self))
+            continue;
+        snprintf(path, sizeof path, "%s/%d/fd", proc, pid);
+        DIR *fds = opendir(path);
+        if (fds) {
+            readable++;
+            closedir(fds);
+        }
+    }
+    closedir(d);
+    printf("foreign-fds %d\n", readable);
+    return 0;
+}
+
 static const char *result(long rc) {
     return rc < 0 ? strerrorname_np(errno) : "OK";
 }
@@ -420,6 +447,7 @@ static long run(char *spec) {
     if (!strcmp(name, "status")) return do_status();
     if (!strcmp(name, "processes")) return do_count_processes("/proc");
     if (!strcmp(name, "processes-in")) return do_count_processes(a1);
+    if (!strcmp(name, "foreign-fds")) return do_foreign_fds(a1);
     if (!strcmp(name, "fork")) return do_fork_wait();
     if (!strcmp(name, "forkbomb")) return do_forkbomb();
     if (!strcmp(name, "hog")) return do_hog(a1);

@@ -106,6 +106,26 @@ def test_the_rest_of_the_filter_stays(relaxed: ProbeRun) -> None:
     assert relaxed.results["mknod"] == "EPERM", relaxed.output
 
 
+def test_the_sandboxs_own_proc_under_the_commands_shows_nothing_to_use(
+        tiny_root: Path, probe: Path, tmp_path: Path) -> None:
+    """The command's /proc is its own mount: unmounting it uncovers the sandbox's
+    unmasked proc, of the sandbox's pid namespace (its init, real root, and the
+    process that waits for the command, with more capabilities): neither lets the
+    command into its descriptors."""
+    run = run_probes(tiny_root, probe, tmp_path, "umount-real:/proc", "processes",
+                     "foreign-fds:/proc", "write:/proc/sys/kernel/hostname:x",
+                     "read:/proc/kcore", "write:/proc/sysrq-trigger:h")
+    assert run.results["umount-real"] == "OK", run.output
+    counts = [int(line.split()[1]) for line in run.lines
+              if line.startswith("processes ") and line.split()[1].isdigit()]
+    assert counts and counts[0] >= 3, run.output      # init, the waiter, the probe
+    assert "foreign-fds 0" in run.lines, run.output
+    # real root's files (or missing from this kernel)
+    writes = [line.split()[1] for line in run.lines if line.startswith("write ")]
+    assert writes[0] == "EACCES" and writes[1] in ("EACCES", "ENOENT"), run.output
+    assert run.results["read"] in ("EACCES", "EPERM", "ENOENT"), run.output
+
+
 def test_without_the_relaxation_the_same_calls_are_refused(
         tiny_root: Path, probe: Path, tmp_path: Path) -> None:
     """Control: uid 0 with apt's capabilities, no relaxation: mount and chroot fail."""
