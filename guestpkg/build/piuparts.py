@@ -55,7 +55,7 @@ from guestpkg.debian import deb822
 from guestpkg.debian.control import BuildRelations, reduce_relations
 from guestpkg.errors import BuildFailed, GuestpkgError, ParseError
 from guestpkg.run import apt_env
-from guestpkg.sandbox import Bind, run_sandboxed
+from guestpkg.sandbox import Bind, idmap, run_sandboxed
 from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES
 
 #: Where the piuparts fork sees the base root (read-only; piuparts copies it).
@@ -135,9 +135,11 @@ def piuparts_result(status: int, output: str) -> str:
 
 
 def run_piuparts(ctx: BuildContext) -> str:
-    if ctx.config.id_mapping != "userns":
+    mapping = idmap.resolve(ctx.config.id_mapping)
+    if mapping != "userns":
         ctx.log.warn("piuparts: needs chroot and mount in a user namespace of its own, "
-                     f"which id_mapping = {ctx.config.id_mapping} does not give (run "
+                     "which " + ("a normal user's builds do" if mapping == "user" else
+                                 f"id_mapping = {mapping} does") + " not give (run "
                      "guestpkg as root with id_mapping = userns, the default)")
         return "error"
     changes = artifacts.find_changes(ctx.build_dir, ctx.info.source, ctx.info.version)

@@ -168,10 +168,21 @@ def test_piuparts_finds_a_file_left_after_purge(test_config: Config, base_root: 
     env = {"GUESTPKG_VARDIR": str(test_config.vardir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
            "GUESTPKG_LOGDIR": str(test_config.logdir), "PYTHONPATH": str(REPO),
            "GUESTPKG_CACHEDIR": str(test_config.cachedir)}
-    result = subprocess.run([sys.executable, "-m", "guestpkg", "build", "--run-piuparts",
-                             "--post-build-fail", "piuparts", str(tree), str(tmp_path / "out")],
-                            env=env, capture_output=True, text=True, check=False,
-                            stdin=subprocess.DEVNULL)
+
+    def build(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guestpkg", "build", "--run-piuparts",
+                               *options, str(tree), str(tmp_path / "out")],
+                              env=env, capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL)
+
+    # With the host's own ids the relaxation is refused: no piuparts, an error
+    refused = build("--id-mapping", "root", "--quiet-build")
+    assert refused.returncode == 0, refused.stderr[-3000:]
+    assert "piuparts: needs chroot and mount in a user namespace of its own, which " \
+        "id_mapping = root does not give" in refused.stderr
+    assert "Piuparts: error" in refused.stderr
+
+    result = build("--post-build-fail", "piuparts")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Piuparts: fail" in result.stderr
     assert "piuparts failed after the build of tiny 1.0" in result.stderr
