@@ -18,7 +18,9 @@ command.  Three processes, each with one job:
     enters the user namespace (:mod:`.idmap`), a new session (no controlling terminal,
     so no TIOCSTI into ours: CVE-2017-5226), dies with init, rlimits and umask, drops
     to the build user, empties the capability
-    sets, sets no_new_privs, loads the seccomp filter and execs.
+    sets, sets no_new_privs, loads the seccomp filter and execs.  With the
+    ``allow_chroot_mount`` relaxation it first unshares a mount and a pid namespace of
+    its user namespace and forks (:func:`enter_own_namespaces`): the child goes on.
 
 Everything is imported before pivot_root(2): the host's Python library is not visible
 afterwards.  Exit status: the command's (128+N if killed by signal N), 124 if the

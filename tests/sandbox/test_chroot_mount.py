@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
+from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed, subids
 from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES
 
 from .conftest import PROBE_ENV, ProbeRun, parse
@@ -88,7 +88,10 @@ def test_the_ids_are_a_slice_not_the_hosts(relaxed: ProbeRun) -> None:
     maps = [line.split()[1:] for line in relaxed.lines if line.startswith("cat ")][:1]
     assert maps and maps[0][0] == "0", relaxed.output
     _inside, outside, count = (int(word) for word in maps[0])
-    assert outside >= 65536 and count <= 65536, relaxed.output
+    # a slice of guestpkg's own subordinate range, never the host's ids
+    guestpkg = subids.find_range(subids.SUBUID_FILE, (subids.RANGE_OWNER,))
+    assert guestpkg.start <= outside and outside + count <= guestpkg.end, relaxed.output
+    assert count == subids.SLICE_SIZE, relaxed.output
 
 
 def test_inherited_mounts_are_locked(relaxed: ProbeRun) -> None:
