@@ -14,8 +14,8 @@ real host ids, or as a normal user, the result is "error" and says why.
 piuparts's chroot is a copy of the base root (``--existing-chroot``, bound read-only
 into the fork), made by piuparts itself, whose apt sees one source only, the local
 repository of :mod:`guestpkg.build.extras` (bound in with ``--bindmount``): the built
-.debs and the .debs of their dependencies that the base root lacks.  Those
-dependencies are the built packages' Depends and Pre-Depends (read from the built
+.debs, the build's ``--extra-package`` .debs, and the .debs of their dependencies
+that the base root lacks.  Those dependencies are their Depends and Pre-Depends (read from the built
 .debs as hostile input: :func:`guestpkg.build.extras.index_deb`, strict deb822 and
 relation grammars), resolved and downloaded by apt over the base root's sources
 like a build-dependency layer (with network, verified by apt, into the download
@@ -154,8 +154,15 @@ def run_piuparts(ctx: BuildContext) -> str:
     try:
         built = extras.prepare(ExtraSources(packages=tuple(debs)), arch, arch,
                                work / "built")
-        needed = dependencies(built.debs, arch)
     except (GuestpkgError, ParseError) as e:
+        ctx.log.warn(f"piuparts: a built package: {e.message}")
+        return "error"
+    # The build's --extra-package .debs (checked when the build started) are in the
+    # repository too, as sbuild's extra packages are in piuparts's apt sources.
+    given = ctx.extras.debs if ctx.extras is not None else ()
+    try:
+        needed = dependencies([*built.debs, *given], arch)
+    except ParseError as e:
         ctx.log.warn(f"piuparts: a built package: {e.message}")
         return "error"
     # The dependencies' and piuparts's layers come from the buildroot's own sources,
@@ -166,6 +173,8 @@ def run_piuparts(ctx: BuildContext) -> str:
         dep_debs = stack.enter_context(_dependency_debs(tool_ctx, needed))
         repository = extras.prepare(ExtraSources(packages=(
             *(built.directory / "debs" / deb.file_name for deb in built.debs),
+            *(ctx.extras.directory / "debs" / deb.file_name
+              for deb in given if ctx.extras is not None),
             *dep_debs)), arch, arch, work)
         ctx.log.note(f"piuparts: a local repository of {len(repository.debs)} .debs "
                      f"({len(dep_debs)} of them dependencies)")

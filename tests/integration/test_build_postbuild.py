@@ -7,7 +7,8 @@ buildlog-consultant reads them; the tiny package with a failing, hostile
 autopkgtest: "Autopkgtest: fail", its output escaped on the console, and the
 post_build_fail setting deciding whether the build fails; and a tiny package
 whose postinst leaves a file behind after its purge, with a dependency the base
-root lacks: "Piuparts: fail", and the build failed by post_build_fail."""
+root lacks and one on an --extra-package: "Piuparts: fail", and the build failed by
+post_build_fail."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from guestpkg.build import layers
 from guestpkg.build.deb import BuildResult
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
+from tests.integration.test_build_extra import make_extra_deb
 from tests.integration.test_build_failures import REPO, make_tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -154,7 +156,7 @@ Rules-Requires-Root: no
 
 Package: tiny
 Architecture: all
-Depends: tree
+Depends: tree, guestpkg-test-extra
 Description: tiny test package that leaves a file behind
  Its postinst makes /var/lib/tiny/leftover, and nothing removes it.
 """
@@ -163,6 +165,7 @@ Description: tiny test package that leaves a file behind
 def test_piuparts_finds_a_file_left_after_purge(test_config: Config, base_root: BaseRoot,
                                                 tmp_path: Path) -> None:
     tree = make_tiny(tmp_path / "src")
+    extra = make_extra_deb(tmp_path, "piuparts")
     (tree / "debian" / "rules").write_text(LEFTOVER_RULES)
     (tree / "debian" / "control").write_text(LEFTOVER_CONTROL)
     env = {"GUESTPKG_VARDIR": str(test_config.vardir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -171,7 +174,8 @@ def test_piuparts_finds_a_file_left_after_purge(test_config: Config, base_root: 
 
     def build(*options: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "guestpkg", "build", "--run-piuparts",
-                               *options, str(tree), str(tmp_path / "out")],
+                               "--extra-package", str(extra), *options, str(tree),
+                               str(tmp_path / "out")],
                               env=env, capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL)
 
@@ -186,8 +190,11 @@ def test_piuparts_finds_a_file_left_after_purge(test_config: Config, base_root: 
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Piuparts: fail" in result.stderr
     assert "piuparts failed after the build of tiny 1.0" in result.stderr
-    # the dependency the base root lacks came from the local repository
-    assert "of them dependencies" in result.stderr and "Setting up tree " in result.stderr
+    # the dependency the base root lacks and the --extra-package came from the local
+    # repository
+    assert "a local repository of 3 .debs (1 of them dependencies)" in result.stderr
+    assert "Setting up tree " in result.stderr
+    assert "Setting up guestpkg-test-extra (1.0) " in result.stderr
     assert re.search(r"^\S+ ERROR: FAIL: Package purging left files on system:$",
                      result.stderr, re.M), result.stderr[-3000:]
     assert "/var/lib/tiny/leftover" in result.stderr
