@@ -19,7 +19,8 @@ that the base root lacks.  Those dependencies are their Depends and Pre-Depends 
 .debs as hostile input: :func:`guestpkg.build.extras.index_deb`, strict deb822 and
 relation grammars), resolved and downloaded by apt over the base root's sources
 like a build-dependency layer (with network, verified by apt, into the download
-cache), and copied from the cache into the repository.
+cache), and copied from the cache into the repository.  (Packages of an
+``--extra-repository`` are not offered: a built package that needs one gets "error".)
 
 Two things the kernel refuses in a user namespace piuparts does on the way, and
 :data:`SHIM` does instead, as mmdebstrap's unshare mode does for its chroots: it
