@@ -82,7 +82,8 @@ def deb_file_name(action: str) -> str | None:
     if action.startswith("-") or "=" not in action:
         return None
     package, version = action.split("=", 1)
-    name, _, arch = package.partition(":")
+    # A foreign package's action is name:arch:arch=version (layers.parse_simulation).
+    name, arch = package.split(":")[0], package.rsplit(":", 1)[-1]
     return f"{name}_{version.replace(':', '%3a')}_{arch}.deb"
 
 

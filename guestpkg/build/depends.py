@@ -261,12 +261,13 @@ def create_layer(ctx: BuildContext, key: str, relations: BuildRelations, dummy: 
         update_extra_lists(ctx)
         parent = over_subset_layer(ctx, stack, dummy, actions)
         ctx.log.note(f"installing {len(actions)} build dependencies into new layer {key}" +
-                     (f" on layer {parent.key} ({len(parent.packages)} of them)"
+                     (f" on layer {parent.key} ({len(layers.packages_of(parent.packages))} of them)"
                       if parent else ""))
         with fork(config.replace(fork_upper="disk"), base, parent.trees if parent else []) \
                 as f, debcache.using_cache(config) as cache:
             deps = Bind(dummy.parent, DEPS_MOUNT)
-            missing = [name for name in map(debcache.deb_file_name, actions)
+            missing = [name for name in map(debcache.deb_file_name,
+                                            sorted(layers.packages_of(actions)))
                        if name is not None and not (cache / name).is_file()]
             ctx.log.note(f"download cache {cache}: {len(missing)} of the .debs to fetch")
             private = private_cache(ctx)
@@ -354,8 +355,11 @@ def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Pat
     request over it, installs exactly the rest of *actions*; over a different
     starting point apt may choose other alternatives, and then the layer is made from
     the base root."""
-    candidate = layers.closest_subset(ctx.config, ctx.base.generation, actions,
-                                      variant(ctx))
+    made = ctx.extras
+    candidate = layers.closest_subset(
+        ctx.config, ctx.base.generation, actions, variant(ctx),
+        base_variant=made.base_identity if made is not None else None,
+        excluded_names=frozenset(deb.package for deb in made.debs) if made else frozenset())
     if candidate is None:
         return None
     parent = stack.enter_context(layers.use_layer(ctx.config, candidate.key))
@@ -369,8 +373,8 @@ def over_subset_layer(ctx: BuildContext, stack: contextlib.ExitStack, dummy: Pat
                         binds=(Bind(dummy.parent, DEPS_MOUNT), *extra_binds(ctx)))
         status = run_sandboxed(spec, log_path=out, check=False)
     rest = layers.parse_simulation(out.read_text(encoding="utf-8", errors="replace"))
-    if status == 0 and set(parent.packages) | set(rest) == set(actions) \
-            and not set(parent.packages) & set(rest):
+    had = layers.packages_of(parent.packages)
+    if status == 0 and had | set(rest) == layers.packages_of(actions) and not had & set(rest):
         return parent
     ctx.log.note(f"apt resolves differently over layer {parent.key}: made from the base root")
     return None

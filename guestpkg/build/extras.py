@@ -375,6 +375,10 @@ class Extras:
     #: deb-src lines: checked, then left out (a build from a source tree or a .dsc
     #: reads no Sources index, and fetching one could only fail the build)
     unused_sources: tuple[Repository, ...] = ()
+    #: The identity of the same build without its extra packages (None with a
+    #: repository): a layer of that variant, whose packages all came from the root's
+    #: own sources, may be the parent of this build's layer (depends.over_subset_layer)
+    base_identity: str | None = ""
 
     @property
     def lists(self) -> Path:
@@ -436,17 +440,35 @@ def prepare(request: ExtraSources, host_arch: str, build_arch: str, work: Path) 
 def with_identity(extras: Extras, host_arch: str) -> Extras:
     """*extras* with its :attr:`~Extras.identity`: the SHA256 of the host
     architecture and of every file apt will read (a repository's lists once fetched;
-    apt's index of the local .debs is a symlink to ours, which is hashed itself)."""
-    files = [extras.directory / "sources.list", extras.directory / "debs" / "Packages",
-             *sorted((extras.directory / "keys").iterdir()), *list_files(extras.lists)]
+    apt's index of the local .debs is a symlink to ours, which is hashed itself);
+    and its :attr:`~Extras.base_identity`."""
     if not extras.debs and not extras.repositories and not extras.foreign_arch:
         return extras
+    top = extras.directory
+    lists = [(str(path.relative_to(top)), _sha256(path)) for path in list_files(extras.lists)]
+    own = [(str(path.relative_to(top)), _sha256(path)) for path in
+           [top / "sources.list", top / "debs" / "Packages", *sorted((top / "keys").iterdir())]]
+    base: str | None = None
+    if not extras.repositories:
+        # What prepare() writes for the same build without extra packages.
+        nothing = hashlib.sha256(b"").digest()
+        base = _identity(host_arch, [("sources.list", nothing), ("debs/Packages", nothing),
+                                     *lists]) if extras.foreign_arch else ""
+    return dataclasses.replace(extras, identity=_identity(host_arch, own + lists),
+                               base_identity=base)
+
+
+def _sha256(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
+
+
+def _identity(host_arch: str, files: Iterable[tuple[str, bytes]]) -> str:
     digest = hashlib.sha256(f"guestpkg-extras 1\nhost-arch {host_arch}\n".encode())
-    for path in files:
-        digest.update(f"{path.relative_to(extras.directory)}\n".encode())
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
-    return dataclasses.replace(extras, identity=digest.hexdigest())
+    for name, file_digest in files:
+        digest.update(f"{name}\n".encode())
+        digest.update(file_digest)
+    return digest.hexdigest()
 
 
 def list_files(directory: Path) -> list[Path]:

@@ -51,7 +51,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,16 +89,31 @@ _REMV = re.compile(r"^Remv (\S+)")
 
 def parse_simulation(text: str) -> list[str]:
     """The actions of an ``apt-get -s`` run, sorted: ``name:arch=version`` for an
-    installation, ``-name`` for a removal."""
+    installation, ``-name`` for a removal (apt names a package of a foreign
+    architecture ``name:arch``, so its action is ``name:arch:arch=version``)."""
     actions = set()
     for line in text.splitlines():
-        if line.startswith((f"Inst {DUMMY_PACKAGE} ", f"Remv {DUMMY_PACKAGE} ")):
-            continue    # the request itself, purged again after the installation
         if m := _INST.match(line):
-            actions.add(f"{m.group(1)}:{m.group(3)}={m.group(2)}")
+            action = f"{m.group(1)}:{m.group(3)}={m.group(2)}"
         elif m := _REMV.match(line):
-            actions.add(f"-{m.group(1)}")
+            action = f"-{m.group(1)}"
+        else:
+            continue
+        if not is_dummy(action):    # the request itself, purged after the installation
+            actions.add(action)
     return sorted(actions)
+
+
+def is_dummy(action: str) -> bool:
+    """Whether *action* is the dummy package's (``guestpkg-build-deps:arm64`` in a
+    cross build: resolutions cached before it was recognised keep it, and so do the
+    keys of their layers)."""
+    return action.lstrip("-").split("=")[0].split(":")[0] == DUMMY_PACKAGE
+
+
+def packages_of(actions: Iterable[str]) -> set[str]:
+    """The layer's packages among *actions*: the dummy's entry left out."""
+    return {action for action in actions if not is_dummy(action)}
 
 
 @dataclass(frozen=True)
@@ -333,15 +348,27 @@ def use_layer(config: Config, key: str) -> Iterator[Layer | None]:
 
 
 def closest_subset(config: Config, generation: str, actions: Sequence[str],
-                   variant: str = "") -> Layer | None:
+                   variant: str = "", base_variant: str | None = None,
+                   excluded_names: frozenset[str] = frozenset()) -> Layer | None:
     """The current layer of *generation* and *variant* with the most packages whose
     set is a proper subset of *actions*, and whose chain is short enough to grow: the
     best one to make the layer of *actions* on (apt then installs only the
-    difference)."""
-    wanted = set(actions)
+    difference).
+
+    With *base_variant* (a build's extra packages: :attr:`guestpkg.build.extras.
+    Extras.base_identity`), a layer of that variant counts too, unless it holds a
+    package named in *excluded_names* (the extra packages' names: apt, seeing them,
+    could have installed the extra one instead)."""
+    wanted = packages_of(actions)
+
+    def allowed(layer: Layer) -> bool:
+        if layer.metadata.variant == variant:
+            return True
+        return layer.metadata.variant == base_variant and not any(
+            name.lstrip("-").split(":")[0] in excluded_names for name in layer.packages)
+
     found = {layer.key: layer for layer in list_layers(config)
-             if layer.generation == generation and layer.current_format
-             and layer.metadata.variant == variant}
+             if layer.generation == generation and layer.current_format and allowed(layer)}
 
     def depth(layer: Layer) -> int:
         n = 1
@@ -353,7 +380,7 @@ def closest_subset(config: Config, generation: str, actions: Sequence[str],
         return n
 
     candidates = [layer for layer in found.values()
-                  if set(layer.packages) < wanted and depth(layer) < MAX_CHAIN]
+                  if packages_of(layer.packages) < wanted and depth(layer) < MAX_CHAIN]
     if not candidates:
         return None
     return max(candidates, key=lambda layer: (len(layer.packages), layer.key))

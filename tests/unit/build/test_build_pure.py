@@ -55,6 +55,21 @@ def test_parse_simulation() -> None:
         "libtext-unidecode-perl:all=1.30-3",
     ]
     assert layers.parse_simulation("Reading package lists...\n") == []
+    # A cross build's dummy is of the host architecture, and apt names it so: it is
+    # the request, not a package of the layer (it was recorded as one, and then no
+    # cross layer could ever be the subset of another).
+    cross = ("Inst guestpkg-tool (1.0 localhost [amd64])\n"
+             "Inst guestpkg-build-deps:arm64 (1 local-deb [arm64])\n"
+             "Conf guestpkg-build-deps:arm64 (1 local-deb [arm64])\n")
+    assert layers.parse_simulation(cross) == ["guestpkg-tool:amd64=1.0"]
+
+
+def test_dummy_entries_of_older_resolutions_are_not_packages() -> None:
+    """Resolutions and layers cached before hold the cross dummy as
+    ``guestpkg-build-deps:arm64:arm64=1``: kept in their keys (so their layers stay
+    valid), left out wherever packages are compared or downloaded."""
+    old = ["guestpkg-build-deps:arm64:arm64=1", "libc6:arm64=2.36-9"]
+    assert layers.packages_of(old) == {"libc6:arm64=2.36-9"}
 
 
 def test_parse_unmet_names_package_and_reason() -> None:

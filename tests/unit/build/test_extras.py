@@ -211,6 +211,29 @@ def test_identity_changes_with_what_apt_sees(tmp_path: Path) -> None:
     assert layer_key("g", actions, "") == layer_key("g", actions)
 
 
+def test_base_identity_is_the_same_build_without_extra_packages(tmp_path: Path) -> None:
+    """The variant whose layers an --extra-package build may grow on: the plain
+    build's ("" natively, the --host-arch identity for a cross build); none with a
+    repository, whose lists could offer any package."""
+    def made(name: str, request: ExtraSources, host_arch: str = "arm64") -> extras.Extras:
+        work = tmp_path / name
+        (work / "extra" / "lists").mkdir(parents=True)
+        if host_arch != "amd64":    # the foreign lists, as prepare_extras copies them
+            (work / "extra" / "lists" / "m_dists_bookworm_main_binary-arm64_Packages"
+             ).write_text("Package: libc6\n")
+        return extras.with_identity(prepare(request, host_arch, "amd64", work), host_arch)
+
+    cross = made("cross", ExtraSources())
+    with_deb = made("deb", ExtraSources(packages=(deb(tmp_path),)))
+    assert with_deb.identity not in ("", cross.identity)
+    assert with_deb.base_identity == cross.identity == cross.base_identity
+    assert made("native", ExtraSources(packages=(deb(tmp_path),)), "amd64").base_identity == ""
+    key = tmp_path / "key.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n")
+    repository = made("repo", ExtraSources(repositories=("deb http://h/d ./",), keys=(key,)))
+    assert repository.base_identity is None
+
+
 def test_host_arch_and_cross_relations() -> None:
     assert extras.check_arch("arm64") == "arm64"
     for bad in ("", "arm64 ", "-a", "ARM64", "a/b", "x;y"):

@@ -75,7 +75,7 @@ def test_deb_file_names_are_apts() -> None:
 def test_subset_layers_only_of_the_same_variant(tmp_path: Path) -> None:
     """A layer made with extra sources or for another host architecture is never the
     base of a layer without them (its dpkg database and its packages' origin differ),
-    nor the other way round."""
+    nor the other way round unless asked for (the next test)."""
     config = Config.defaults(vardir=tmp_path)
     key = layers.layer_key("g", ["a:all=1"], "extras")
     path = layers.layers_dir(config) / key
@@ -102,3 +102,37 @@ def test_cache_clean_prunes_foreign_lists_of_dead_generations(tmp_path: Path) ->
     assert sorted(p.name for p in top.iterdir() if p.is_dir()) == [
         "20260102T000000Z-bbbbbbbb-arm64", "20260102T000000Z-bbbbbbbb-musl-linux-arm64"]
     assert layers.prune_resolutions(config, None) == 2
+
+
+def test_an_extra_package_layer_grows_on_a_layer_without_it(tmp_path: Path) -> None:
+    """A build with --extra-package (no repository) may make its layer on a layer of
+    the same build without extras (the base variant: "" or the plain --host-arch one),
+    whose packages all came from the root's own sources, unless one of them has the
+    name of an extra package (apt could have taken the extra one instead)."""
+    config = Config.defaults(vardir=tmp_path)
+    plain = make(config, ["a:all=1", "b:all=1"])
+    want = ["a:all=1", "b:all=1", "x:all=1"]
+    found = layers.closest_subset(config, "g", want, "extras", base_variant="",
+                                  excluded_names=frozenset({"x"}))
+    assert found is not None and found.key == plain
+    assert layers.closest_subset(config, "g", want, "extras", base_variant="",
+                                 excluded_names=frozenset({"x", "b"})) is None
+    assert layers.closest_subset(config, "g", want, "extras") is None
+    # ... and its child, of the extras' variant, grows further over the same chain.
+    child_key = layers.layer_key("g", want, "extras")
+    path = layers.layers_dir(config) / child_key
+    (path / "tree").mkdir(parents=True)
+    layers.write_layer_metadata(path, layers.LayerMetadata(
+        key=child_key, base="default", generation="g", packages=tuple(want), request="",
+        created=0.0, parent=plain, variant="extras"))
+    found = layers.closest_subset(config, "g", [*want, "y:all=1"], "extras", base_variant="",
+                                  excluded_names=frozenset({"x"}))
+    assert found is not None and found.key == child_key
+
+
+def test_older_cross_layers_with_the_dummy_entry_are_subsets(tmp_path: Path) -> None:
+    config = Config.defaults(vardir=tmp_path)
+    old = make(config, ["guestpkg-build-deps:arm64:arm64=1", "libc6:arm64:arm64=2.36-9"])
+    found = layers.closest_subset(config, "g", ["libc6:arm64:arm64=2.36-9", "x:all=1"])
+    assert found is not None and found.key == old
+    assert debcache.deb_file_name("libc6:arm64:arm64=2.36-9") == "libc6_2.36-9_arm64.deb"
