@@ -25,8 +25,10 @@ Build a Debian source package (an unpacked tree, default the current directory, 
      (guestpkg cache list|clean); a new layer is made on the cached one closest to
      it, from the .debs downloaded before; --extra-package and --extra-repository
      add a local repository of the given .debs and the given repositories (verified
-     with their keys), --host-arch the host architecture's packages (multiarch) and
-     the cross toolchain: each makes a layer of its own;
+     with their keys; an https server checked against this system's CA set and
+     --extra-repository-ca), --host-arch the host architecture's packages (multiarch)
+     and the cross toolchain: each makes a layer of its own (an --extra-package
+     build's on the cached layer of the same build without it);
   3. copy the source to /build/<source>-<upstream version>, owned by the build user
      (with --append-to-version or --binNMU: a new changelog entry, as sbuild makes);
   4. run dpkg-buildpackage as that user, without network or capabilities, with
