@@ -245,6 +245,9 @@ def test_extra_repository_verified_with_its_key(test_config: Config, base_root: 
     assert result.layer_key is not None
     # The repository's package never entered the shared download cache.
     assert not list((test_config.cachedir / "debs").glob(f"{PROVIDED}_*"))
+    # The layer is this run's alone (its marker): removed again, not left in the cache.
+    layer = layers.read_layer(test_config, result.layer_key)
+    assert layer is not None and layers.remove_layer(test_config, layer)
 
 
 # --- the same repository over https ----------------------------------------------------
