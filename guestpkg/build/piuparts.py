@@ -41,7 +41,6 @@ import contextlib
 import dataclasses
 import re
 import shlex
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -61,9 +60,11 @@ from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES
 
 #: Where the piuparts fork sees the base root (read-only; piuparts copies it).
 BASE_MOUNT = "/guestpkg-piuparts-base"
-#: Where piuparts writes its log file (the only writable bind).
-LOG_MOUNT = "/guestpkg-piuparts-log"
-LOG_NAME = "piuparts.log"
+#: Where piuparts writes its log file: in the fork, read back from the fork's upper
+#: directory.  Not a writable bind: binds are idmapped, so uid 0 inside would write
+#: real root's files (setuid ones too) on the host's disk; the relaxation's spec
+#: takes read-only binds only, and the upper's files carry the fork's slice of ids.
+LOG_PATH = "tmp/guestpkg-piuparts.log"
 
 #: The most of piuparts's output read back for its verdict; of its log file kept.
 MAX_OUTPUT_BYTES = 16 << 20
@@ -182,25 +183,22 @@ def run_piuparts(ctx: BuildContext) -> str:
         relations = BuildRelations(tuple(reduce_relations("piuparts", arch)), ())
         layer, _cached = stack.enter_context(install_build_deps(tool_ctx, relations))
         f = stack.enter_context(fork(ctx.config, ctx.base, layer.trees if layer else []))
-        logs = work / "log"
-        logs.mkdir(mode=0o755, exist_ok=True)
         argv = ["python3", "-c", SHIM, "--existing-chroot", BASE_MOUNT,
                 "--keep-sources-list", "--bindmount", EXTRA_MOUNT,
                 "--distribution", ctx.base.suite, "--no-upgrade-test", "--no-adequate",
-                "--warn-on-others", "--log-file", f"{LOG_MOUNT}/{LOG_NAME}",
+                "--warn-on-others", "--log-file", f"/{LOG_PATH}",
                 f"{BUILD_MOUNT}/{changes.name}"]
         spec = ctx.spec(argv, fork=f, env=apt_env(throwaway_root=True), uid=0, gid=0,
                         cwd="/", capabilities=CHROOT_MOUNT_CAPABILITIES,
                         allow_chroot_mount=True, allow_setuid=True,
                         binds=(Bind(ctx.build_dir, BUILD_MOUNT),
                                Bind(ctx.base.path, BASE_MOUNT),
-                               Bind(repository.directory, EXTRA_MOUNT),
-                               Bind(logs, LOG_MOUNT, readonly=False)))
+                               Bind(repository.directory, EXTRA_MOUNT)))
         start = ctx.log.path.stat().st_size
         ctx.log.note("running piuparts " + shlex.join(argv[3:]))
         status = run_sandboxed(spec, log_path=ctx.log.path, tee=ctx.log.tee, check=False)
         ctx.log.note(f"piuparts exited with status {status}")
-        _keep_log(ctx, logs)
+        _keep_log(ctx, f.upperdir)
     with open(ctx.log.path, "rb") as log_file:
         log_file.seek(max(start, ctx.log.path.stat().st_size - MAX_OUTPUT_BYTES))
         output = log_file.read(MAX_OUTPUT_BYTES).decode("utf-8", "replace")
@@ -226,15 +224,14 @@ def _dependency_debs(ctx: BuildContext, needed: Sequence[str]) -> Iterator[list[
         yield found
 
 
-def _keep_log(ctx: BuildContext, logs: Path) -> None:
-    """piuparts's log file, as written by the sandbox (hostile: no link followed,
-    bounded), next to the ``.build`` log."""
+def _keep_log(ctx: BuildContext, upper: Path) -> None:
+    """piuparts's log file, as written in the fork (hostile: read from the fork's
+    *upper* directory with no link followed, bounded), next to the ``.build`` log."""
     target = ctx.log.path.with_suffix(".piuparts")
     try:
-        data = fsutil.read_untrusted(logs, LOG_NAME, MAX_LOG_BYTES)
+        data = fsutil.read_untrusted(upper, LOG_PATH, MAX_LOG_BYTES)
     except (OSError, GuestpkgError) as e:
         ctx.log.warn(f"piuparts: its log file: {e}")
         return
     fsutil.atomic_write(target, data)
     ctx.log.note(f"piuparts's log: {target}")
-    shutil.rmtree(logs, ignore_errors=True)
