@@ -345,7 +345,8 @@ def run_init(spec: SandboxSpec, seccomp_rules: seccomp.SyscallFilter, pipe_read:
         report.at("mount /proc")
         # A proc mount in a mount namespace of a user namespace needs a proc already
         # mounted there with nothing over it (the kernel's mount_too_revealing()).
-        mounts.mount_proc(root, masked=not spec.allow_chroot_mount)
+        mounts.mount_proc(root, masked=not spec.allow_chroot_mount,
+                          hide_others=spec.allow_chroot_mount)
         report.at("mount /dev")
         mounts.mount_dev(root, spec.shm_size_bytes)
         report.at("mount /sys")

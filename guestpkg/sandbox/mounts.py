@@ -212,14 +212,19 @@ def _mask_empty(path: Path) -> None:
     mount("tmpfs", path, "tmpfs", MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0,mode=0555")
 
 
-def mount_proc(root: Path, *, masked: bool = True) -> None:
+def mount_proc(root: Path, *, masked: bool = True, hide_others: bool = False) -> None:
     """A fresh proc for the new pid namespace (the caller must already be in it);
     *masked*: its sensitive files hidden and /proc/sys read-only.  Unmasked only for
     the ``allow_chroot_mount`` relaxation, whose command runs in a user namespace:
     there every masked file belongs to real root, whom the namespace does not map,
-    and needs capabilities in the initial user namespace (docs/threat-model.md)."""
+    and needs capabilities in the initial user namespace (docs/threat-model.md).
+    *hide_others*: ``hidepid=invisible`` (proc(5), Linux >= 5.8), only the processes
+    the reader may ptrace show: the relaxation's command, which can unmount its own
+    proc and uncover this one, then does not see the sandbox's init and the process
+    that waits for it.  The kernel's check of a proc mount in a user namespace
+    (``mount_too_revealing()``) looks at mount flags and masks, not at hidepid."""
     proc = _ensure_dir(root / "proc")
-    mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
+    mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC, "hidepid=invisible" if hide_others else None)
     if not masked:
         return
     for name in PROC_READONLY:

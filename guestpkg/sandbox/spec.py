@@ -198,6 +198,12 @@ def validate(spec: SandboxSpec) -> None:
         # namespace (user) also owns the sandbox's own mounts, which it could undo.
         _fail("allow_chroot_mount needs id_mapping userns (a user namespace on a slice "
               "of guestpkg's subordinate ids) and uid 0")
+    if spec.allow_chroot_mount and any(not b.readonly for b in spec.binds):
+        # Binds are idmapped: uid 0 inside writes through them as real root's files on
+        # the host's disk, setuid ones too with allow_setuid.  Its writes belong in the
+        # fork's upper, whose files carry the slice's ids.
+        _fail("allow_chroot_mount takes no writable bind (uid 0 inside would make "
+              "files of real root on the host's disk)")
     if not _HOSTNAME.match(spec.hostname):
         _fail(f"bad hostname {spec.hostname!r}")
     if not spec.cwd.startswith("/"):

@@ -355,6 +355,79 @@ static long int80(long number, long a, long b, long c) {
 }
 #endif
 
+// The chroot escape through a descriptor of "/" opened before chroot(2): fchdir(2)
+// back to it, walk up with "..", chroot there.
+static long do_chroot_fchdir(const char *dir) {
+    int fd = open("/", O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || chroot(dir) < 0 || fchdir(fd) < 0)
+        return -1;
+    close(fd);
+    for (int i = 0; i < 64; i++)
+        if (chdir("..") < 0)
+            return -1;
+    return chroot(".");
+}
+
+// pidfd_send_signal(2) with signal 0 (nothing is sent) through a /proc/PID directory
+// descriptor, which the kernel takes as a pidfd: refused (EINVAL) for a process
+// outside the caller's pid namespace.
+static long do_pidfd_signal(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    long rc = syscall(SYS_pidfd_send_signal, fd, 0, 0, 0);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+// How many lines of FILE contain TEXT.
+static long do_count_lines(const char *path, const char *text) {
+    char line[4096];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int count = 0;
+    while (fgets(line, sizeof line, f))
+        count += strstr(line, text) != NULL;
+    fclose(f);
+    printf("count %d\n", count);
+    return 0;
+}
+
+// How many lines of /proc/kallsyms (at PATH) show an address that is not all zeros.
+static long do_kernel_addresses(const char *path) {
+    char line[512];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int shown = 0, lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        lines++;
+        shown += strspn(line, "0") < 16;
+    }
+    fclose(f);
+    printf("kernel-addresses %d of %d\n", shown, lines);
+    return 0;
+}
+
+// A copy of this probe at PATH, made setuid with chmod(2).
+static long do_copy_setuid(const char *path) {
+    char buf[65536];
+    int in = open("/proc/self/exe", O_RDONLY), out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    if (in < 0 || out < 0)
+        return -1;
+    for (ssize_t n; (n = read(in, buf, sizeof buf)) > 0;)
+        if (write(out, buf, n) != n)
+            return -1;
+    close(in);
+    close(out);
+    return chmod(path, 04755);
+}
+
 static long run(char *spec) {
     char *args[4] = {0};
     int n = 0;
@@ -378,6 +451,21 @@ static long run(char *spec) {
     if (!strcmp(name, "mkdir")) return mkdir(a1, 0755);
     if (!strcmp(name, "chroot-into")) return chroot(a1);
     if (!strcmp(name, "chroot-escape")) return do_chroot_escape(a1);
+    if (!strcmp(name, "chroot-fchdir")) return do_chroot_fchdir(a1);
+    if (!strcmp(name, "pidfd-signal")) return do_pidfd_signal(a1);
+    if (!strcmp(name, "count")) return do_count_lines(a1, a2);
+    if (!strcmp(name, "kernel-addresses")) return do_kernel_addresses(a1);
+    if (!strcmp(name, "copy-setuid")) return do_copy_setuid(a1);
+    if (!strcmp(name, "mount-type")) return mount("none", a2, a1, 0, 0);
+    if (!strcmp(name, "mount-named-tmpfs")) return mount(a1, a2, "tmpfs", 0, 0);
+    if (!strcmp(name, "make-rshared")) return mount(0, a1, 0, MS_REC | MS_SHARED, 0);
+    if (!strcmp(name, "move-mount-real")) return mount(a1, a2, 0, MS_MOVE, 0);
+    // A superblock remount (no MS_BIND) of a tmpfs, keeping its locked nosuid, nodev.
+    if (!strcmp(name, "remount-sb"))
+        return mount(0, a1, 0, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=1m");
+    // The same for a proc: its hidepid option back to 0 (show every process).
+    if (!strcmp(name, "remount-proc"))
+        return mount(0, a1, 0, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=0");
     if (!strcmp(name, "mount-proc"))
         return mount("proc", a1, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0);
     if (!strcmp(name, "remount-rw")) return mount(0, a1, 0, MS_REMOUNT | MS_BIND, 0);
@@ -410,6 +498,9 @@ static long run(char *spec) {
     if (!strcmp(name, "personality-linux")) return personality(PER_LINUX) == -1 ? -1 : 0;
     if (!strcmp(name, "fsopen")) return syscall(SYS_fsopen, WRONG_POINTER, 0);
     if (!strcmp(name, "open_tree")) return syscall(SYS_open_tree, -1, WRONG_POINTER, 0);
+    if (!strcmp(name, "fspick")) return syscall(SYS_fspick, -1, WRONG_POINTER, 0);
+    if (!strcmp(name, "fsconfig")) return syscall(SYS_fsconfig, -1, 0, WRONG_POINTER, WRONG_POINTER, 0);
+    if (!strcmp(name, "fsmount")) return syscall(SYS_fsmount, -1, 0, 0);
     if (!strcmp(name, "move_mount"))
         return syscall(SYS_move_mount, -1, WRONG_POINTER, -1, WRONG_POINTER, 0);
     if (!strcmp(name, "mount_setattr"))

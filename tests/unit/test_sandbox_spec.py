@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guestpkg.errors import UsageError
-from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec
+from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, runner
 from guestpkg.sandbox.idmap import RealRoot, UserNamespace, get_mapping, kernel_version
 from guestpkg.sandbox.mounts import _is_within, choose_staging, resolve_inside
 from guestpkg.sandbox.seccomp_filter import build_filter
@@ -69,6 +69,8 @@ def test_root_mode_round_trip() -> None:
       "capabilities": CHROOT_MOUNT_CAPABILITIES}, "allow_chroot_mount needs id_mapping userns"),
     ({"allow_chroot_mount": True, "id_mapping": "user"}, "allow_chroot_mount needs"),
     ({"allow_chroot_mount": True, "uid": 1000, "gid": 1000}, "allow_chroot_mount needs"),
+    ({"allow_chroot_mount": True, "binds": (Bind(Path("/log"), "/log", readonly=False),)},
+     "allow_chroot_mount takes no writable bind"),
     ({"capabilities": frozenset({"CAP_SYS_ADMIN"})}, "only with allow_chroot_mount"),
     ({"capabilities": frozenset({"CAP_SYS_CHROOT"}), "id_mapping": "root"},
      "only with allow_chroot_mount"),
@@ -121,6 +123,22 @@ def test_the_chroot_mount_relaxation_is_named_and_kept_in_json() -> None:
     assert from_json(to_json(spec)) == spec
     assert {"CAP_MKNOD", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE",
             "CAP_SETFCAP"}.isdisjoint(CHROOT_MOUNT_CAPABILITIES)
+
+
+def test_a_normal_users_sandbox_refuses_the_chroot_mount_relaxation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec says ``userns``; for a normal user the runner resolves that to the user's
+    own range (``user``), whose namespace owns the sandbox's own mounts, which the
+    command could then unmount or make writable.  The resolved spec is validated
+    again: refused before anything starts."""
+    spec = SandboxSpec(argv=("piuparts",), lowerdirs=(BASE,), allow_chroot_mount=True,
+                       capabilities=CHROOT_MOUNT_CAPABILITIES)
+    started: list[object] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(runner, "_run_helper", lambda *args: started.append(args))
+    with pytest.raises(UsageError, match="allow_chroot_mount needs id_mapping userns"):
+        runner.run_sandboxed(spec)
+    assert started == []
 
 
 def filter_text(allow_setuid: bool = False, allow_chroot_mount: bool = False) -> str:
