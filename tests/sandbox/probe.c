@@ -414,6 +414,27 @@ static long do_kernel_addresses(const char *path) {
     return 0;
 }
 
+// Register a binfmt_misc entry in the instance mounted at DIR: files whose name ends
+// in ".guestpkg-redteam" would run through /probe (an extension nothing has).
+static long do_binfmt_register(const char *dir) {
+    char path[4096];
+    const char *rule = ":guestpkg-redteam:E::guestpkg-redteam::/probe:";
+    snprintf(path, sizeof path, "%s/register", dir);
+    return do_write(path, rule);
+}
+
+// Wait (at most 10 s) until PATH exists: a file the test makes on the host, in a
+// directory bound read-only, when it has looked at the sandbox from outside.
+static long do_wait_for(const char *path) {
+    for (int i = 0; i < 1000; i++) {
+        if (access(path, F_OK) == 0)
+            return 0;
+        usleep(10000);
+    }
+    errno = ETIMEDOUT;
+    return -1;
+}
+
 // A copy of this probe at PATH, made setuid with chmod(2).
 static long do_copy_setuid(const char *path) {
     char buf[65536];
@@ -455,6 +476,8 @@ static long run(char *spec) {
     if (!strcmp(name, "pidfd-signal")) return do_pidfd_signal(a1);
     if (!strcmp(name, "count")) return do_count_lines(a1, a2);
     if (!strcmp(name, "kernel-addresses")) return do_kernel_addresses(a1);
+    if (!strcmp(name, "binfmt-register")) return do_binfmt_register(a1);
+    if (!strcmp(name, "wait-for")) return do_wait_for(a1);
     if (!strcmp(name, "copy-setuid")) return do_copy_setuid(a1);
     if (!strcmp(name, "mount-type")) return mount("none", a2, a1, 0, 0);
     if (!strcmp(name, "mount-named-tmpfs")) return mount(a1, a2, "tmpfs", 0, 0);

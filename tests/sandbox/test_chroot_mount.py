@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,12 +225,50 @@ def test_mounts_made_inside_propagate_nowhere(tiny_root: Path, probe: Path,
     marker = f"guestpkg-redteam-{os.getpid()}-{tmp_path.name}"
     run = run_probes(tiny_root, probe, tmp_path, "make-rshared:/", "mkdir:/tmp/mk",
                      f"mount-named-tmpfs:{marker}:/tmp/mk", "count:/proc/self/mountinfo:"
-                     + marker, "sleep:1", "exit:0")
+                     + marker)
     assert run.results["make-rshared"] == "OK", run.output
     assert run.results["mount-named-tmpfs"] == "OK", run.output
     assert "count 1" in run.lines, run.output
     # the host's view, of this test's own marker only
     assert marker not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_binfmt_misc_entry_made_inside_stays_inside(tiny_root: Path, probe: Path,
+                                                     tmp_path: Path) -> None:
+    """binfmt_misc mounts in a user namespace (Linux >= 6.7) as an instance of that
+    namespace's own, whose entries apply to programs it runs.  While the sandbox
+    still holds its entry, a binfmt_misc mounted in the initial user namespace (in a
+    private mount namespace: the host's instance) does not have it; as real root the
+    sandbox's mount would be that very instance."""
+    control = tmp_path / "control"
+    control.mkdir()
+    result: list[ProbeRun] = []
+    sandbox = threading.Thread(target=lambda: result.append(run_probes(
+        tiny_root, probe, tmp_path, "mkdir:/tmp/b", "mount-type:binfmt_misc:/tmp/b",
+        "binfmt-register:/tmp/b", "read:/tmp/b/guestpkg-redteam", "wait-for:/control/done",
+        binds=(Bind(control, "/control"),))))
+    sandbox.start()
+    log = tmp_path / "probe.log"
+    deadline = time.monotonic() + 30
+    while "\nread " not in (log.read_text() if log.exists() else "") \
+            and sandbox.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    host = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-euc",
+         "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; "
+         "cd /proc/sys/fs/binfmt_misc; ls; "
+         # never leave it behind, should it ever get there
+         "if [ -e guestpkg-redteam ]; then echo -1 > guestpkg-redteam; fi"],
+        capture_output=True, text=True, check=True)
+    (control / "done").touch()
+    sandbox.join()
+    run = result[0]
+    assert run.results["mount-type"] == "OK", run.output
+    assert run.results["binfmt-register"] == "OK", run.output
+    assert run.results["read"] == "OK", run.output      # the entry exists inside
+    assert run.results["wait-for"] == "OK", run.output  # still, when the host looked
+    assert "register" in host.stdout.split(), host
+    assert "guestpkg-redteam" not in host.stdout.split(), host
 
 
 def test_no_writable_bind_with_the_relaxation(tiny_root: Path, probe: Path,
