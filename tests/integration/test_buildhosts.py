@@ -135,6 +135,16 @@ class Cluster:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
 
+    def start_coordinator(self, env: dict[str, str], *recipes: str
+                          ) -> subprocess.Popen[str]:
+        """``guestpkg recipe build --buildhosts -j 0 --arch x86_64 RECIPES`` in the
+        background, in a session of its own (for signals), stdout and stderr in one pipe."""
+        return subprocess.Popen(
+            self.lab.command("coord", self.guestpkg("recipe", "build", "--buildhosts", "-j",
+                                                    "0", "--arch", "x86_64", *recipes)),
+            env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+
     def redis_client(self) -> Redis[bytes]:
         """This test's own client of the broker (from a namespace of the lab)."""
         return Redis(host=self.lab.hub_address, port=self.port, username="guestpkg",
@@ -320,12 +330,7 @@ def test_a_buildhost_killed_mid_build_loses_its_job_to_another(
             c.start_host(name, test_config.cachedir)
         c.wait_serving(list(hosts))
         cache = cache_with(tmp_path / "coord-cache", x86_sets)
-        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
-        coordinator = subprocess.Popen(
-            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
-                                              "--arch", "x86_64")),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+        coordinator = c.start_coordinator(coordinator_env(tmp_path, tree, cache, test_config))
         holder: list[str] = []
 
         def bhtool_running() -> bool:
@@ -374,12 +379,7 @@ mkdir -p "$DESTDIR/usr/share/slowa" && echo x > "$DESTDIR/usr/share/slowa/x"
         c.start_host("bx1", test_config.cachedir, verbose=True, **short)
         c.wait_serving(["bx1"])
         cache = cache_with(tmp_path / "coord-cache", x86_sets)
-        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
-        coordinator = subprocess.Popen(
-            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
-                                              "--arch", "x86_64")),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+        coordinator = c.start_coordinator(coordinator_env(tmp_path, tree, cache, test_config))
         assert coordinator.stdout is not None
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(coordinator.stdout or ()),
@@ -554,12 +554,8 @@ def test_the_broker_stopped_mid_run_fails_clearly_and_keeps_verified_results(
         c.start_host("bx1", test_config.cachedir)
         c.wait_serving(["bx1"])
         cache = cache_with(tmp_path / "coord-cache", x86_sets)
-        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
-        coordinator = subprocess.Popen(
-            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
-                                              "--arch", "x86_64", "bhapp")),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+        coordinator = c.start_coordinator(coordinator_env(tmp_path, tree, cache, test_config),
+                                          "bhapp")
         wait_for(lambda: (cache / "dcfpkg" / "bhlib_1.0-1_amd64.dcfpkg").exists(), 300,
                  "bhlib to be accepted")
         os.killpg(c.redis.pid, signal.SIGKILL)
@@ -592,12 +588,7 @@ mkdir -p "$DESTDIR/usr/share/{name}" && echo x > "$DESTDIR/usr/share/{name}/x"
         c.start_host("bx1", test_config.cachedir)
         c.wait_serving(["bx1"])
         cache = cache_with(tmp_path / "coord-cache", x86_sets)
-        env = c.env(**coordinator_env(tmp_path, tree, cache, test_config))
-        coordinator = subprocess.Popen(
-            c.lab.command("coord", c.guestpkg("recipe", "build", "--buildhosts", "-j", "0",
-                                              "--arch", "x86_64")),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+        coordinator = c.start_coordinator(coordinator_env(tmp_path, tree, cache, test_config))
 
         def one_running() -> bool:
             out = c.run_coordinator(["buildhost", "status"], check=True).stdout
