@@ -10,8 +10,10 @@ refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -24,6 +26,7 @@ from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed, subids
 from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES
 
 from .conftest import PROBE_ENV, ProbeRun, parse
+from .test_lifecycle import all_mountinfo_text, processes_with, wait_until
 
 #: Still refused with the relaxation, and how.
 STILL_FILTERED = {
@@ -269,6 +272,49 @@ def test_a_binfmt_misc_entry_made_inside_stays_inside(tiny_root: Path, probe: Pa
     assert run.results["wait-for"] == "OK", run.output  # still, when the host looked
     assert "register" in host.stdout.split(), host
     assert "guestpkg-redteam" not in host.stdout.split(), host
+
+
+def test_sigkill_of_guestpkg_leaves_nothing_of_the_nested_namespaces(
+        tiny_root: Path, probe: Path, tmp_path: Path, repo: Path) -> None:
+    """The relaxation adds a process outside the command's pid namespace (the one that
+    waits) and a mount namespace of the command's own with its mounts: a SIGKILL of
+    guestpkg still ends every process of the sandbox, nested pid namespace included,
+    and every mount the command made."""
+    marker = f"guestpkg-redteam-kill-{os.getpid()}"
+    token = f"sleep:{600 + os.getpid() % 1000}"
+    log = tmp_path / "log"
+    script = f"""
+from pathlib import Path
+from guestpkg.sandbox import Bind, SandboxSpec, run_sandboxed
+from guestpkg.sandbox.spec import CHROOT_MOUNT_CAPABILITIES
+spec = SandboxSpec(argv=("/probe", "mkdir:/tmp/mk", "mount-named-tmpfs:{marker}:/tmp/mk",
+                         "echo:started", "{token}"),
+                   lowerdirs=(Path("{tiny_root}"),), uid=0, allow_chroot_mount=True,
+                   capabilities=CHROOT_MOUNT_CAPABILITIES,
+                   binds=(Bind(Path("{probe}"), "/probe"),))
+run_sandboxed(spec, log_path=Path("{log}"))
+"""
+    guestpkg = subprocess.Popen(["/usr/bin/python3", "-c", script],
+                                env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    # the helper, init and the waiting process name guestpkg's pid; the probe its sleep
+    ours = (f"--parent-pid\0{guestpkg.pid}\0", token)
+    try:
+        wait_until(lambda: log.exists() and "echo started" in log.read_text(),
+                   "the sandboxed command to start")
+        assert processes_with(ours[0]) and processes_with(ours[1]), log.read_text()
+        assert marker in all_mountinfo_text()   # the command's mount is seen from here
+        guestpkg.send_signal(signal.SIGKILL)
+        guestpkg.wait()
+        wait_until(lambda: not any(processes_with(t) for t in ours),
+                   "every process of the sandbox to die")
+        wait_until(lambda: marker not in all_mountinfo_text(),
+                   "the command's mounts to go away")
+    finally:
+        guestpkg.kill()
+        guestpkg.wait()
+        for pid in {p for t in ours for p in processes_with(t)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_no_writable_bind_with_the_relaxation(tiny_root: Path, probe: Path,
