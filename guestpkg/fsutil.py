@@ -107,7 +107,13 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
-        shutil.rmtree(path, onerror=onerror)
+        try:
+            shutil.rmtree(path, onerror=onerror)
+        except RecursionError:
+            # shutil.rmtree recurses once per level: a build's tree nested deeper than
+            # Python's recursion limit is left to rm(1), which walks any depth (fts)
+            # and follows no link.
+            run(["rm", "-rf", "--one-file-system", "--", str(path)])
         if path.exists() and os.geteuid() != 0:
             # A normal user's trees (roots, layers, forks, builds) are owned by the
             # user's subordinate ids: only root of the user's namespace removes them.
