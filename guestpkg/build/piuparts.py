@@ -19,8 +19,13 @@ that the base root lacks.  Those dependencies are their Depends and Pre-Depends 
 .debs as hostile input: :func:`guestpkg.build.extras.index_deb`, strict deb822 and
 relation grammars), resolved and downloaded by apt over the base root's sources
 like a build-dependency layer (with network, verified by apt, into the download
-cache), and copied from the cache into the repository.  (Packages of an
-``--extra-repository`` are not offered: a built package that needs one gets "error".)
+cache), and copied from the cache into the repository.  With an
+``--extra-repository`` they are resolved over it too, as the build's own
+dependencies were (its lists, its keys as ``signed-by``, its https CA set): its
+packages are downloaded into the build's own directory, never the shared cache
+(:func:`guestpkg.build.depends.private_cache`), also when the layer was cached and
+this build downloaded nothing.  (A cross build's piuparts, for the build
+architecture, uses the base root's sources only.)
 
 Two things the kernel refuses in a user namespace piuparts does on the way, and
 :data:`SHIM` does instead, as mmdebstrap's unshare mode does for its chroots: it
@@ -41,13 +46,19 @@ import contextlib
 import dataclasses
 import re
 import shlex
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from guestpkg import fsutil
 from guestpkg.build import artifacts, debcache, extras
 from guestpkg.build.context import BuildContext
-from guestpkg.build.depends import install_build_deps
+from guestpkg.build.depends import (
+    download_build_deps,
+    install_build_deps,
+    private_cache,
+    write_dummy_package,
+)
 from guestpkg.build.extras import EXTRA_MOUNT, ExtraSources, IndexedDeb
 from guestpkg.build.source import BUILD_MOUNT
 from guestpkg.buildroot import fork
@@ -167,12 +178,19 @@ def run_piuparts(ctx: BuildContext) -> str:
     except ParseError as e:
         ctx.log.warn(f"piuparts: a built package: {e.message}")
         return "error"
-    # The dependencies' and piuparts's layers come from the buildroot's own sources,
-    # for the build architecture: not the build's extra sources or host architecture.
+    # piuparts's layer comes from the buildroot's own sources, for the build
+    # architecture: not the build's extra sources or host architecture.  The
+    # dependencies' layer too, unless the build had an extra repository: then they
+    # are resolved and downloaded over it as well, as the build's own dependencies
+    # were (its lists, keys and CA set, its own download directory).
     tool_ctx = dataclasses.replace(ctx, extras=None, options=dataclasses.replace(
         ctx.options, extras=ExtraSources(), host_arch=""))
+    with_repositories = (ctx.extras is not None and bool(ctx.extras.repositories)
+                         and not ctx.cross)
     with contextlib.ExitStack() as stack:
-        dep_debs = stack.enter_context(_dependency_debs(tool_ctx, needed))
+        dep_debs = stack.enter_context(_dependency_debs(
+            ctx if with_repositories else tool_ctx, needed,
+            frozenset(deb.package for deb in given)))
         repository = extras.prepare(ExtraSources(packages=(
             *(built.directory / "debs" / deb.file_name for deb in built.debs),
             *(ctx.extras.directory / "debs" / deb.file_name
@@ -206,22 +224,52 @@ def run_piuparts(ctx: BuildContext) -> str:
 
 
 @contextlib.contextmanager
-def _dependency_debs(ctx: BuildContext, needed: Sequence[str]) -> Iterator[list[Path]]:
-    """The .debs of *needed* that the base root lacks, from the download cache
-    (fetched there first, as for a build-dependency layer), held in use."""
+def _dependency_debs(ctx: BuildContext, needed: Sequence[str],
+                     given: frozenset[str]) -> Iterator[list[Path]]:
+    """The .debs of *needed* that the base root lacks, held in use: from the
+    download cache (fetched there first, as for a build-dependency layer), and with an
+    extra repository from the build's own download directory
+    (:func:`guestpkg.build.depends.private_cache`: that repository's packages never
+    enter the shared cache).  A package named in *given* (the build's
+    ``--extra-package`` .debs, in piuparts's repository already) that apt took from
+    the build's local repository is left out."""
     relations = BuildRelations(tuple(needed), ())
     with install_build_deps(ctx, relations) as (layer, _cached), \
             debcache.using_cache(ctx.config) as cache:
-        found: list[Path] = []
-        for action in layer.packages if layer else ():
-            name = debcache.deb_file_name(action)
-            if name is None:
-                continue
-            if not (cache / name).is_file():
-                raise BuildFailed(f"the download cache lacks {name} (a guestpkg cache "
-                                  "clean meanwhile?)", ctx.log.path)
-            found.append(cache / name)
-        yield found
+        names = [name for action in (layer.packages if layer else ())
+                 if (name := debcache.deb_file_name(action)) is not None]
+        private = private_cache(ctx)
+
+        def missing() -> list[str]:
+            # A given package apt took from the local repository (a file: source,
+            # read in place) is not downloaded anywhere.
+            return [name for name in names if _downloaded(name, cache, private) is None
+                    and name.split("_")[0] not in given]
+
+        if private is not None and missing():
+            # A cached layer: its repository's packages were downloaded by another
+            # build, into that build's own directory.  Download them again, over the
+            # base root (what the layer holds, resolved there).
+            dummy = write_dummy_package(relations, ctx.host_arch, ctx.work)
+            with fork(ctx.config, ctx.base, []) as f:
+                download_build_deps(ctx, f, dummy, cache, private)
+        if lacking := missing():
+            raise BuildFailed(f"the download cache lacks {lacking[0]} (a guestpkg cache "
+                              "clean meanwhile?)", ctx.log.path)
+        yield [path for name in names
+               if (path := _downloaded(name, cache, private)) is not None]
+
+
+def _downloaded(name: str, cache: Path, private: Path | None) -> Path | None:
+    """The .deb *name* as apt downloaded it: in the build's own directory (a file
+    there, not one of the links to the shared cache apt was given), else in the
+    shared cache."""
+    for directory in (private, cache):
+        if directory is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISREG((directory / name).lstat().st_mode):
+                    return directory / name
+    return None
 
 
 def _keep_log(ctx: BuildContext, upper: Path) -> None:

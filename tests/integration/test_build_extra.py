@@ -4,8 +4,9 @@ package whose Build-Depends names a package that only the extra .deb (made here 
 dpkg-deb) provides, from a local file and from a signed repository served on
 127.0.0.1 (a key made here with gpg), over http and over https (a CA and server
 certificates made here with openssl, the CA given with --extra-repository-ca: never
-the machine's CA set); each different extra package makes a layer of its own.  The
-bad inputs give one line and exit status 2.
+the machine's CA set); each different extra package makes a layer of its own; piuparts
+of a built package that needs the repository's package at run time.  The bad inputs
+give one line and exit status 2.
 
 The dependency phase's apt runs in the host's network namespace (the sandbox's one
 relaxation for that phase), so it reaches a server on the host's 127.0.0.1."""
@@ -68,9 +69,10 @@ clean:
 """
 
 
-def make_source(directory: Path) -> Path:
+def make_source(directory: Path, depends: str = "") -> Path:
     """A native source package without debhelper whose only build dependency is
-    the extra package (its layer holds that package alone: cheap to make)."""
+    the extra package (its layer holds that package alone: cheap to make); its
+    binary package needs *depends* at run time."""
     tree = directory / "needs-extra-1.0"
     (tree / "debian" / "source").mkdir(parents=True)
     (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
@@ -80,6 +82,7 @@ def make_source(directory: Path) -> Path:
         f"Build-Depends: {PROVIDED} (>= 1.0)\nRules-Requires-Root: no\n"
         "Standards-Version: 4.6.2\n\n"
         "Package: needs-extra\nArchitecture: all\n"
+        + (f"Depends: {depends}\n" if depends else "") +
         "Description: built only with the extra package\n a test package\n")
     (tree / "debian" / "changelog").write_text(
         "needs-extra (1.0) unstable; urgency=medium\n\n  * Test.\n\n"
@@ -219,7 +222,10 @@ def serve(directory: Path) -> Iterator[str]:
 
 def test_extra_repository_verified_with_its_key(test_config: Config, base_root: BaseRoot,
                                                 tmp_path: Path) -> None:
-    tree = make_source(tmp_path)
+    """... and piuparts of the built package, which needs the repository's package
+    at run time too: resolved and downloaded over the repository as well."""
+    tree = make_source(tmp_path, depends=PROVIDED)
+    before = layers_with_extra(test_config)
     deb = make_extra_deb(tmp_path, f"repo-{os.getpid()}")
     signer, stranger = tmp_path / "signer", tmp_path / "stranger"
     (tmp_path / "signer.asc").write_bytes(make_key(signer, "signer"))
@@ -239,15 +245,37 @@ def test_extra_repository_verified_with_its_key(test_config: Config, base_root: 
         # With a deb-src line as sbuild users paste it (the repository has no
         # Sources index: apt-get update of it would fail).
         result = build_package(test_config, tree, tmp_path / "out", BuildOptions(
-            tee=False, extras=ExtraSources(repositories=(line, f"deb-src {url} test main"),
-                                           keys=(tmp_path / "signer.asc",))))
+            tee=False, checks=frozenset({"piuparts"}),
+            extras=ExtraSources(repositories=(line, f"deb-src {url} test main"),
+                                keys=(tmp_path / "signer.asc",))))
+        # Again: both layers cached, so this build downloaded nothing; piuparts's
+        # dependency from the repository is downloaded for it into the build's own
+        # directory.
+        again = build_package(test_config, tree, tmp_path / "again", BuildOptions(
+            tee=False, checks=frozenset({"piuparts"}),
+            extras=ExtraSources(repositories=(line,), keys=(tmp_path / "signer.asc",))))
+    assert again.layer_cached
+    again_log = again.log_path.read_text().split("\npiuparts\n--------\n")[1]
+    assert "using cached build-dependency layer" in again_log
+    assert "an extra repository: downloads go to " in again_log, again_log[-3000:]
+    assert f"Setting up {PROVIDED} (1.0) " in again_log
+    assert "\nPiuparts: pass\n" in again_log, again_log[-3000:]
     assert marker_of(tmp_path / "out" / "needs-extra_1.0_all.deb") == f"repo-{os.getpid()}"
     assert result.layer_key is not None
+    # piuparts installed the built package with the repository's package (from its
+    # local repository: piuparts's chroot has no network) and passed
+    log = result.log_path.read_text()
+    assert "a local repository of 2 .debs (1 of them dependencies)" in log, log[-3000:]
+    assert f"Setting up {PROVIDED} (1.0) " in log
+    assert "\nPiuparts: pass\n" in log.split("| Summary ")[1], log[-3000:]
     # The repository's package never entered the shared download cache.
     assert not list((test_config.cachedir / "debs").glob(f"{PROVIDED}_*"))
-    # The layer is this run's alone (its marker): removed again, not left in the cache.
-    layer = layers.read_layer(test_config, result.layer_key)
-    assert layer is not None and layers.remove_layer(test_config, layer)
+    # The layers are this run's alone (its marker): removed again, not left in the cache.
+    made = [layer for layer in layers.list_layers(test_config)
+            if layer.key in layers_with_extra(test_config) - before]
+    assert result.layer_key in {layer.key for layer in made}
+    for layer in made:
+        assert layers.remove_layer(test_config, layer)
 
 
 # --- the same repository over https ----------------------------------------------------
