@@ -54,7 +54,7 @@ from guestpkg.build.piuparts import run_piuparts
 from guestpkg.build.source import BUILD_MOUNT
 from guestpkg.buildroot import Fork, fork
 from guestpkg.debian.control import BuildMode, BuildRelations, reduce_relations
-from guestpkg.errors import BuildFailed, ParseError
+from guestpkg.errors import BuildFailed, GuestpkgError, Interrupted, ParseError
 from guestpkg.run import DEFAULT_PATH, apt_env
 from guestpkg.sandbox import APT_CAPABILITIES, Bind, SandboxSpec, run_sandboxed
 
@@ -96,7 +96,11 @@ def run_post_build(ctx: BuildContext) -> None:
         buildlog.append(ctx, summary.subsubsection(check.value))
         try:
             result = RUNNERS[check](ctx)
-        except BuildFailed as e:    # the tool could not be installed: no result
+        except Interrupted:
+            raise
+        except GuestpkgError as e:
+            # the check could not run (its tool not installable, an input our own
+            # code refused): no result, and the build's own results stand
             ctx.log.warn(f"{check.value}: {e.message}")
             result = "error"
         ctx.post_build[check.summary_key] = result
