@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """guestpkg.build.postbuild's pure parts: sbuild's lintian reasons, the test
 dependencies read from a (hostile) debian/tests/control, the post_build_fail
 setting, and what a check that can't run gives (with a stand-in build context)."""
