@@ -77,6 +77,9 @@ def build_graph(config: Config, graph: Graph, bootstrap: BootstrapSet, *, jobs: 
     *execute* builds one planned recipe into its ``ctx.result`` (here by default; on a
     buildhost with ``recipe build --buildhosts``, guestpkg.buildhost.coordinator)."""
     tell = progress or (lambda node, state, detail: None)
+    # what killed builds left (locks free), as a fork reaps dead forks: never a
+    # running build's, and a listing of two directories when there is nothing
+    workdirs.reap(config, ("builds",))
     order = graph.order()
     durations = load_durations(config)
     work = graph.remaining_work(estimate(durations))
@@ -235,6 +238,7 @@ def check_reproducible(config: Config, graph: Graph, node: Node, bootstrap: Boot
     variants = (("/build/recipe", 1), (f"/build/check-{secrets.token_hex(4)}",
                                        max(2, len(os.sched_getaffinity(0)) * 2)))
     digests: list[str] = []
+    workdirs.reap(config, ("check",))
     with workdirs.owned(config, "check", "check") as scratch:
         for number, (build_path, jobs) in enumerate(variants, 1):
             ctx = plan_build(config, graph, node, bootstrap, results, jobs, build_path)

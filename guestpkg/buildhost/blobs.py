@@ -14,7 +14,6 @@ unverified ever has a final name, so nothing unverified enters a build or the ca
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
@@ -67,11 +66,14 @@ def put_bytes(client: redis.Redis[bytes], data: bytes) -> str:
 
 
 def fetch(client: redis.Redis[bytes], sha256: str, destination: Path, max_size: int,
-          what: str) -> int:
+          what: str, *, in_place: bool = False) -> int:
     """Write the blob *sha256* to *destination*, verified; returns its size.
 
     :class:`InputError` if it is missing, bigger than *max_size* or not what its digest
-    says (then nothing is left at *destination* or beside it)."""
+    says (then nothing is left at *destination* or beside it).  *in_place* writes
+    straight into *destination*, which must be a temporary name the caller holds (the
+    coordinator's receive file, guestpkg.recipe.workdirs: a kill leaves only what
+    ``guestpkg cache clean`` reaps, not a second name beside it)."""
     if not is_sha256(sha256):
         raise InputError(f"{what}: {sha256[:70]!r} is not a SHA256")
     header = client.get(f"{_KEY}{sha256}")
@@ -86,11 +88,12 @@ def fetch(client: redis.Redis[bytes], sha256: str, destination: Path, max_size: 
     if size > max_size or chunks > size // CHUNK + 1:
         raise InputError(f"{what}: blob {sha256} is {size} bytes, more than the "
                          f"{max_size} allowed")
-    tmp = destination.with_name(f"{fsutil.TMP_PREFIX}{destination.name}."
-                                f"{secrets.token_hex(4)}")
+    tmp = destination if in_place else destination.with_name(
+        f"{fsutil.TMP_PREFIX}{destination.name}.{secrets.token_hex(4)}")
     hasher = hashlib.sha256()
     written = 0
     try:
+        # O_EXCL: never through a link planted at the name, never another's file
         with open(tmp, "xb") as out:
             for n in range(chunks):
                 data = client.get(f"{_KEY}{sha256}:{n}")
@@ -107,9 +110,10 @@ def fetch(client: redis.Redis[bytes], sha256: str, destination: Path, max_size: 
             raise InputError(f"{what}: received {written} bytes with SHA256 "
                                    f"{hasher.hexdigest()}, expected {size} bytes with "
                                    f"SHA256 {sha256}")
-        os.replace(tmp, destination)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if not in_place:
+            os.replace(tmp, destination)
+    except BaseException:  # also Ctrl-C: nothing unverified stays
+        tmp.unlink(missing_ok=True)
+        raise
     fsutil.fsync_dir(destination.parent)
     return size

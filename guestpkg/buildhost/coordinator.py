@@ -64,7 +64,7 @@ from guestpkg.errors import (
     SystemStateError,
     TrustError,
 )
-from guestpkg.recipe import cache
+from guestpkg.recipe import cache, workdirs
 from guestpkg.recipe.layers import policy as reader_policy
 
 log = logging.getLogger(__name__)
@@ -276,12 +276,12 @@ class Coordinator:
                              f"{listed.key_id} that {self.config.buildhosts} lists for "
                              f"{res.host}; refused")
         directory = ctx.result.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        received = directory / f"{fsutil.TMP_PREFIX}recv.{job.job_id}.dcfpkg"
-        try:
+        # held as a build's result being written: one killed mid-receive leaves a file
+        # that cache clean (and the next recipe build) reaps, never a running one's
+        with workdirs.receiving(self.config, ctx.recipe.name) as received:
             retrying(self.broker, f"receiving {job.recipe_id}", lambda: blobs.fetch(
                 self.redis, res.sha256, received, min(res.size, self.config.dcfpkg_max_size),
-                what))
+                what, in_place=True))
             size = received.stat().st_size
             with open(received, "rb") as f:   # the header only: the signature first
                 meta = read_metadata(f, what)
@@ -305,9 +305,6 @@ class Coordinator:
                 if times is not None:
                     f.write(timing_line(res, times, time.monotonic()))
             os.replace(received, ctx.result)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                received.unlink()
         fsutil.fsync_dir(directory)
         accepted = cache.cached(ctx.result, ctx.key)
         if accepted is None or accepted.sha256 != res.sha256:

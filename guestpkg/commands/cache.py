@@ -32,12 +32,14 @@ in place) or whose bootstrap set is no longer current (after guestpkg recipe
 bootstrap --update) can never be used again, nor can a replaced bootstrap set.  A
 recipe build or check killed mid-way (SIGKILL, a power cut) leaves its work directory
 under VARDIR/recipes/builds or VARDIR/recipes/check (and perhaps a result being
-written in CACHEDIR/dcfpkg).
+written in CACHEDIR/dcfpkg, or one a coordinator of recipe build --buildhosts was
+receiving); the next recipe build or check removes its own kind's when it starts.
 
   list            key, buildroot, state (current or stale), packages, size and age;
                   the number and size of the cached .debs; the recipe layers (state,
-                  size, age), the work directories of recipe builds (running or
-                  leftover), results and bootstrap sets
+                  size, age), the work directories of recipe builds and the
+                  results being written or received (running or leftover), results
+                  and bootstrap sets
   clean           remove the stale layers, the cached .debs no current layer has, the
                   stale recipe layers, the replaced bootstrap sets and what killed
                   recipe builds left

@@ -66,7 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     graph.add_argument("--arch", choices=ARCHES, default=None,
                        help="the architecture to resolve for (default: this machine's)")
     graph.add_argument("--dot", action="store_true", help="print Graphviz dot")
-    build = sub.add_parser("build", help="build recipes into dcfpkgs")
+    build = sub.add_parser(
+        "build", help="build recipes into dcfpkgs",
+        description="Build recipes and what they need into dcfpkgs, inputs first.  "
+        "First removes what builds killed mid-way left (work directories, results being "
+        "written or received; see guestpkg cache list), never a running build's.")
     build.add_argument("recipes_requested", metavar="RECIPE", nargs="*")
     build.add_argument("--arch", choices=ARCHES, default=None,
                        help="the architecture to build for (default: this machine's)")

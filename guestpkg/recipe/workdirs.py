@@ -8,7 +8,9 @@ packages it compares in one::
     <vardir>/recipes/builds/.tmp-<name>.<hex>.lock    its owner holds an exclusive flock
     <vardir>/recipes/check/.tmp-check.<hex>/          a check's scratch, locked the same
     <cachedir>/dcfpkg/.tmp-<name>.<hex>.part           a result being written, named
-                                                      after its build's directory
+                                                      after its build's directory, or
+                                                      received from a buildhost (its
+                                                      lock in builds/, no directory)
 
 A directory is removed when its ``with`` block ends, also on an error or Ctrl-C.  A
 build killed mid-way (SIGKILL, a power cut) leaves it, and the flock dies with the
@@ -16,9 +18,13 @@ process: ``guestpkg cache list`` shows such a directory as ``leftover`` and
 ``guestpkg cache clean`` (:func:`reap`) removes it, and never one whose lock is held
 (``running``), as :func:`guestpkg.buildroot.forks.reap_forks` does for forks.  The
 lock is taken before the directory is made, so a directory without a held lock has
-no owner.  Nothing is followed: only real directories (``lstat``) named as above are
-touched, and :func:`guestpkg.fsutil.remove_tree` removes trees of the build user's
-subordinate ids and directories without permissions.
+no owner.  ``guestpkg recipe build`` reaps the leftovers of builds at its start
+(:func:`reap` with ``kinds=("builds",)``), as forks are reaped when a build forks,
+and ``guestpkg recipe check`` those of checks: a user whose build was killed does
+not pile up trees until ``cache clean``.  Nothing is followed: only real
+directories (``lstat``) and files named as above are touched, and
+:func:`guestpkg.fsutil.remove_tree` removes trees of the build user's subordinate ids
+and directories without permissions.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import secrets
@@ -36,6 +43,8 @@ from pathlib import Path
 
 from guestpkg import fsutil
 from guestpkg.config import Config
+
+log = logging.getLogger(__name__)
 
 KINDS = ("builds", "check")
 RESULT_SUFFIX = ".part"  # not .dcfpkg: never taken for a result
@@ -64,6 +73,25 @@ def owned(config: Config, kind: str, name: str) -> Iterator[Path]:
         finally:
             fsutil.remove_tree(directory)
             _lock(directory).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def receiving(config: Config, name: str) -> Iterator[Path]:
+    """A name in the results directory to receive *name*'s result into (the
+    coordinator of ``recipe build --buildhosts``), not yet made, held as a build's
+    result being written is (the lock in builds/, with no directory), and removed with
+    its lock when the context ends."""
+    parent = top(config, "builds")
+    parent.mkdir(parents=True, exist_ok=True)
+    results = config.cachedir / "dcfpkg"
+    results.mkdir(parents=True, exist_ok=True)
+    owner = f"{fsutil.TMP_PREFIX}{name}.{secrets.token_hex(6)}"
+    with _owner_lock(parent / f"{owner}.lock"):
+        try:
+            yield results / f"{owner}{RESULT_SUFFIX}"
+        finally:
+            (results / f"{owner}{RESULT_SUFFIX}").unlink(missing_ok=True)
+            (parent / f"{owner}.lock").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -134,18 +162,22 @@ class Reaped:
     running: int = 0
 
 
-def reap(config: Config) -> Reaped:
-    """Remove what killed builds and checks left (their lock is free); a running
-    one's directory stays."""
+def reap(config: Config, kinds: tuple[str, ...] = KINDS) -> Reaped:
+    """Remove what killed builds and checks (of *kinds*: a build's results being
+    written or received go with ``builds``) left, whose lock is free; a running one's
+    stays.  Cheap when there is nothing: a listing of two or three directories."""
     removed = running = 0
-    for path, _kind, lock in list(_candidates(config)):
+    for path, kind, lock in list(_candidates(config)):
+        if (kind if kind != "results" else "builds") not in kinds:
+            continue
         with _free(lock) as free:
             if not free:
                 running += 1
                 continue
+            log.info("removing %s, left by a killed guestpkg", path)
             fsutil.remove_tree(path)
             removed += 1
-    for kind in KINDS:  # the locks of what is gone (also of a build killed before mkdir)
+    for kind in kinds:  # the locks of what is gone (also of a build killed before mkdir)
         parent = top(config, kind)
         for entry in sorted(parent.glob(".tmp-*.lock")) if parent.is_dir() else ():
             directory = entry.with_name(entry.name.removesuffix(".lock"))

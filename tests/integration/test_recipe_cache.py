@@ -2,10 +2,13 @@
 """``guestpkg cache list|clean`` and the recipe cache: unpacked-package layers no
 cached result has any more are reaped, layers a build holds are kept, replaced
 bootstrap sets go, and ``--all`` removes the results too; the work directories of
-builds killed mid-way are listed and reaped, never a running build's."""
+builds killed mid-way (and the results a killed coordinator was receiving) are
+listed and reaped, by cache clean and by the next recipe build, never a running
+build's."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 from guestpkg.config import Config
+from guestpkg.recipe import workdirs
 from guestpkg.recipe.bootstrap import BootstrapSet
 from guestpkg.recipe.layers import held_layers, layers_dir, set_layer
 from tests.support.recipetree import write_recipe
@@ -156,26 +160,49 @@ def test_cache_clean_reaps_the_work_trees_of_killed_builds(
     # a link named like a work directory is not followed
     os.symlink(victim / "dir", killed.with_name(".tmp-link.000000000000"))
 
-    # a result being written when its build was killed
+    # a result being written when its build was killed, and one being received by a
+    # killed coordinator of recipe build --buildhosts (its lock free, no directory)
     packing = config.cachedir / "dcfpkg" / f"{killed.name}.part"
     packing.write_bytes(b"half a package")
+    receiving = config.cachedir / "dcfpkg" / ".tmp-gone.0123456789ab.part"
+    receiving.write_bytes(b"half a package")
+    (config.vardir / "recipes" / "builds" / ".tmp-gone.0123456789ab.lock").write_text("")
 
-    running, alive = start_build(config, "running")
-    try:
+    with contextlib.ExitStack() as held:
+        # a build's tree and a receive this process holds: a build starting reaps the
+        # leftovers above, never these
+        tree = held.enter_context(workdirs.owned(config, "builds", "held"))
+        (tree / "upper").mkdir()
+        received = held.enter_context(workdirs.receiving(config, "held"))
+        received.write_bytes(b"half a package")
+        running, alive = start_build(config, "running")
+        held.callback(running.wait)
+        held.callback(running.send_signal, signal.SIGKILL)
+        assert not killed.exists() and not os.path.lexists(f"{killed}.lock")
+        assert not packing.exists() and not receiving.exists()
+        assert (tree / "upper").is_dir() and received.exists()
+        assert sorted(p.name for p in (config.vardir / "recipes" / "builds").iterdir()) \
+            == sorted([".tmp-link.000000000000", alive.name, f"{alive.name}.lock",
+                       tree.name, f"{tree.name}.lock",
+                       received.name.removesuffix(".part") + ".lock"])
+
         writing = config.cachedir / "dcfpkg" / f"{alive.name}.part"
         writing.write_bytes(b"half a package")
+        old = config.vardir / "recipes" / "builds" / ".tmp-old.0123456789ab"
+        (old / "upper").mkdir(parents=True)
+        left = config.cachedir / "dcfpkg" / f"{old.name}.part"
+        left.write_bytes(b"half a package")
         rows = workdir_rows(guestpkg(config, "cache", "list"))
-        assert rows == {killed.name: "leftover", packing.name: "leftover",
-                        alive.name: "running", writing.name: "running"}
+        assert rows == {old.name: "leftover", left.name: "leftover", tree.name: "running",
+                        received.name: "running", alive.name: "running",
+                        writing.name: "running"}
         out = guestpkg(config, "cache", "clean")
-        assert "removed 2 leftover(s) of killed recipe builds, 2 of running builds kept" in out
-        assert not killed.exists() and not os.path.lexists(f"{killed}.lock")
-        assert not packing.exists() and writing.exists()
+        assert "removed 2 leftover(s) of killed recipe builds, 4 of running builds kept" in out
+        assert not old.exists() and not left.exists()
+        assert writing.exists() and received.exists() and (tree / "upper").is_dir()
         assert (alive / "upper" / "build" / "recipe" / "started").exists()
         assert running.poll() is None
-    finally:
-        running.send_signal(signal.SIGKILL)
-        running.wait()
+    assert not tree.exists() and not received.exists()
     assert workdir_rows(guestpkg(config, "cache", "list")) == {alive.name: "leftover",
                                                                writing.name: "leftover"}
     guestpkg(config, "cache", "clean")

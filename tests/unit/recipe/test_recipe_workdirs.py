@@ -7,6 +7,10 @@ of subordinate ids) is tests/integration/test_recipe_cache.py."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from guestpkg.config import Config
@@ -39,3 +43,40 @@ def test_held_kept_orphans_reaped_others_untouched(tmp_path: Path,
             held.name, f"{held.name}.lock", "not-ours", ".tmp-link.0123456789ab"])
     assert not held.exists() and not os.path.lexists(f"{held}.lock")
     assert (victim / "file").read_text() == "mine\n"
+
+
+def test_a_receive_killed_is_listed_and_reaped_a_held_one_kept(tmp_path: Path) -> None:
+    """The coordinator of ``recipe build --buildhosts`` receives a result into a name
+    of :func:`workdirs.receiving`: SIGKILLed mid-receive, its file is a leftover that
+    cache clean removes; one this process holds is running and stays."""
+    config = Config.defaults(vardir=tmp_path / "var", cachedir=tmp_path / "cache")
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from pathlib import Path
+            from guestpkg.config import Config
+            from guestpkg.recipe import workdirs
+            config = Config.defaults(vardir=Path({str(config.vardir)!r}),
+                                     cachedir=Path({str(config.cachedir)!r}))
+            with workdirs.receiving(config, "zlib") as received:
+                received.write_bytes(b"half a package")
+                print(received, flush=True)
+                time.sleep(600)
+            """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        killed = Path(child.stdout.readline().strip())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert killed.parent == config.cachedir / "dcfpkg" and killed.exists()
+    with workdirs.receiving(config, "zlib") as held:
+        held.write_bytes(b"half a package")
+        assert {(w.path, w.kind, w.state) for w in workdirs.list_workdirs(config)} == {
+            (killed, "results", "leftover"), (held, "results", "running")}
+        assert workdirs.reap(config) == workdirs.Reaped(removed=1, running=1)
+        assert held.exists() and not killed.exists()
+        assert sorted(p.name for p in workdirs.top(config, "builds").iterdir()) == [
+            held.name.removesuffix(workdirs.RESULT_SUFFIX) + ".lock"]
+    assert not held.exists()
+    assert list(workdirs.top(config, "builds").iterdir()) == []
