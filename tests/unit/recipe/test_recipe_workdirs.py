@@ -80,3 +80,19 @@ def test_a_receive_killed_is_listed_and_reaped_a_held_one_kept(tmp_path: Path) -
             held.name.removesuffix(workdirs.RESULT_SUFFIX) + ".lock"]
     assert not held.exists()
     assert list(workdirs.top(config, "builds").iterdir()) == []
+
+
+def test_a_build_reaps_only_builds_and_a_check_only_checks(tmp_path: Path) -> None:
+    """What recipe build (kinds builds: with the results being written or received)
+    and recipe check (kinds check) reap when they start."""
+    config = Config.defaults(vardir=tmp_path / "var", cachedir=tmp_path / "cache")
+    built = workdirs.top(config, "builds") / ".tmp-zlib.0123456789ab"
+    checked = workdirs.top(config, "check") / ".tmp-check.0123456789ab"
+    part = config.cachedir / "dcfpkg" / ".tmp-gone.0123456789ab.part"
+    for directory in (built, checked, part.parent):
+        directory.mkdir(parents=True)
+    part.write_bytes(b"half a package")
+    assert workdirs.reap(config, ("builds",)) == workdirs.Reaped(removed=2)
+    assert checked.is_dir() and not built.exists() and not part.exists()
+    assert workdirs.reap(config, ("check",)) == workdirs.Reaped(removed=1)
+    assert not checked.exists()
