@@ -48,6 +48,7 @@ from guestpkg.dcfpkg.keys import SecretKey, b64encode, read_public_key, read_sec
 from guestpkg.dcfpkg.sigdb import sign
 from guestpkg.errors import ConfigError, GuestpkgError, InputError
 from guestpkg.recipe import key as rkey
+from guestpkg.recipe import workdirs
 from guestpkg.recipe.bootstrap import BootstrapSet, open_set
 from guestpkg.recipe.tree import load_tree
 
@@ -164,6 +165,7 @@ def serve(config: Config) -> int:
     if jobs_dir.is_dir():   # what a killed worker left
         for leftover in jobs_dir.iterdir():
             fsutil.remove_tree(leftover)
+    workdirs.reap(state.config, ("builds",))   # and its recipe builds' work trees
 
     def heartbeat() -> None:
         while True:

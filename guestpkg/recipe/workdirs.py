@@ -25,6 +25,11 @@ not pile up trees until ``cache clean``.  Nothing is followed: only real
 directories (``lstat``) and files named as above are touched, and
 :func:`guestpkg.fsutil.remove_tree` removes trees of the build user's subordinate ids
 and directories without permissions.
+
+A result being written whose owner has neither lock nor directory in this state
+directory is another state directory's over the same cache (two buildhosts on one
+machine) and is left alone.  ``guestpkg buildhost serve`` reaps its builds'
+leftovers when it starts, with its jobs' directories.
 """
 
 from __future__ import annotations
@@ -144,12 +149,17 @@ def _candidates(config: Config) -> Iterator[tuple[Path, str, Path]]:
         for entry in sorted(parent.iterdir()) if parent.is_dir() else ():
             if _NAME.fullmatch(entry.name) and stat.S_ISDIR(entry.lstat().st_mode):
                 yield entry, kind, _lock(entry)
+    # A result being written has its owner's lock (and a build's, its directory) in
+    # the writer's state directory, made before the file and removed after it:
+    # without either here it is another state directory's over the same cache (two
+    # buildhosts, a user's GUESTPKG_VARDIR), not a dead owner's.
     results = config.cachedir / "dcfpkg"
     for entry in sorted(results.iterdir()) if results.is_dir() else ():
-        owner = entry.name.removesuffix(RESULT_SUFFIX)
-        if (entry.name.endswith(RESULT_SUFFIX) and _NAME.fullmatch(owner)
-                and stat.S_ISREG(entry.lstat().st_mode)):
-            yield entry, "results", top(config, "builds") / f"{owner}.lock"
+        owner = top(config, "builds") / entry.name.removesuffix(RESULT_SUFFIX)
+        if (entry.name.endswith(RESULT_SUFFIX) and _NAME.fullmatch(owner.name)
+                and stat.S_ISREG(entry.lstat().st_mode)
+                and (os.path.lexists(_lock(owner)) or os.path.lexists(owner))):
+            yield entry, "results", _lock(owner)
 
 
 def list_workdirs(config: Config) -> list[WorkDir]:

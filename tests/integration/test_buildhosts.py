@@ -348,6 +348,18 @@ def test_a_buildhost_killed_mid_build_loses_its_job_to_another(
         c.hosts[victim].wait()
         out, _ = coordinator.communicate(timeout=600)
         assert coordinator.returncode == 0, out
+        # the killed host left its job's directory and its build's work tree; when it
+        # serves again it removes both
+        var = tmp_path / "cluster" / victim / "var"
+        trees = sorted((var / "recipes" / "builds").glob(".tmp-bhtool.*"))
+        jobs = list((var / "buildhost" / victim / "jobs").iterdir())
+        assert [t.suffix for t in trees] == [trees[0].suffix, ".lock"] and jobs, trees
+        left = [*trees, *jobs]
+        serve_out = tmp_path / "cluster" / victim / "serve.out"
+        c.start_host(victim, test_config.cachedir)
+        wait_for(lambda: serve_out.read_text().count(f"buildhost {victim}: serving") == 2,
+                 60, f"{victim} to serve again")
+        assert not any(os.path.lexists(p) for p in left), serve_out.read_text()
     assert f"lost     bhtool/1.0/1 (x86_64) on {victim}: sent again" in out, out
     assert "built 5, cached 0, failed 0, skipped 0" in out, out
     survivor = next(n for n in hosts if n != victim)

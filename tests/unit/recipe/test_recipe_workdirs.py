@@ -92,7 +92,26 @@ def test_a_build_reaps_only_builds_and_a_check_only_checks(tmp_path: Path) -> No
     for directory in (built, checked, part.parent):
         directory.mkdir(parents=True)
     part.write_bytes(b"half a package")
+    # its killed owner's lock, left as a kill leaves it (free)
+    (workdirs.top(config, "builds") / ".tmp-gone.0123456789ab.lock").write_text("")
     assert workdirs.reap(config, ("builds",)) == workdirs.Reaped(removed=2)
     assert checked.is_dir() and not built.exists() and not part.exists()
     assert workdirs.reap(config, ("check",)) == workdirs.Reaped(removed=1)
     assert not checked.exists()
+
+
+def test_a_result_written_for_another_state_directory_is_not_ours(tmp_path: Path) -> None:
+    """Two state directories over one cache (two buildhosts of a lab, a test area, a
+    user's GUESTPKG_VARDIR): a result being written has its owner's lock in the
+    writer's state directory, so the other sees no lock for it.  A lock that is not
+    there is not a dead owner: the file is neither listed nor removed."""
+    cache = tmp_path / "cache"
+    writer = Config.defaults(vardir=tmp_path / "var-writer", cachedir=cache)
+    other = Config.defaults(vardir=tmp_path / "var-other", cachedir=cache)
+    with workdirs.receiving(writer, "zlib") as part:
+        part.write_bytes(b"half a package")
+        assert workdirs.list_workdirs(other) == []
+        assert workdirs.reap(other) == workdirs.Reaped(0, 0)
+        assert part.read_bytes() == b"half a package"
+        assert [w.state for w in workdirs.list_workdirs(writer)] == ["running"]
+    assert not part.exists()
