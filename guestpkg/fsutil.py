@@ -210,6 +210,26 @@ def locked(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterat
         os.close(fd)
 
 
+
+@contextlib.contextmanager
+def owner_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on *path* (created if missing, never through a link)
+    that is still *path*'s inode once held.
+
+    For a work directory whose owner holds it while it lives: a reaper that finds the
+    lock free removes the directory and unlinks the lock file, and whoever opened the
+    old inode just before would otherwise hold a lock nobody else can find."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
+                    yield
+                    return
+        finally:
+            os.close(fd)
+
 # --- reading what an untrusted party could have written ------------------------------
 
 _NOFOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

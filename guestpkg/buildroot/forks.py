@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import secrets
@@ -165,23 +164,6 @@ def shift_ids(tree: Path, ids: Slice) -> None:
             shift(os.path.join(directory, name))
 
 
-@contextlib.contextmanager
-def _owner_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on *path* that is still *path*'s inode once we have it.
-
-    The reaper unlinks a lock file it holds; whoever opened the old inode just before
-    would otherwise lock a file nobody else can find any more."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with contextlib.suppress(FileNotFoundError):
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    yield
-                    return
-        finally:
-            os.close(fd)
-
 
 def reap_forks(config: Config) -> list[Path]:
     """Remove the forks whose owner died (nobody holds their lock); returns them."""
@@ -243,7 +225,7 @@ def fork(config: Config, base: BaseRoot, layers: Sequence[Path] = ()) -> Iterato
     directory = top / fork_id
     with contextlib.ExitStack() as stack:
         # The lock first: a directory without a held lock is the reaper's to take.
-        stack.enter_context(_owner_lock(top / f"{fork_id}.lock"))
+        stack.enter_context(fsutil.owner_lock(top / f"{fork_id}.lock"))
         stack.callback(lambda: (top / f"{fork_id}.lock").unlink(missing_ok=True))
         stack.callback(release_generation, base)
         stack.enter_context(_generation_in_use(base))

@@ -71,7 +71,7 @@ def owned(config: Config, kind: str, name: str) -> Iterator[Path]:
     parent = top(config, kind)
     parent.mkdir(parents=True, exist_ok=True)
     directory = parent / f"{fsutil.TMP_PREFIX}{name}.{secrets.token_hex(6)}"
-    with _owner_lock(_lock(directory)):
+    with fsutil.owner_lock(_lock(directory)):
         directory.mkdir(mode=0o700)
         try:
             yield directory
@@ -91,28 +91,13 @@ def receiving(config: Config, name: str) -> Iterator[Path]:
     results = config.cachedir / "dcfpkg"
     results.mkdir(parents=True, exist_ok=True)
     owner = f"{fsutil.TMP_PREFIX}{name}.{secrets.token_hex(6)}"
-    with _owner_lock(parent / f"{owner}.lock"):
+    with fsutil.owner_lock(parent / f"{owner}.lock"):
         try:
             yield results / f"{owner}{RESULT_SUFFIX}"
         finally:
             (results / f"{owner}{RESULT_SUFFIX}").unlink(missing_ok=True)
             (parent / f"{owner}.lock").unlink(missing_ok=True)
 
-
-@contextlib.contextmanager
-def _owner_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock on *path* that is still *path*'s inode once held: the reaper
-    unlinks a free lock file, and a lock on the old inode would hold nothing."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with contextlib.suppress(FileNotFoundError):
-                if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
-                    yield
-                    return
-        finally:
-            os.close(fd)
 
 
 def _held(lock: Path) -> bool:
