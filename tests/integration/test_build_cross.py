@@ -137,24 +137,16 @@ clean:
 def make_cross_source(directory: Path) -> Path:
     """A C source package with hello's build dependencies and the extra tool (so
     its cross layer is hello's and the tool: made on hello's)."""
-    tree = directory / "cross-extra-1.0"
-    (tree / "debian" / "source").mkdir(parents=True)
-    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
-    (tree / "debian" / "control").write_text(
+    return debsrc.native_source(
+        directory / "cross-extra-1.0",
         "Source: cross-extra\nSection: misc\nPriority: optional\n"
         "Maintainer: guestpkg tests <root@localhost>\n"
         f"Build-Depends: debhelper-compat (= 13), help2man, texinfo, {TOOL} (>= 1.0)\n"
         "Rules-Requires-Root: no\n"
         "Standards-Version: 4.6.2\n\n"
         "Package: cross-extra\nArchitecture: any\n"
-        "Description: cross-built with an extra build tool\n a test package\n")
-    (tree / "debian" / "changelog").write_text(
-        "cross-extra (1.0) unstable; urgency=medium\n\n  * Test.\n\n"
-        " -- guestpkg tests <root@localhost>  Tue, 01 Dec 2026 00:00:00 +0000\n")
-    rules = tree / "debian" / "rules"
-    rules.write_text(CROSS_RULES)
-    rules.chmod(0o755)
-    return tree
+        "Description: cross-built with an extra build tool\n a test package\n",
+        CROSS_RULES)
 
 
 def test_cross_build_with_an_extra_package(test_config: Config, hello_arm64: Path,

@@ -27,6 +27,7 @@ from guestpkg.build.extras import ExtraSources
 from guestpkg.buildroot import BaseRoot
 from guestpkg.config import Config
 from guestpkg.errors import BuildFailed
+from tests.support import debsrc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,24 +74,16 @@ def make_source(directory: Path, depends: str = "") -> Path:
     """A native source package without debhelper whose only build dependency is
     the extra package (its layer holds that package alone: cheap to make); its
     binary package needs *depends* at run time."""
-    tree = directory / "needs-extra-1.0"
-    (tree / "debian" / "source").mkdir(parents=True)
-    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
-    (tree / "debian" / "control").write_text(
+    return debsrc.native_source(
+        directory / "needs-extra-1.0",
         "Source: needs-extra\nSection: misc\nPriority: optional\n"
         "Maintainer: guestpkg tests <root@localhost>\n"
         f"Build-Depends: {PROVIDED} (>= 1.0)\nRules-Requires-Root: no\n"
         "Standards-Version: 4.6.2\n\n"
         "Package: needs-extra\nArchitecture: all\n"
         + (f"Depends: {depends}\n" if depends else "") +
-        "Description: built only with the extra package\n a test package\n")
-    (tree / "debian" / "changelog").write_text(
-        "needs-extra (1.0) unstable; urgency=medium\n\n  * Test.\n\n"
-        " -- guestpkg tests <root@localhost>  Tue, 01 Dec 2026 00:00:00 +0000\n")
-    rules = tree / "debian" / "rules"
-    rules.write_text(RULES)
-    rules.chmod(0o755)
-    return tree
+        "Description: built only with the extra package\n a test package\n",
+        RULES)
 
 
 def marker_of(deb: Path) -> str:

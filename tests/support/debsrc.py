@@ -112,3 +112,19 @@ def unpacked_source(package: str, workdir: Path) -> Path:
     subprocess.run(["dpkg-source", "--no-check", "-x", str(dsc), str(target)], check=True,
                    stdout=subprocess.DEVNULL, cwd=workdir)
     return target
+
+
+def native_source(tree: Path, control: str, rules: str) -> Path:
+    """A made-up ``3.0 (native)`` source package at *tree* (named ``SOURCE-VERSION``)
+    with *control* and *rules*, and a changelog of that version."""
+    source, version = tree.name.rsplit("-", 1)
+    (tree / "debian" / "source").mkdir(parents=True)
+    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    (tree / "debian" / "control").write_text(control)
+    (tree / "debian" / "changelog").write_text(
+        f"{source} ({version}) unstable; urgency=medium\n\n  * Test.\n\n"
+        " -- guestpkg tests <root@localhost>  Tue, 01 Dec 2026 00:00:00 +0000\n")
+    rules_file = tree / "debian" / "rules"
+    rules_file.write_text(rules)
+    rules_file.chmod(0o755)
+    return tree
